@@ -1,0 +1,97 @@
+#!/usr/bin/env node
+/** The command line at the edge: parse, then run the daemon or reset; user errors are one line. */
+import { readFileSync } from 'node:fs';
+import { DEFAULTS, parseConfig, type Config } from './config.js';
+import { startDaemon } from './daemon.js';
+import { dockerClient } from './docker/network.js';
+import { ApplyError, ConfigError } from './errors.js';
+import { iptablesRunner } from './firewall/iptables.js';
+import { removeOwnedRules } from './firewall/reset.js';
+import { createLogger, type Logger } from './log.js';
+
+const HELP = `on-his-name - a DNS-driven egress firewall for Docker hosts
+
+Usage:
+  on-his-name [options] PATTERN...     allow containers to reach what PATTERNs resolve to
+  on-his-name reset                    remove every rule on-his-name owns in DOCKER-USER
+
+Containers on the Docker network may open tcp connections (--ports) only to addresses
+that a DNS answer for an allowed name carried. Answers arrive as dnstap from the DNS
+server (CoreDNS: dnstap unix://${DEFAULTS.listen} full).
+
+Patterns (case-insensitive, trailing dot optional):
+  example.com.        that name only
+  *.example.com.      one label below example.com (not example.com, not a.b.example.com)
+  api-*.example.com.  '*' inside a label matches within that label
+  **.example.com.     any depth below example.com (not example.com itself)
+
+Options (environment fallback in brackets):
+  --listen PATH        dnstap Unix socket [LISTEN] (default ${DEFAULTS.listen})
+  --socket-uid UID     owner of the socket, the DNS server's user [SOCKET_UID]
+  --socket-gid GID     group of the socket [SOCKET_GID]
+  --network NAME       Docker network [DOCKER_BRIDGE_NAME] (default ${DEFAULTS.network})
+  --interface IFACE    use this host bridge directly, no Docker lookup [INTERFACE]
+  --ports LIST         tcp ports to open (default ${DEFAULTS.ports}) [PORTS]
+  --allow-all          accept the patterns '*' and '**' that allow every name
+  --log-level LEVEL    fatal, error, warn, info, debug, trace, silent (default info) [LOG_LEVEL]
+  --log-format FORMAT  auto (pretty on a terminal, else JSON), json, pretty [LOG_FORMAT]
+  -h, --help           this text
+  -V, --version        the version
+`;
+
+async function main(): Promise<number> {
+  const config = parseConfig(process.argv.slice(2), process.env);
+  if (config.command === 'help') {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (config.command === 'version') {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
+  const log = createLogger(config.logLevel, config.logFormat);
+  if (config.command === 'reset') return reset(log);
+  return run(config, log);
+}
+
+async function run(config: Config, log: Logger): Promise<number> {
+  const daemon = await startDaemon(config, { runner: iptablesRunner(), docker: () => dockerClient(), log });
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  log.info({ signal, allowed: daemon.firewall.allowedCount }, 'stopping; rules stay in place so egress stays closed');
+  await daemon.close();
+  return 0;
+}
+
+async function reset(log: Logger): Promise<number> {
+  const removed = await removeOwnedRules(iptablesRunner());
+  for (const rule of removed) process.stdout.write(`removed: -A DOCKER-USER ${rule.spec}\n`);
+  process.stdout.write(`removed ${removed.length} rule(s) owned by on-his-name from DOCKER-USER\n`);
+  log.debug({ removed: removed.length }, 'reset done');
+  return 0;
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`on-his-name: ${err.message}\n`);
+      process.exitCode = 2;
+    } else if (err instanceof ApplyError) {
+      process.stderr.write(`on-his-name: ${err.message}\n`);
+      process.exitCode = 1;
+    } else {
+      process.stderr.write(`on-his-name: unexpected failure: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exitCode = 1;
+    }
+  },
+);

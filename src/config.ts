@@ -1,0 +1,130 @@
+/**
+ * Command line and environment → Config. Pure: argv and env in, a Config out or a
+ * ConfigError that names the problem and the fix. Flags win over the environment; the
+ * environment names are the Go original's.
+ */
+import { parseArgs } from 'node:util';
+import { ConfigError } from './errors.js';
+
+export type Command = 'run' | 'reset' | 'help' | 'version';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+export type LogFormat = 'auto' | 'json' | 'pretty';
+
+export interface Config {
+  command: Command;
+  patterns: string[];
+  allowAll: boolean;
+  listen: string;
+  socketUid?: number;
+  socketGid?: number;
+  network: string;
+  /** A host bridge interface to use as is, bypassing Docker. */
+  interface?: string;
+  ports: number[];
+  logLevel: LogLevel;
+  logFormat: LogFormat;
+}
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+export const DEFAULTS = {
+  listen: '/run/on-his-name/dnstap.sock',
+  network: 'on-his-name',
+  ports: '80,443',
+  logLevel: 'info',
+  logFormat: 'auto',
+} as const;
+
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+const LOG_FORMATS: readonly LogFormat[] = ['auto', 'json', 'pretty'];
+/** Linux interface names: at most 15 bytes; we also keep them safe to place in iptables-restore text. */
+const INTERFACE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
+
+const OPTIONS = {
+  listen: { type: 'string' },
+  'socket-uid': { type: 'string' },
+  'socket-gid': { type: 'string' },
+  network: { type: 'string' },
+  interface: { type: 'string' },
+  ports: { type: 'string' },
+  'log-level': { type: 'string' },
+  'log-format': { type: 'string' },
+  'allow-all': { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'V' },
+} as const;
+
+export function parseConfig(argv: readonly string[], env: Env): Config {
+  const { values, positionals } = parseFlags(argv);
+  const command: Command = values.help ? 'help' : values.version ? 'version' : positionals[0] === 'reset' ? 'reset' : 'run';
+  const patterns = command === 'reset' ? positionals.slice(1) : positionals;
+  if (command === 'reset' && patterns.length > 0) {
+    throw new ConfigError(`"reset" takes no pattern (got ${patterns.join(' ')}): run "on-his-name reset" alone`);
+  }
+
+  const socketUid = parseId(values['socket-uid'] ?? env.SOCKET_UID, values['socket-uid'] ? '--socket-uid' : 'SOCKET_UID');
+  const socketGid = parseId(values['socket-gid'] ?? env.SOCKET_GID, values['socket-gid'] ? '--socket-gid' : 'SOCKET_GID');
+  const iface = values.interface ?? env.INTERFACE;
+  if (iface !== undefined && !INTERFACE_NAME.test(iface)) {
+    throw new ConfigError(`--interface "${iface}" is not a Linux interface name (letters, digits, "_.-", at most 15)`);
+  }
+  return {
+    command,
+    patterns,
+    allowAll: values['allow-all'] ?? false,
+    listen: parseListen(values.listen ?? env.LISTEN ?? DEFAULTS.listen, values.listen ? '--listen' : 'LISTEN'),
+    ...(socketUid !== undefined ? { socketUid } : {}),
+    ...(socketGid !== undefined ? { socketGid } : {}),
+    network: values.network ?? env.DOCKER_BRIDGE_NAME ?? DEFAULTS.network,
+    ...(iface !== undefined ? { interface: iface } : {}),
+    ports: parsePorts(values.ports ?? env.PORTS ?? DEFAULTS.ports),
+    logLevel: oneOf(values['log-level'] ?? env.LOG_LEVEL ?? DEFAULTS.logLevel, LOG_LEVELS, '--log-level'),
+    logFormat: oneOf(values['log-format'] ?? env.LOG_FORMAT ?? DEFAULTS.logFormat, LOG_FORMATS, '--log-format'),
+  };
+}
+
+function parseFlags(argv: readonly string[]) {
+  try {
+    return parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (err) {
+    const message = (err as Error).message.split('\n')[0] ?? String(err);
+    throw new ConfigError(`${message.replace(/\. To specify a positional.*$/, '')}: see "on-his-name --help"`, {
+      cause: err,
+    });
+  }
+}
+
+/** A Unix socket path; `unix://` is accepted for symmetry with Corefile syntax. */
+function parseListen(value: string, source: string): string {
+  const path = value.startsWith('unix://') ? value.slice('unix://'.length) : value;
+  if (path.startsWith('/') || path.startsWith('./') || path.startsWith('../')) return path;
+  if (/^[^/]*:\d+$/.test(path) || path.startsWith('tcp://')) {
+    throw new ConfigError(
+      `${source}=${value} is a TCP address; on-his-name listens on a Unix socket path such as ${DEFAULTS.listen}`,
+    );
+  }
+  throw new ConfigError(`${source} "${value}" must be a Unix socket path starting with "/" or "./"`);
+}
+
+function parsePorts(value: string): number[] {
+  const ports = value.split(',').map((part) => part.trim());
+  const parsed = ports.map((part) => (/^\d{1,5}$/.test(part) ? Number(part) : NaN));
+  const bad = ports.find((_, i) => !(parsed[i]! >= 1 && parsed[i]! <= 65535));
+  if (bad !== undefined || ports.length === 0) {
+    throw new ConfigError(`--ports "${value}" must be a comma-separated list of TCP ports from 1 to 65535, e.g. 80,443`);
+  }
+  return [...new Set(parsed)];
+}
+
+function parseId(value: string | undefined, source: string): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (!/^\d+$/.test(value)) {
+    throw new ConfigError(`${source} "${value}" must be a numeric id; find it with "id -u USER" (e.g. id -u coredns)`);
+  }
+  return Number(value);
+}
+
+function oneOf<T extends string>(value: string, allowed: readonly T[], flag: string): T {
+  if ((allowed as readonly string[]).includes(value)) return value as T;
+  throw new ConfigError(`${flag} "${value}" is not one of ${allowed.join(', ')}`);
+}

@@ -1,0 +1,36 @@
+/**
+ * One dnstap frame → one decision. Pure: bytes and the policy in, a plain object out.
+ * Decoders throw DecodeError for bad bytes; the caller counts it and skips the frame.
+ */
+import { extractAnswer, type AddressRecord } from './dns/answer.js';
+import { decodeDnstap } from './dnstap/decode.js';
+import { MessageType } from './dnstap/schema.js';
+import type { Policy } from './policy/policy.js';
+
+export type SkipReason = 'not-a-client-response' | 'no-response-message' | 'not-noerror' | 'no-addresses';
+
+export type Decision =
+  | { outcome: 'allow'; name: string; client?: string; pattern: string; ipv4: AddressRecord[]; ipv6: AddressRecord[] }
+  | { outcome: 'deny'; name: string; client?: string; ipv4: AddressRecord[]; ipv6: AddressRecord[] }
+  | { outcome: 'skip'; reason: SkipReason; name?: string; rcode?: string; client?: string };
+
+export function decide(frame: Uint8Array, policy: Policy): Decision {
+  const message = decodeDnstap(frame);
+  if (message.type !== MessageType.CLIENT_RESPONSE) return { outcome: 'skip', reason: 'not-a-client-response' };
+  const client = message.queryAddress;
+  const withClient = client ? { client } : {};
+  if (!message.responseMessage) return { outcome: 'skip', reason: 'no-response-message', ...withClient };
+
+  const answer = extractAnswer(message.responseMessage);
+  if (answer.rcode !== 'NOERROR') {
+    return { outcome: 'skip', reason: 'not-noerror', name: answer.name, rcode: answer.rcode, ...withClient };
+  }
+  if (answer.ipv4.length === 0 && answer.ipv6.length === 0) {
+    return { outcome: 'skip', reason: 'no-addresses', name: answer.name, ...withClient };
+  }
+  const pattern = policy.match(answer.name);
+  const addresses = { ipv4: answer.ipv4, ipv6: answer.ipv6 };
+  return pattern
+    ? { outcome: 'allow', name: answer.name, ...withClient, pattern: pattern.source, ...addresses }
+    : { outcome: 'deny', name: answer.name, ...withClient, ...addresses };
+}

@@ -1,0 +1,41 @@
+/**
+ * Socket addresses in dnstap are raw bytes. Their length, not socket_family, says what
+ * they are: CoreDNS may send a 16-byte IPv4-mapped address with family INET.
+ */
+import { DecodeError } from '../errors.js';
+
+export function formatAddress(bytes: Uint8Array): string {
+  if (bytes.length === 4) return formatIPv4(bytes, 0);
+  if (bytes.length === 16) return isIPv4Mapped(bytes) ? formatIPv4(bytes, 12) : formatIPv6(bytes);
+  throw new DecodeError(`socket address of ${bytes.length} bytes is neither IPv4 (4) nor IPv6 (16)`);
+}
+
+function formatIPv4(bytes: Uint8Array, at: number): string {
+  return `${bytes[at]}.${bytes[at + 1]}.${bytes[at + 2]}.${bytes[at + 3]}`;
+}
+
+function isIPv4Mapped(bytes: Uint8Array): boolean {
+  for (let i = 0; i < 10; i++) if (bytes[i] !== 0) return false;
+  return bytes[10] === 0xff && bytes[11] === 0xff;
+}
+
+/** RFC 5952 text: lower-case hex, the longest run of two or more zero groups as "::". */
+function formatIPv6(bytes: Uint8Array): string {
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0));
+  let bestStart = -1;
+  let bestLength = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLength) [bestStart, bestLength] = [i, j - i];
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestStart < 0) return hex.join(':');
+  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`;
+}

@@ -1,0 +1,75 @@
+/**
+ * Docker at the edge: resolve a network name to the bridge interface its containers
+ * enter the host by, and the gateway they should use as --dns.
+ */
+import Docker from 'dockerode';
+import { ConfigError } from '../errors.js';
+
+export interface BridgeNetwork {
+  name: string;
+  id: string;
+  bridge: string;
+  gateway?: string;
+  subnet?: string;
+}
+
+/** The slice of dockerode we use, so tests can pass a fake. */
+export interface DockerNetworks {
+  getNetwork(id: string): { inspect(): Promise<NetworkInspect> };
+}
+
+interface NetworkInspect {
+  Id: string;
+  Name: string;
+  Driver?: string;
+  Options?: Record<string, string>;
+  IPAM?: { Config?: Array<{ Gateway?: string; Subnet?: string }> };
+}
+
+/** Docker names a user-defined bridge `br-` + the first 12 characters of the network id unless told otherwise. */
+const BRIDGE_NAME_OPTION = 'com.docker.network.bridge.name';
+
+export function dockerClient(socketPath?: string): DockerNetworks {
+  return new Docker(socketPath ? { socketPath } : undefined);
+}
+
+export async function resolveBridgeNetwork(docker: DockerNetworks, name: string): Promise<BridgeNetwork> {
+  let info: NetworkInspect;
+  try {
+    info = await docker.getNetwork(name).inspect();
+  } catch (err) {
+    throw explainDockerError(err, name);
+  }
+  if (info.Driver && info.Driver !== 'bridge') {
+    throw new ConfigError(`Docker network "${name}" uses the ${info.Driver} driver; on-his-name needs a bridge network`);
+  }
+  const ipv4 = info.IPAM?.Config?.find((c) => c.Subnet && !c.Subnet.includes(':'));
+  return {
+    name: info.Name,
+    id: info.Id,
+    bridge: bridgeInterfaceName(info),
+    ...(ipv4?.Gateway ? { gateway: ipv4.Gateway } : {}),
+    ...(ipv4?.Subnet ? { subnet: ipv4.Subnet } : {}),
+  };
+}
+
+export function bridgeInterfaceName(info: Pick<NetworkInspect, 'Id' | 'Options'>): string {
+  return info.Options?.[BRIDGE_NAME_OPTION] || `br-${info.Id.slice(0, 12)}`;
+}
+
+function explainDockerError(err: unknown, name: string): ConfigError {
+  const e = err as { statusCode?: number; code?: string; address?: string; message?: string };
+  if (e.statusCode === 404) {
+    return new ConfigError(`Docker network "${name}" not found: create it with "docker network create ${name}"`, {
+      cause: err,
+    });
+  }
+  if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED' || e.code === 'EACCES') {
+    const where = e.address ?? '/var/run/docker.sock';
+    return new ConfigError(
+      `cannot reach Docker at ${where} (${e.code}): start dockerd, set DOCKER_HOST, or name the bridge with --interface`,
+      { cause: err },
+    );
+  }
+  return new ConfigError(`asking Docker for network "${name}" failed: ${e.message ?? String(err)}`, { cause: err });
+}

@@ -1,0 +1,79 @@
+/**
+ * The iptables runner: the only place that execs iptables. Everything above it deals in
+ * listings and restore text, so unit tests pass a fake that records what it is given.
+ */
+import { execa, type ExecaError } from 'execa';
+import { ApplyError, ConfigError } from '../errors.js';
+import { CHAIN } from './rules.js';
+
+export interface IptablesRunner {
+  /** `iptables -S CHAIN`, one rule a line. */
+  list(): Promise<string[]>;
+  /** `iptables-restore --noflush`, all of `script` in one transaction. */
+  restore(script: string): Promise<void>;
+}
+
+/** How long to wait for the xtables lock another program holds, in seconds. */
+const LOCK_WAIT_SECONDS = '5';
+
+export function iptablesRunner(binaries = { iptables: 'iptables', restore: 'iptables-restore' }): IptablesRunner {
+  return {
+    async list() {
+      try {
+        const { stdout } = await execa(binaries.iptables, ['-w', LOCK_WAIT_SECONDS, '-S', CHAIN]);
+        return stdout.split('\n').filter((line) => line.length > 0);
+      } catch (err) {
+        throw explain(err as ExecaError, binaries.iptables);
+      }
+    },
+    async restore(script) {
+      try {
+        await execa(binaries.restore, ['--noflush', '--wait', LOCK_WAIT_SECONDS], { input: script });
+      } catch (err) {
+        const failure = err as ExecaError;
+        if (failure.code === 'ENOENT') throw explain(failure, binaries.restore);
+        throw new ApplyError(`${binaries.restore} failed: ${firstLine(failure.stderr) || failure.shortMessage}`, {
+          stderr: String(failure.stderr ?? ''),
+          ...(failure.exitCode !== undefined ? { exitCode: failure.exitCode } : {}),
+          cause: err,
+        });
+      }
+    },
+  };
+}
+
+/** Turn the failures an operator can fix into one clear ConfigError line. */
+function explain(err: ExecaError, binary: string): Error {
+  const stderr = String(err.stderr ?? '');
+  if (err.code === 'ENOENT') {
+    return new ConfigError(`${binary} not found: install it (apt-get install iptables)`, { cause: err });
+  }
+  if (/permission denied|you must be root|Operation not permitted/i.test(stderr)) {
+    return new ConfigError(`${binary} was refused permission: run on-his-name as root (it needs CAP_NET_ADMIN)`, {
+      cause: err,
+    });
+  }
+  if (/No chain\/target\/match|does not exist/i.test(stderr)) {
+    return new ConfigError(
+      `the ${CHAIN} chain does not exist: start Docker (it creates the chain), or for a plain bridge ` +
+        `create it with "iptables -N ${CHAIN} && iptables -I FORWARD -j ${CHAIN}"`,
+      { cause: err },
+    );
+  }
+  if (/incompatible/i.test(stderr)) {
+    return new ConfigError(
+      `${binary} cannot read the ${CHAIN} chain (${firstLine(stderr)}): Docker and on-his-name must use the same ` +
+        `iptables backend; choose it with "update-alternatives --config iptables"`,
+      { cause: err },
+    );
+  }
+  return new ApplyError(`${binary} failed: ${firstLine(stderr) || err.shortMessage}`, {
+    stderr,
+    ...(err.exitCode !== undefined ? { exitCode: err.exitCode } : {}),
+    cause: err,
+  });
+}
+
+function firstLine(text: unknown): string {
+  return String(text ?? '').split('\n')[0]?.trim() ?? '';
+}

@@ -1,0 +1,74 @@
+/**
+ * The reader's side of the Frame Streams handshake as a pure step function:
+ * (state, control frame) → next state and the reply to write, or a ProtocolError.
+ *
+ *   bidirectional:  READY → (ACCEPT) → START → data… → STOP → (FINISH), close
+ *   unidirectional: START → data… → STOP, close
+ */
+import { ProtocolError } from '../errors.js';
+import { encodeControl, type ControlFrame } from './control.js';
+import { ControlType, DNSTAP_CONTENT_TYPE, controlTypeName } from './limits.js';
+
+export type Phase = 'initial' | 'accepted' | 'started' | 'stopped';
+
+export interface HandshakeState {
+  phase: Phase;
+  bidirectional: boolean;
+}
+
+export interface HandshakeStep {
+  state: HandshakeState;
+  /** Bytes to write back to the producer, if any. */
+  reply?: Buffer;
+  /** The stream is over: write the reply, then close the connection. */
+  close: boolean;
+}
+
+export const INITIAL_HANDSHAKE: HandshakeState = { phase: 'initial', bidirectional: false };
+
+const ACCEPT_DNSTAP = encodeControl(ControlType.ACCEPT, [DNSTAP_CONTENT_TYPE]);
+const FINISH = encodeControl(ControlType.FINISH);
+
+export function stepHandshake(state: HandshakeState, frame: ControlFrame): HandshakeStep {
+  switch (frame.type) {
+    case ControlType.READY:
+      expectPhase(state, frame, 'initial');
+      requireDnstap(frame, 'offers');
+      return { state: { phase: 'accepted', bidirectional: true }, reply: ACCEPT_DNSTAP, close: false };
+    case ControlType.START:
+      if (state.phase !== 'initial' && state.phase !== 'accepted') expectPhase(state, frame, 'accepted');
+      requireDnstap(frame, 'starts');
+      return { state: { ...state, phase: 'started' }, close: false };
+    case ControlType.STOP:
+      expectPhase(state, frame, 'started');
+      return {
+        state: { ...state, phase: 'stopped' },
+        ...(state.bidirectional ? { reply: FINISH } : {}),
+        close: true,
+      };
+    default:
+      throw new ProtocolError(
+        `unexpected ${controlTypeName(frame.type)} control frame from a producer (phase ${state.phase})`,
+      );
+  }
+}
+
+/** Data frames are only valid between START and STOP. */
+export function acceptsData(state: HandshakeState): boolean {
+  return state.phase === 'started';
+}
+
+function expectPhase(state: HandshakeState, frame: ControlFrame, phase: Phase): void {
+  if (state.phase !== phase) {
+    throw new ProtocolError(`${controlTypeName(frame.type)} control frame out of order (phase ${state.phase})`);
+  }
+}
+
+/** An empty list means "unspecified", which the spec allows; anything else must include ours. */
+function requireDnstap(frame: ControlFrame, verb: string): void {
+  if (frame.contentTypes.length === 0 || frame.contentTypes.includes(DNSTAP_CONTENT_TYPE)) return;
+  throw new ProtocolError(
+    `producer ${verb} content type ${frame.contentTypes.map((c) => JSON.stringify(c)).join(', ')}; ` +
+      `on-his-name reads only "${DNSTAP_CONTENT_TYPE}" (configure the DNS server's dnstap output)`,
+  );
+}

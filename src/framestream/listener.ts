@@ -1,0 +1,189 @@
+/**
+ * The Unix-socket transport for Frame Streams: accepts any number of producers at once,
+ * pipes each connection's bytes through its own FrameDecoder and handshake, and hands
+ * data frames to `onData`. A producer that breaks the protocol loses its connection,
+ * never the daemon or the other producers.
+ */
+import { chmod, chown, lstat, mkdir, unlink } from 'node:fs/promises';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { dirname } from 'node:path';
+import type { Logger } from 'pino';
+import { ConfigError, ProtocolError } from '../errors.js';
+import { FrameDecoder, type Frame } from './decoder.js';
+import { INITIAL_HANDSHAKE, acceptsData, stepHandshake, type HandshakeState } from './handshake.js';
+import { MAX_DATA_FRAME_BYTES } from './limits.js';
+
+export interface Producer {
+  /** A per-process connection number, for logs. */
+  id: number;
+}
+
+export interface ListenerOptions {
+  path: string;
+  /** Owner of the socket, so that an unprivileged DNS server may connect. */
+  socketUid?: number;
+  socketGid?: number;
+  log: Logger;
+  onData: (payload: Buffer, producer: Producer) => void;
+  maxDataBytes?: number;
+}
+
+export interface ListenerStats {
+  connections: number;
+  dataFrames: number;
+  oversizedFrames: number;
+  protocolErrors: number;
+}
+
+export interface FrameStreamListener {
+  readonly path: string;
+  readonly stats: Readonly<ListenerStats>;
+  close(): Promise<void>;
+}
+
+const MAX_PRODUCERS = 256;
+
+export async function listenFrameStreams(options: ListenerOptions): Promise<FrameStreamListener> {
+  const { path, log } = options;
+  await clearStaleSocket(path);
+  await mkdir(dirname(path), { recursive: true, mode: 0o755 });
+
+  const stats: ListenerStats = { connections: 0, dataFrames: 0, oversizedFrames: 0, protocolErrors: 0 };
+  const open = new Set<Socket>();
+  let nextId = 1;
+  const server = createServer((socket) => {
+    const producer = { id: nextId++ };
+    stats.connections++;
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
+    serveProducer(socket, producer, options, stats);
+  });
+  server.maxConnections = MAX_PRODUCERS;
+
+  await listenOwnerOnly(server, path);
+  if (options.socketUid !== undefined) await chown(path, options.socketUid, options.socketGid ?? -1);
+  await chmod(path, 0o600);
+  log.info({ path, socketUid: options.socketUid }, 'listening for dnstap');
+
+  return {
+    path,
+    stats,
+    async close() {
+      for (const socket of open) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await unlink(path).catch(() => undefined);
+    },
+  };
+}
+
+function serveProducer(socket: Socket, producer: Producer, options: ListenerOptions, stats: ListenerStats): void {
+  const log = options.log.child({ producer: producer.id });
+  const decoder = new FrameDecoder({ maxDataBytes: options.maxDataBytes ?? MAX_DATA_FRAME_BYTES });
+  let handshake: HandshakeState = INITIAL_HANDSHAKE;
+  log.debug('producer connected');
+
+  const handle = (frame: Frame): boolean => {
+    // Garbage from a non-producer usually reads as a huge data frame: refuse it before START.
+    if (frame.kind !== 'control' && !acceptsData(handshake)) {
+      throw new ProtocolError(`data frame before START (phase ${handshake.phase}); is this a dnstap producer?`);
+    }
+    switch (frame.kind) {
+      case 'data':
+        stats.dataFrames++;
+        deliver(frame.payload);
+        return true;
+      case 'oversized':
+        stats.oversizedFrames++;
+        log.warn(
+          { length: frame.length, limit: options.maxDataBytes ?? MAX_DATA_FRAME_BYTES },
+          'skipped an oversized data frame; a dnstap message never needs this much, check what writes to the socket',
+        );
+        return true;
+      case 'control': {
+        const step = stepHandshake(handshake, frame.control);
+        handshake = step.state;
+        if (step.reply) socket.write(step.reply);
+        if (step.close) {
+          log.debug('producer finished its stream');
+          socket.end();
+          return false;
+        }
+        return true;
+      }
+    }
+  };
+
+  // The pipeline catches its own errors; this guard only keeps a bug from ending the loop.
+  const deliver = (payload: Buffer): void => {
+    try {
+      options.onData(payload, producer);
+    } catch (err) {
+      log.error({ err }, 'dnstap frame handler failed; frame skipped');
+    }
+  };
+
+  socket.on('data', (chunk: Buffer) => {
+    try {
+      for (const frame of decoder.push(chunk)) if (!handle(frame)) return;
+    } catch (err) {
+      stats.protocolErrors++;
+      const reason = err instanceof ProtocolError ? err.message : String(err);
+      log.warn({ reason }, 'closing producer connection: Frame Streams protocol error');
+      socket.destroy();
+    }
+  });
+  socket.on('end', () => {
+    if (decoder.midFrame) log.warn('producer disconnected in the middle of a frame; partial frame dropped');
+    else if (handshake.phase === 'initial') log.debug('producer disconnected before its handshake');
+    else if (handshake.phase !== 'stopped') log.info({ phase: handshake.phase }, 'producer disconnected without STOP');
+  });
+  socket.on('error', (err) => log.debug({ err: err.message }, 'producer socket error'));
+}
+
+/**
+ * A socket file left by a crashed instance is replaced; one that still accepts
+ * connections belongs to a running instance and is refused.
+ */
+async function clearStaleSocket(path: string): Promise<void> {
+  const stat = await lstat(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw err;
+  });
+  if (!stat) return;
+  if (!stat.isSocket()) {
+    throw new ConfigError(`${path} exists and is not a socket: remove it or choose another --listen path`);
+  }
+  if (await isLive(path)) {
+    throw new ConfigError(
+      `another process is listening on ${path} (is on-his-name already running?): stop it or choose another --listen path`,
+    );
+  }
+  await unlink(path);
+}
+
+function isLive(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = createConnection(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+}
+
+/** The umask makes the socket 0600 from birth, so there is no window in which others may connect. */
+async function listenOwnerOnly(server: Server, path: string): Promise<void> {
+  const previous = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } finally {
+    process.umask(previous);
+  }
+}

@@ -1,0 +1,14 @@
+/** pino, JSON by default and readable on a terminal; each component logs through its own child. */
+import { pino, type Logger } from 'pino';
+import type { LogFormat, LogLevel } from './config.js';
+
+export type { Logger };
+
+export function createLogger(level: LogLevel, format: LogFormat, isTTY = Boolean(process.stdout.isTTY)): Logger {
+  const pretty = format === 'pretty' || (format === 'auto' && isTTY);
+  return pino({
+    name: 'on-his-name',
+    level,
+    ...(pretty ? { transport: { target: 'pino-pretty', options: { colorize: isTTY, translateTime: 'SYS:HH:MM:ss.l' } } } : {}),
+  });
+}

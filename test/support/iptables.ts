@@ -1,0 +1,30 @@
+import { ApplyError } from '../../src/errors.js';
+import type { IptablesRunner } from '../../src/firewall/iptables.js';
+
+/** A fake kernel: applies restore scripts to an in-memory DOCKER-USER listing, and can be made to fail. */
+export function fakeIptables(initial: string[] = ['-N DOCKER-USER', '-A DOCKER-USER -j RETURN']) {
+  const chain = [...initial];
+  const scripts: string[] = [];
+  let failuresLeft = 0;
+  const runner: IptablesRunner = {
+    async list() {
+      return [...chain];
+    },
+    async restore(script) {
+      scripts.push(script);
+      if (failuresLeft > 0) {
+        failuresLeft--;
+        throw new ApplyError('iptables-restore failed: Another app is currently holding the xtables lock', { stderr: 'lock' });
+      }
+      const rules = chain.filter((l) => l.startsWith('-A '));
+      for (const line of script.split('\n')) {
+        const insert = /^-I (\S+) (\d+) (.*)$/.exec(line);
+        const del = /^-D (\S+) (.*)$/.exec(line);
+        if (insert) rules.splice(Number(insert[2]) - 1, 0, `-A ${insert[1]} ${insert[3]}`);
+        if (del) rules.splice(rules.indexOf(`-A ${del[1]} ${del[2]}`), 1);
+      }
+      chain.splice(1, chain.length - 1, ...rules);
+    },
+  };
+  return { runner, chain, scripts, failNext: (n: number) => (failuresLeft = n) };
+}

@@ -1,0 +1,108 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config.js';
+import { startDaemon, type Daemon } from '../../src/daemon.js';
+import { ConfigError } from '../../src/errors.js';
+import { MessageType } from '../../src/dnstap/schema.js';
+import { addressBytes, clientResponse, dnsResponse, dnstapFrame } from '../support/dnstap.js';
+import { bidirectionalStream } from '../support/framestream.js';
+import { fakeIptables } from '../support/iptables.js';
+import { recordingLogger } from '../support/log.js';
+import { connectProducer } from '../support/socket.js';
+
+let dir: string;
+let daemon: Daemon | undefined;
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ohn-daemon-'));
+});
+afterEach(async () => {
+  await daemon?.close();
+  daemon = undefined;
+  await rm(dir, { recursive: true, force: true });
+});
+
+const A = (name: string, data: string) => ({ type: 'A' as const, name, data, ttl: 60 });
+
+async function start(patterns: string[], kernel = fakeIptables()) {
+  const recorder = recordingLogger();
+  const config = parseConfig(['--interface', 'br0', '--listen', join(dir, 'dnstap.sock'), ...patterns], {});
+  daemon = await startDaemon(config, { runner: kernel.runner, log: recorder.log });
+  return { kernel, ...recorder };
+}
+
+async function send(frames: Buffer[]) {
+  const producer = await connectProducer(join(dir, 'dnstap.sock'));
+  await producer.write(bidirectionalStream(frames));
+  await producer.closed;
+  await daemon!.firewall.settled();
+}
+
+describe('the daemon, end to end in process', () => {
+  it('opens every address of an allowed answer and nothing for a denied one', async () => {
+    const { kernel, lines } = await start(['allowed.test.', '*.cdn.test.']);
+    await send([
+      clientResponse('192.0.2.10', 'allowed.test', [A('allowed.test', '198.51.100.10'), A('allowed.test', '198.51.100.11')]),
+      clientResponse('192.0.2.10', 'denied.test', [A('denied.test', '203.0.113.10')]),
+      clientResponse('192.0.2.11', 'www.cdn.test', [A('www.cdn.test', '198.51.100.12')]),
+    ]);
+    const accepts = kernel.chain.filter((l) => l.includes('-j ACCEPT'));
+    expect(accepts.map((l) => /-d (\S+)\/32/.exec(l)?.[1]).sort()).toEqual(
+      ['198.51.100.10', '198.51.100.10', '198.51.100.11', '198.51.100.11', '198.51.100.12', '198.51.100.12'],
+    );
+    expect(kernel.chain.join('\n')).not.toContain('203.0.113.10');
+    expect(lines.find((l) => l.msg === 'allow')).toMatchObject({ name: 'allowed.test.', client: '192.0.2.10', added: ['198.51.100.10', '198.51.100.11'] });
+    expect(lines.find((l) => l.msg === 'deny')).toMatchObject({ name: 'denied.test.', client: '192.0.2.10', ips: ['203.0.113.10'] });
+    expect(daemon!.stats.decisions).toEqual({ allow: 2, deny: 1, skip: 0 });
+  });
+
+  it('installs its DROP before the socket exists', async () => {
+    const kernel = fakeIptables();
+    const listed: boolean[] = [];
+    const watching = { ...kernel.runner, restore: async (s: string) => { listed.push(s.includes('-j DROP')); await kernel.runner.restore(s); } };
+    await start(['a.test'], { ...kernel, runner: watching });
+    expect(listed).toEqual([true]);
+  });
+
+  it('skips broken frames with a warning and keeps serving the same producer', async () => {
+    const { kernel, lines } = await start(['allowed.test.']);
+    await send([
+      Buffer.from('definitely not protobuf'),
+      dnstapFrame({ queryAddress: addressBytes('192.0.2.10'), responseMessage: Buffer.from([1, 2, 3, 4, 5]) }),
+      clientResponse('192.0.2.10', 'allowed.test', [A('allowed.test', '198.51.100.10')]),
+    ]);
+    expect(daemon!.stats.decodeErrors).toBe(2);
+    expect(lines.filter((l) => l.msg === 'skipped a dnstap frame').map((l) => l.reason)).toEqual([
+      expect.stringMatching(/not a dnstap protobuf message/),
+      expect.stringMatching(/malformed DNS message/),
+    ]);
+    expect(kernel.chain.filter((l) => l.includes('198.51.100.10/32'))).toHaveLength(2);
+  });
+
+  it('warns once, naming the fix, when the producer sends responses without "full"', async () => {
+    const { lines } = await start(['allowed.test.']);
+    await send([dnstapFrame({ queryAddress: addressBytes('192.0.2.10') }), dnstapFrame({ queryAddress: addressBytes('192.0.2.10') })]);
+    const warnings = lines.filter((l) => String(l.msg).includes('no response message'));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]!.msg).toContain('full');
+  });
+
+  it('ignores client queries, NXDOMAIN answers and answers without addresses', async () => {
+    const { kernel } = await start(['allowed.test.']);
+    await send([
+      dnstapFrame({ type: MessageType.CLIENT_QUERY, queryAddress: addressBytes('192.0.2.10') }),
+      dnstapFrame({ queryAddress: addressBytes('192.0.2.10'), responseMessage: dnsResponse('allowed.test', [A('allowed.test', '198.51.100.10')], { rcode: 3 }) }),
+      clientResponse('192.0.2.10', 'allowed.test', []),
+    ]);
+    expect(kernel.chain.filter((l) => l.includes('-j ACCEPT'))).toEqual([]);
+    expect(daemon!.stats.decisions.skip).toBe(3);
+  });
+
+  it('refuses to start with a bad pattern, before touching the firewall', async () => {
+    const kernel = fakeIptables();
+    await expect(start(['exa?mple.com'], kernel)).rejects.toThrow(ConfigError);
+    expect(kernel.scripts).toEqual([]);
+  });
+});
