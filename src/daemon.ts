@@ -115,6 +115,7 @@ function frameHandler(policy: Policy, firewall: Firewall, stats: PipelineStats, 
         log.info({ name: decision.name, client: decision.client, ips: addresses(decision) }, 'deny');
         return;
       case 'skip':
+        log.trace({ reason: decision.reason, name: decision.name, rcode: decision.rcode, client: decision.client }, 'skip');
         if (decision.reason === 'no-response-message' && !warnedNotFull) {
           warnedNotFull = true;
           log.warn(

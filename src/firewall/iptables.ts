@@ -16,19 +16,43 @@ export interface IptablesRunner {
 /** How long to wait for the xtables lock another program holds, in seconds. */
 const LOCK_WAIT_SECONDS = '5';
 
-export function iptablesRunner(binaries = { iptables: 'iptables', restore: 'iptables-restore' }): IptablesRunner {
+export interface RunnerOptions {
+  iptables?: string;
+  restore?: string;
+  /** A command to run iptables through, e.g. ['ip', 'netns', 'exec', 'lab'] in tests. */
+  prefix?: readonly string[];
+}
+
+export function iptablesRunner(options: RunnerOptions = {}): IptablesRunner {
+  const binaries = { iptables: options.iptables ?? 'iptables', restore: options.restore ?? 'iptables-restore' };
+  const [command, ...prefixArgs] = options.prefix ?? [];
+  const run = (binary: string, args: string[], input?: string) =>
+    command
+      ? execa(command, [...prefixArgs, binary, ...args], input === undefined ? {} : { input })
+      : execa(binary, args, input === undefined ? {} : { input });
+  const chainExists = async (): Promise<boolean> => {
+    try {
+      const { stdout } = await run(binaries.iptables, ['-w', LOCK_WAIT_SECONDS, '-S']);
+      return stdout.split('\n').includes(`-N ${CHAIN}`);
+    } catch {
+      return true; // the whole table is unreadable: report that, not a missing chain
+    }
+  };
   return {
     async list() {
       try {
-        const { stdout } = await execa(binaries.iptables, ['-w', LOCK_WAIT_SECONDS, '-S', CHAIN]);
+        const { stdout } = await run(binaries.iptables, ['-w', LOCK_WAIT_SECONDS, '-S', CHAIN]);
         return stdout.split('\n').filter((line) => line.length > 0);
       } catch (err) {
-        throw explain(err as ExecaError, binaries.iptables);
+        const failure = err as ExecaError;
+        // iptables-nft says "incompatible" both for a missing chain and for rules it cannot read.
+        if (/incompatible/i.test(String(failure.stderr)) && !(await chainExists())) throw missingChain(failure);
+        throw explain(failure, binaries.iptables);
       }
     },
     async restore(script) {
       try {
-        await execa(binaries.restore, ['--noflush', '--wait', LOCK_WAIT_SECONDS], { input: script });
+        await run(binaries.restore, ['--noflush', '--wait', LOCK_WAIT_SECONDS], script);
       } catch (err) {
         const failure = err as ExecaError;
         if (failure.code === 'ENOENT') throw explain(failure, binaries.restore);
@@ -53,13 +77,7 @@ function explain(err: ExecaError, binary: string): Error {
       cause: err,
     });
   }
-  if (/No chain\/target\/match|does not exist/i.test(stderr)) {
-    return new ConfigError(
-      `the ${CHAIN} chain does not exist: start Docker (it creates the chain), or for a plain bridge ` +
-        `create it with "iptables -N ${CHAIN} && iptables -I FORWARD -j ${CHAIN}"`,
-      { cause: err },
-    );
-  }
+  if (/No chain\/target\/match|does not exist/i.test(stderr)) return missingChain(err);
   if (/incompatible/i.test(stderr)) {
     return new ConfigError(
       `${binary} cannot read the ${CHAIN} chain (${firstLine(stderr)}): Docker and on-his-name must use the same ` +
@@ -72,6 +90,14 @@ function explain(err: ExecaError, binary: string): Error {
     ...(err.exitCode !== undefined ? { exitCode: err.exitCode } : {}),
     cause: err,
   });
+}
+
+function missingChain(err: ExecaError): ConfigError {
+  return new ConfigError(
+    `the ${CHAIN} chain does not exist: start Docker (it creates the chain), or for a plain bridge ` +
+      `create it with "iptables -N ${CHAIN} && iptables -I FORWARD -j ${CHAIN}"`,
+    { cause: err },
+  );
 }
 
 function firstLine(text: unknown): string {

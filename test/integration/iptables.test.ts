@@ -1,0 +1,77 @@
+/**
+ * The firewall against the real iptables (nf_tables) in a namespace this suite creates
+ * and removes: the planner's text must be what the kernel takes, and reading it back
+ * must find exactly our rules.
+ */
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Firewall } from '../../src/firewall/firewall.js';
+import { iptablesRunner, type IptablesRunner } from '../../src/firewall/iptables.js';
+import { removeOwnedRules } from '../../src/firewall/reset.js';
+import { recordingLogger } from '../support/log.js';
+import { canUseNamespaces, skipNote } from '../support/root.js';
+
+const ns = `ohn-ipt-${process.pid}`;
+const inNs = (cmd: string, args: string[]) => execa('ip', ['netns', 'exec', ns, cmd, ...args]);
+const layout = { bridge: 'br-test', ports: [80, 443] };
+const foreign = '-A DOCKER-USER -d 203.0.113.99/32 -m comment --comment someone-else -j REJECT --reject-with icmp-port-unreachable';
+
+describe.skipIf(!canUseNamespaces())(`firewall on real iptables in a namespace${skipNote()}`, () => {
+  let runner: IptablesRunner;
+  const listing = async () => (await inNs('iptables', ['-S', 'DOCKER-USER'])).stdout.split('\n');
+
+  beforeAll(async () => {
+    await execa('ip', ['netns', 'add', ns]);
+    await inNs('iptables', ['-N', 'DOCKER-USER']);
+    await inNs('iptables', ['-A', 'DOCKER-USER', '-j', 'RETURN']);
+    await inNs('iptables', ['-I', 'FORWARD', '-j', 'DOCKER-USER']);
+    await inNs('iptables', ['-I', 'DOCKER-USER', '-d', '203.0.113.99/32', '-m', 'comment', '--comment', 'someone-else', '-j', 'REJECT']);
+    runner = iptablesRunner({ prefix: ['ip', 'netns', 'exec', ns] });
+  });
+  afterAll(async () => {
+    await execa('ip', ['netns', 'del', ns]).catch(() => undefined);
+  });
+
+  it('installs its block ahead of the RETURN, opens a burst in one restore, and adopts it after a restart', async () => {
+    const firewall = new Firewall({ runner, layout, log: recordingLogger().log });
+    expect(await firewall.start()).toEqual({ adopted: 0, rebuilt: true });
+    for (let i = 1; i <= 200; i++) firewall.allow(`198.51.100.${i}`, 'burst.test.');
+    await firewall.settled();
+    expect(firewall.stats.applies).toBe(1);
+
+    const rules = await listing();
+    expect(rules.filter((l) => l.includes('-j ACCEPT'))).toHaveLength(400);
+    const dropAt = rules.findIndex((l) => l.includes('default-drop'));
+    expect(rules.findIndex((l) => l.includes('-j ACCEPT'))).toBeLessThan(dropAt);
+    expect(dropAt).toBeLessThan(rules.indexOf('-A DOCKER-USER -j RETURN'));
+    expect(rules).toContain(foreign);
+
+    const restarted = new Firewall({ runner, layout, log: recordingLogger().log });
+    expect(await restarted.start()).toEqual({ adopted: 200, rebuilt: false });
+    expect(await listing()).toEqual(rules);
+  });
+
+  it('repairs a block someone reordered, keeping its addresses and their rules only once', async () => {
+    await inNs('iptables', ['-D', 'DOCKER-USER', '-j', 'RETURN']);
+    await inNs('iptables', ['-I', 'DOCKER-USER', '1', '-j', 'RETURN']);
+    const firewall = new Firewall({ runner, layout, log: recordingLogger().log });
+    expect(await firewall.start()).toEqual({ adopted: 200, rebuilt: true });
+    const rules = await listing();
+    expect(rules.filter((l) => l.includes('-j ACCEPT'))).toHaveLength(400);
+    expect(rules.findIndex((l) => l.includes('default-drop'))).toBeLessThan(rules.indexOf('-A DOCKER-USER -j RETURN'));
+    expect(rules).toContain(foreign);
+  });
+
+  it('reset removes every rule it owns and nothing else', async () => {
+    const removed = await removeOwnedRules(runner);
+    expect(removed).toHaveLength(403);
+    expect(await listing()).toEqual(['-N DOCKER-USER', '-A DOCKER-USER -j RETURN', foreign]);
+  });
+
+  it('says clearly when DOCKER-USER does not exist', async () => {
+    await inNs('iptables', ['-F', 'FORWARD']);
+    await inNs('iptables', ['-F', 'DOCKER-USER']);
+    await inNs('iptables', ['-X', 'DOCKER-USER']);
+    await expect(runner.list()).rejects.toThrow(/DOCKER-USER chain does not exist: start Docker/);
+  });
+});

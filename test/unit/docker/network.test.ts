@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { resolveBridgeNetwork, type DockerNetworks } from '../../../src/docker/network.js';
+import { ConfigError } from '../../../src/errors.js';
+
+function fakeDocker(answer: unknown | (() => never)): DockerNetworks {
+  return {
+    getNetwork: () => ({
+      inspect: async () => {
+        if (typeof answer === 'function') (answer as () => never)();
+        return answer as never;
+      },
+    }),
+  };
+}
+
+const network = {
+  Id: '3f0c1a2b4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a',
+  Name: 'on-his-name',
+  Driver: 'bridge',
+  Options: {},
+  IPAM: { Config: [{ Subnet: 'fd00::/64', Gateway: 'fd00::1' }, { Subnet: '172.18.0.0/16', Gateway: '172.18.0.1' }] },
+};
+
+describe('resolveBridgeNetwork', () => {
+  it('names the bridge br- and the first 12 characters of the id, and finds the IPv4 gateway', async () => {
+    expect(await resolveBridgeNetwork(fakeDocker(network), 'on-his-name')).toEqual({
+      name: 'on-his-name',
+      id: network.Id,
+      bridge: 'br-3f0c1a2b4d5e',
+      gateway: '172.18.0.1',
+      subnet: '172.18.0.0/16',
+    });
+  });
+
+  it('uses com.docker.network.bridge.name when the network sets it', async () => {
+    const named = { ...network, Options: { 'com.docker.network.bridge.name': 'ohn0' } };
+    expect((await resolveBridgeNetwork(fakeDocker(named), 'on-his-name')).bridge).toBe('ohn0');
+  });
+
+  it('tells how to create a missing network', async () => {
+    const missing = fakeDocker(() => {
+      throw Object.assign(new Error('(HTTP code 404) no such network'), { statusCode: 404 });
+    });
+    await expect(resolveBridgeNetwork(missing, 'on-his-name')).rejects.toThrow(
+      new ConfigError('Docker network "on-his-name" not found: create it with "docker network create on-his-name"'),
+    );
+  });
+
+  it('tells what to do when Docker cannot be reached', async () => {
+    const down = fakeDocker(() => {
+      throw Object.assign(new Error('connect ENOENT /var/run/docker.sock'), { code: 'ENOENT', address: '/var/run/docker.sock' });
+    });
+    await expect(resolveBridgeNetwork(down, 'on-his-name')).rejects.toThrow(/cannot reach Docker at \/var\/run\/docker.sock.*--interface/);
+  });
+
+  it('refuses a network that is not a bridge', async () => {
+    await expect(resolveBridgeNetwork(fakeDocker({ ...network, Driver: 'overlay' }), 'on-his-name')).rejects.toThrow(/overlay driver/);
+  });
+});
