@@ -1,0 +1,58 @@
+/** The real CLI as a child process, in a namespace, with its JSON log lines collected. */
+import { execa, type ResultPromise } from 'execa';
+import { fileURLToPath } from 'node:url';
+
+const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+
+export interface CliProcess {
+  lines: Array<Record<string, unknown> & { msg: string }>;
+  output: () => string;
+  waitFor(predicate: (line: Record<string, unknown> & { msg: string }) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  stop(): Promise<number | undefined>;
+}
+
+export function startCli(namespace: string, args: string[]): CliProcess {
+  const child: ResultPromise = execa('ip', ['netns', 'exec', namespace, process.execPath, CLI, '--log-format', 'json', ...args], {
+    reject: false,
+    buffer: false,
+  });
+  const lines: CliProcess['lines'] = [];
+  let raw = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    raw += chunk.toString();
+    let newline: number;
+    while ((newline = raw.indexOf('\n')) >= 0) {
+      const line = raw.slice(0, newline);
+      raw = raw.slice(newline + 1);
+      try {
+        lines.push(JSON.parse(line));
+      } catch {
+        lines.push({ msg: line });
+      }
+    }
+  });
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  let exited: number | undefined | null = null;
+  const done = child.then((r) => (exited = r.exitCode));
+
+  return {
+    lines,
+    output: () => `${lines.map((l) => JSON.stringify(l)).join('\n')}\n${stderr}`,
+    async waitFor(predicate, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const found = lines.find(predicate);
+        if (found) return found;
+        if (exited !== null) throw new Error(`on-his-name exited (${exited}) before the expected log line:\n${stderr}`);
+        if (Date.now() > deadline) throw new Error(`no such log line within ${timeoutMs} ms; log so far:\n${lines.map((l) => JSON.stringify(l)).join('\n')}\n${stderr}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+    async stop() {
+      if (exited === null) child.kill('SIGTERM');
+      await done;
+      return exited ?? undefined;
+    },
+  };
+}
