@@ -3,13 +3,14 @@
  * unbound over dnstap. Producers flush about once a second, so a connection made right
  * after a lookup may need a SYN retransmit: connects allow a few seconds.
  */
+import { execa } from 'execa';
 import { chmod, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BRIDGE, FOREIGN_RULE, createFirewallLab, type FirewallLab } from '../lab/firewall-lab.js';
 import { unboundUid } from '../lab/unbound.js';
-import { startCli, type CliProcess } from '../support/cli-process.js';
+import { CLI, startCli, type CliProcess } from '../support/cli-process.js';
 import { canUseNamespaces, skipNote } from '../support/root.js';
 
 const PATTERNS = ['allowed.test.', 'multi.test', 'ALIAS.test.', '**.deep.test'];
@@ -114,5 +115,14 @@ describe.skipIf(!canUseNamespaces())(`on-his-name --interface with unbound in na
     await daemon.waitFor((l) => l.msg === 'allow (already open)' && l.name === 'allowed.test.', 5_000);
     expect(await lab.rules()).toEqual(before);
     expect(await acceptRules()).toHaveLength(8);
+  });
+
+  it('reset removes every rule it owns, says which, and leaves the rest', async () => {
+    await daemon.stop();
+    const result = await execa('ip', ['netns', 'exec', lab.host.name, process.execPath, CLI, 'reset']);
+    expect(result.stdout).toMatch(/removed 11 rule\(s\) owned by on-his-name from DOCKER-USER$/);
+    expect(result.stdout.split('\n').filter((l) => l.startsWith('removed: -A DOCKER-USER'))).toHaveLength(11);
+    expect(await lab.rules()).toEqual(['-N DOCKER-USER', FOREIGN_RULE, '-A DOCKER-USER -j RETURN']);
+    expect(await lab.connect('203.0.113.10', 80)).toBe(true);
   });
 });
