@@ -1,22 +1,42 @@
 /**
- * The one place DNS names are normalised: ASCII lower case, exactly one trailing dot.
+ * The one place DNS names are normalised: ASCII lower case, one trailing dot.
  * Patterns and question names both pass through here, so they compare as plain strings.
- * On the hot path (once per answer), hence no allocation for a name already normal.
+ *
+ * It normalises, it does not validate: a malformed name (`a..b`, `a..`) keeps its extra
+ * dots, so it can never collide with a well-formed name. Patterns are validated in
+ * pattern.ts; names off the wire are well-formed by construction.
  */
 export function normaliseName(name: string): string {
-  let normal = true;
-  for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    if (c >= 65 && c <= 90) {
-      normal = false;
-      break;
-    }
-  }
-  const lower = normal ? name : asciiLowerCase(name);
-  return lower.endsWith('.') ? lower : `${lower}.`;
+  const lower = asciiLowerCase(name);
+  // Once per DNS answer: a name already normal comes back as the very same string.
+  return lower.charCodeAt(lower.length - 1) === DOT ? lower : `${lower}.`;
 }
 
-/** DNS is case-insensitive only for ASCII letters (RFC 4343); locale rules must not apply. */
+const DOT = 0x2e;
+const UPPER_A = 0x41;
+const UPPER_Z = 0x5a;
+const ASCII_END = 0x80;
+
+/**
+ * DNS folds case for ASCII letters only (RFC 4343). String#toLowerCase folds all of
+ * Unicode (e.g. U+212A KELVIN SIGN → "k"), so it is safe only on an all-ASCII string.
+ */
 function asciiLowerCase(name: string): string {
-  return name.replace(/[A-Z]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 32));
+  let hasUpper = false;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c >= ASCII_END) return foldAsciiOnly(name);
+    if (c >= UPPER_A && c <= UPPER_Z) hasUpper = true;
+  }
+  return hasUpper ? name.toLowerCase() : name;
+}
+
+/** The rare name with non-ASCII text: fold A-Z one character at a time. */
+function foldAsciiOnly(name: string): string {
+  let out = '';
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    out += c >= UPPER_A && c <= UPPER_Z ? String.fromCharCode(c + 32) : name[i];
+  }
+  return out;
 }

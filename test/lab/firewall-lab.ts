@@ -11,16 +11,15 @@
  * namespace, and runs on process exit too.
  */
 import { execa } from 'execa';
-import { fileURLToPath } from 'node:url';
 import { run } from './exec.js';
+import { createInternet } from './internet.js';
 import { Namespace, link } from './netns.js';
 import { startUnbound, type Unbound, type ZoneRecord } from './unbound.js';
 
 export const BRIDGE = 'ohnbr0';
 export const GATEWAY = '192.0.2.1';
 export const CONTAINERS = ['192.0.2.10', '192.0.2.11'] as const;
-export const INTERNET = ['198.51.100.10', '198.51.100.11', '198.51.100.12', '198.51.100.13', '198.51.100.14', '203.0.113.10'] as const;
-export const PORTS = [80, 443, 8080] as const;
+export { INTERNET, PORTS } from './internet.js';
 export const FOREIGN_RULE = '-A DOCKER-USER -d 203.0.113.99/32 -m comment --comment someone-else -j REJECT --reject-with icmp-port-unreachable';
 
 export const DEFAULT_RECORDS: readonly ZoneRecord[] = [
@@ -57,8 +56,6 @@ export interface FirewallLab {
   close(): Promise<void>;
 }
 
-const TCP_SERVER = fileURLToPath(new URL('./tcp-server.mjs', import.meta.url));
-
 export async function createFirewallLab(options: FirewallLabOptions): Promise<FirewallLab> {
   const namespaces: Namespace[] = [];
   const cleanups: Array<() => Promise<unknown>> = [];
@@ -75,8 +72,6 @@ export async function createFirewallLab(options: FirewallLabOptions): Promise<Fi
   try {
     const host = await Namespace.create('ohnh');
     namespaces.push(host);
-    const internet = await Namespace.create('ohni');
-    namespaces.push(internet);
     const containers: Namespace[] = [];
     for (const _ of CONTAINERS) {
       const ns = await Namespace.create('ohnc');
@@ -95,26 +90,15 @@ export async function createFirewallLab(options: FirewallLabOptions): Promise<Fi
       await ns.ip('route', 'add', 'default', 'via', GATEWAY);
     }
 
-    await link(host, 'uplink', internet, 'eth0');
-    await host.ip('addr', 'add', '198.51.100.1/24', 'dev', 'uplink');
-    await host.ip('route', 'add', '203.0.113.0/24', 'via', '198.51.100.10');
-    for (const address of INTERNET) await internet.ip('addr', 'add', `${address}/24`, 'dev', 'eth0');
-    await internet.ip('route', 'add', 'default', 'via', '198.51.100.1');
+    const uplink = await createInternet(host);
+    cleanups.push(() => uplink.stop());
+    const internet = uplink.namespace;
 
     // DOCKER-USER as Docker sets it up, with a rule that belongs to someone else.
     await host.exec('iptables', ['-N', 'DOCKER-USER']);
     await host.exec('iptables', ['-A', 'DOCKER-USER', '-j', 'RETURN']);
     await host.exec('iptables', ['-I', 'FORWARD', '-j', 'DOCKER-USER']);
     await host.exec('iptables', ['-I', 'DOCKER-USER', '-d', '203.0.113.99/32', '-m', 'comment', '--comment', 'someone-else', '-j', 'REJECT']);
-
-    const servers = execa('ip', ['netns', 'exec', internet.name, process.execPath, TCP_SERVER, ...INTERNET.flatMap((a) => PORTS.map((p) => `${a}:${p}`))], {
-      reject: false,
-    });
-    cleanups.push(async () => {
-      servers.kill('SIGKILL');
-      await servers;
-    });
-    await new Promise<void>((resolve) => servers.stdout?.once('data', () => resolve()));
 
     const startDns = async () => {
       const unbound = await startUnbound({

@@ -11,10 +11,11 @@ export interface CliProcess {
   stop(): Promise<number | undefined>;
 }
 
-export function startCli(namespace: string, args: string[]): CliProcess {
+export function startCli(namespace: string, args: string[], env: Record<string, string> = {}): CliProcess {
   const child: ResultPromise = execa('ip', ['netns', 'exec', namespace, process.execPath, CLI, '--log-format', 'json', ...args], {
     reject: false,
     buffer: false,
+    env,
   });
   const lines: CliProcess['lines'] = [];
   let raw = '';

@@ -1,0 +1,153 @@
+/**
+ * The Docker lab: the blog's scene on a real dockerd, offline, in namespaces.
+ *
+ *   host namespace (no route out): dockerd, network "on-his-name" (br-…), unbound with
+ *   dnstap on the network's gateway, on-his-name started by network name
+ *     └─ uplink (198.51.100.1) ── internet namespace: TCP 80/443/8080 at documentation addresses
+ *
+ * Used by the end-to-end suite, `npm run demo` and benchmarks. close() removes containers,
+ * dockerd, unbound, namespaces and temporary files, also when creation fails half-way.
+ */
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startCli, type CliProcess } from '../support/cli-process.js';
+import { startDockerd, type Dockerd } from './dockerd.js';
+import { DEFAULT_RECORDS } from './firewall-lab.js';
+import { importLabImage } from './image.js';
+import { createInternet, type Internet } from './internet.js';
+import { Namespace } from './netns.js';
+import { startUnbound, unboundUid, type Unbound, type ZoneRecord } from './unbound.js';
+
+export const NETWORK = 'on-his-name';
+
+export interface DockerLabOptions {
+  records?: readonly ZoneRecord[];
+  /** Progress lines for a person watching (the demo). */
+  progress?: (message: string) => void;
+}
+
+export interface Network {
+  name: string;
+  bridge: string;
+  gateway: string;
+  subnet: string;
+}
+
+export interface RunResult {
+  ok: boolean;
+  output: string;
+  seconds: number;
+}
+
+export interface DockerLab {
+  host: Namespace;
+  internet: Namespace;
+  dockerd: Dockerd;
+  network: Network;
+  image: string;
+  dnstapSocket: string;
+  /** on-his-name, started as the README says: by network name. */
+  startDaemon(patterns: readonly string[], extra?: readonly string[]): Promise<CliProcess>;
+  daemon(): CliProcess | undefined;
+  startDns(): Promise<Unbound>;
+  /** `docker run --rm` of the lab image; on the on-his-name network with --dns=gateway unless told otherwise. */
+  run(command: readonly string[], options?: { network?: 'on-his-name' | 'default'; extra?: readonly string[]; timeoutSeconds?: number }): Promise<RunResult>;
+  /** curl from a fresh container; ok when the HTTP exchange completed. */
+  curl(url: string, options?: { network?: 'on-his-name' | 'default'; timeoutSeconds?: number }): Promise<RunResult>;
+  iptables(...args: string[]): Promise<string>;
+  rules(): Promise<string[]>;
+  /** `iptables -vL DOCKER-USER` as a person reads it. */
+  listing(): Promise<string>;
+  close(): Promise<void>;
+}
+
+export async function createDockerLab(options: DockerLabOptions = {}): Promise<DockerLab> {
+  const say = options.progress ?? (() => undefined);
+  const cleanups: Array<() => Promise<unknown>> = [];
+  const close = async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+  };
+  const dir = await mkdtemp(join(tmpdir(), 'ohn-docker-lab-'));
+  await chmod(dir, 0o755);
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+
+  try {
+    say('creating the host and internet namespaces');
+    const host = await Namespace.create('ohnd');
+    cleanups.push(() => host.remove());
+    await host.enableForwarding();
+    const internet: Internet = await createInternet(host);
+    cleanups.push(() => internet.stop());
+
+    say('starting dockerd in the host namespace (this takes a few seconds)');
+    const dockerd = await startDockerd(host, join(dir, 'docker'));
+    cleanups.push(() => removeContainers(dockerd).then(() => dockerd.stop()));
+
+    say('importing the busybox + curl image');
+    const image = await importLabImage(dockerd);
+
+    say(`docker network create ${NETWORK}`);
+    await dockerd.docker(['network', 'create', NETWORK]);
+    const network = await inspectNetwork(dockerd);
+
+    const dnstapSocket = join(dir, 'dnstap.sock');
+    let daemon: CliProcess | undefined;
+    cleanups.push(async () => daemon?.stop());
+    const iptables = (...args: string[]) => host.exec('iptables', args);
+
+    const run: DockerLab['run'] = async (command, opts = {}) => {
+      const onNetwork = (opts.network ?? NETWORK) === NETWORK;
+      const args = ['run', '--rm', ...(onNetwork ? ['--network', NETWORK, '--dns', network.gateway] : ['--dns', network.gateway]), ...(opts.extra ?? []), image, ...command];
+      const started = Date.now();
+      const result = await dockerd.docker(args, { reject: false, timeoutMs: ((opts.timeoutSeconds ?? 20) + 15) * 1000 });
+      return { ok: result.exitCode === 0, output: `${result.stdout}${result.stderr}`.trim(), seconds: (Date.now() - started) / 1000 };
+    };
+
+    return {
+      host,
+      internet: internet.namespace,
+      dockerd,
+      network,
+      image,
+      dnstapSocket,
+      async startDaemon(patterns, extra = []) {
+        await daemon?.stop();
+        daemon = startCli(host.name, ['--network', NETWORK, '--listen', dnstapSocket, '--socket-uid', String(await unboundUid()), ...extra, ...patterns], dockerd.env);
+        await daemon.waitFor((l) => l.msg === 'on-his-name is running', 15_000);
+        return daemon;
+      },
+      daemon: () => daemon,
+      async startDns() {
+        say(`starting unbound with dnstap on the network gateway ${network.gateway}`);
+        const unbound = await startUnbound({ namespace: host, listen: network.gateway, zone: 'test.', records: options.records ?? DEFAULT_RECORDS, dnstapSocket });
+        cleanups.push(() => unbound.stop());
+        return unbound;
+      },
+      run,
+      curl: (url, opts = {}) => {
+        const seconds = opts.timeoutSeconds ?? 8;
+        return run(['curl', '-sS', '--max-time', String(seconds), url], { ...(opts.network ? { network: opts.network } : {}), timeoutSeconds: seconds });
+      },
+      iptables,
+      rules: async () => (await iptables('-S', 'DOCKER-USER')).split('\n'),
+      listing: () => iptables('-vL', 'DOCKER-USER'),
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+async function inspectNetwork(dockerd: Dockerd): Promise<Network> {
+  const { stdout } = await dockerd.docker(['network', 'inspect', NETWORK, '--format', '{{.Id}} {{(index .IPAM.Config 0).Gateway}} {{(index .IPAM.Config 0).Subnet}}']);
+  const [id = '', gateway = '', subnet = ''] = stdout.trim().split(' ');
+  return { name: NETWORK, bridge: `br-${id.slice(0, 12)}`, gateway, subnet };
+}
+
+async function removeContainers(dockerd: Dockerd): Promise<void> {
+  const { stdout } = await dockerd.docker(['ps', '-aq'], { reject: false });
+  const ids = stdout.split('\n').filter(Boolean);
+  if (ids.length) await dockerd.docker(['rm', '-f', ...ids], { reject: false });
+}
