@@ -101,7 +101,8 @@ async function waitUntilAnswering(options: UnboundOptions, child: ResultPromise)
   let exited = false;
   void child.then(() => (exited = true));
   for (;;) {
-    const probe = await execa('ip', ['netns', 'exec', options.namespace.name, 'dig', '+short', '+time=1', '+tries=1', `@${options.listen}`, `ns.${options.zone}`], {
+    // The zone's SOA carries no address, so the probe never shows up as a decision.
+    const probe = await execa('ip', ['netns', 'exec', options.namespace.name, 'dig', '+short', '+time=1', '+tries=1', `@${options.listen}`, options.zone, 'SOA'], {
       reject: false,
     });
     if (probe.exitCode === 0 && probe.stdout.trim() !== '') return;
