@@ -8,6 +8,7 @@
  * base rules (DROP included) are in place before the socket accepts a single producer,
  * and stay in place when the daemon stops: egress is closed whenever we are not running.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { decide, type Decision } from './decision.js';
@@ -39,6 +40,7 @@ export interface PipelineStats {
 }
 
 const BRIDGE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
+const SHUTDOWN_GRACE_MS = 5_000;
 
 export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Daemon> {
   const policy = Policy.compile(config.patterns, { allowAll: config.allowAll });
@@ -68,7 +70,9 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     stats,
     async close() {
       await listener.close();
-      await firewall.settled();
+      // Rules still queued are worth a moment; a kernel that keeps refusing them is not worth hanging for.
+      const settled = await Promise.race([firewall.settled().then(() => true), sleep(SHUTDOWN_GRACE_MS, false, { ref: false })]);
+      if (!settled) deps.log.warn({ graceMs: SHUTDOWN_GRACE_MS }, 'stopping with addresses still waiting for the kernel');
     },
   };
 }
@@ -106,6 +110,7 @@ function frameHandler(policy: Policy, firewall: Firewall, stats: PipelineStats, 
     switch (decision.outcome) {
       case 'allow': {
         const added = decision.ipv4.filter((r) => firewall.allow(r.address, decision.name) === 'queued');
+        if (added.length === 0 && !log.isLevelEnabled('debug')) return; // a repeat answer: nothing to say
         const fields = { name: decision.name, client: decision.client, pattern: decision.pattern, ips: addresses(decision) };
         if (added.length > 0) log.info({ ...fields, added: added.map((r) => r.address) }, 'allow');
         else log.debug(fields, 'allow (already open)');
@@ -115,7 +120,7 @@ function frameHandler(policy: Policy, firewall: Firewall, stats: PipelineStats, 
         log.info({ name: decision.name, client: decision.client, ips: addresses(decision) }, 'deny');
         return;
       case 'skip':
-        log.trace({ reason: decision.reason, name: decision.name, rcode: decision.rcode, client: decision.client }, 'skip');
+        if (log.isLevelEnabled('trace')) log.trace({ reason: decision.reason, name: decision.name, rcode: decision.rcode, client: decision.client }, 'skip');
         if (decision.reason === 'no-response-message' && !warnedNotFull) {
           warnedNotFull = true;
           log.warn(
