@@ -1,37 +1,42 @@
 /**
  * The policy: is this (normalised) question name allowed, and by which pattern?
- * Exact names are one Map lookup; wildcards are tried after, in the order given.
+ * One call per DNS answer, so exact names are one Map lookup and only the wildcards,
+ * usually few, are tried one by one, in the order the operator gave them.
  */
 import { ConfigError } from '../errors.js';
-import { compilePattern, type CompiledPattern } from './pattern.js';
+import { compilePattern, type CompiledPattern, type PatternOptions } from './pattern.js';
 
 export class Policy {
   private constructor(
+    /** Deduplicated, in the order given; the first spelling of a name is kept. */
     readonly patterns: readonly CompiledPattern[],
     private readonly exact: ReadonlyMap<string, CompiledPattern>,
     private readonly wildcards: readonly CompiledPattern[],
   ) {}
 
-  static compile(sources: readonly string[], options: { allowAll?: boolean } = {}): Policy {
+  static compile(sources: readonly string[], options: PatternOptions = {}): Policy {
     if (sources.length === 0) {
       throw new ConfigError('no pattern given: name at least one allowed DNS name, e.g. on-his-name "example.com."');
     }
-    const patterns: CompiledPattern[] = [];
-    const seen = new Set<string>();
+    const byName = new Map<string, CompiledPattern>();
     for (const source of sources) {
       const pattern = compilePattern(source, options);
-      if (seen.has(pattern.normalised)) continue;
-      seen.add(pattern.normalised);
-      patterns.push(pattern);
+      // The same name twice (case, trailing dot) is harmless; refusing it would only annoy.
+      if (!byName.has(pattern.normalised)) byName.set(pattern.normalised, pattern);
     }
-    const exact = new Map(patterns.filter((p) => p.kind === 'exact').map((p) => [p.normalised, p]));
+    const patterns = [...byName.values()];
+    const exact = new Map(patterns.filter((p) => p.kind === 'exact').map((p) => [p.normalised, p] as const));
     return new Policy(patterns, exact, patterns.filter((p) => p.kind !== 'exact'));
   }
 
+  /** `name` must be normalised (normaliseName). An exact pattern wins over a wildcard. */
   match(name: string): CompiledPattern | undefined {
     const exact = this.exact.get(name);
-    if (exact) return exact;
-    for (const pattern of this.wildcards) if (pattern.matches(name)) return pattern;
+    if (exact !== undefined) return exact;
+    for (let i = 0; i < this.wildcards.length; i++) {
+      const pattern = this.wildcards[i]!;
+      if (pattern.matches(name)) return pattern;
+    }
     return undefined;
   }
 }
