@@ -70,7 +70,8 @@ async function scene(lab: DockerLab): Promise<void> {
   console.log(await lab.listing());
   step('What on-his-name logged');
   for (const line of lab.daemon()?.lines.filter((l) => l.msg === 'allow' || l.msg === 'deny') ?? []) {
-    console.log(`  ${line.msg.padEnd(5)} ${String(line.name).padEnd(16)} client ${line.client}  ips ${(line.ips as string[]).join(', ')}`);
+    const opened = line.msg === 'allow' ? `  opened ${(line.added as string[]).join(', ')}` : '';
+    console.log(`  ${line.msg.padEnd(5)} ${String(line.name).padEnd(16)} client ${line.client}${opened}`);
   }
 }
 

@@ -117,7 +117,7 @@ function frameHandler(policy: Policy, firewall: Firewall, stats: PipelineStats, 
         return;
       }
       case 'deny':
-        log.info({ name: decision.name, client: decision.client, ips: addresses(decision) }, 'deny');
+        log.info({ name: decision.name, client: decision.client }, 'deny');
         return;
       case 'skip':
         if (log.isLevelEnabled('trace')) log.trace({ reason: decision.reason, name: decision.name, rcode: decision.rcode, client: decision.client }, 'skip');

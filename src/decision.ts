@@ -2,7 +2,7 @@
  * One dnstap frame → one decision. Pure: bytes and the policy in, a plain object out.
  * Decoders throw DecodeError for bad bytes; the caller counts it and skips the frame.
  */
-import { extractAnswer, type AddressRecord } from './dns/answer.js';
+import { readAddresses, readQuestion, type AddressRecord } from './dns/answer.js';
 import { decodeDnstap } from './dnstap/decode.js';
 import { MessageType } from './dnstap/schema.js';
 import type { Policy } from './policy/policy.js';
@@ -11,7 +11,7 @@ export type SkipReason = 'not-a-client-response' | 'no-response-message' | 'not-
 
 export type Decision =
   | { outcome: 'allow'; name: string; client?: string; pattern: string; ipv4: AddressRecord[]; ipv6: AddressRecord[] }
-  | { outcome: 'deny'; name: string; client?: string; ipv4: AddressRecord[]; ipv6: AddressRecord[] }
+  | { outcome: 'deny'; name: string; client?: string }
   | { outcome: 'skip'; reason: SkipReason; name?: string; rcode?: string; client?: string };
 
 export function decide(frame: Uint8Array, policy: Policy): Decision {
@@ -21,16 +21,17 @@ export function decide(frame: Uint8Array, policy: Policy): Decision {
   const withClient = client ? { client } : {};
   if (!message.responseMessage) return { outcome: 'skip', reason: 'no-response-message', ...withClient };
 
-  const answer = extractAnswer(message.responseMessage);
-  if (answer.rcode !== 'NOERROR') {
-    return { outcome: 'skip', reason: 'not-noerror', name: answer.name, rcode: answer.rcode, ...withClient };
+  const question = readQuestion(message.responseMessage);
+  if (question.rcode !== 'NOERROR') {
+    return { outcome: 'skip', reason: 'not-noerror', name: question.name, rcode: question.rcode, ...withClient };
   }
+  if (question.answerCount === 0) return { outcome: 'skip', reason: 'no-addresses', name: question.name, ...withClient };
+  const pattern = policy.match(question.name);
+  // A denied answer opens nothing, so its records are not worth decoding.
+  if (!pattern) return { outcome: 'deny', name: question.name, ...withClient };
+  const answer = readAddresses(question);
   if (answer.ipv4.length === 0 && answer.ipv6.length === 0) {
     return { outcome: 'skip', reason: 'no-addresses', name: answer.name, ...withClient };
   }
-  const pattern = policy.match(answer.name);
-  const addresses = { ipv4: answer.ipv4, ipv6: answer.ipv6 };
-  return pattern
-    ? { outcome: 'allow', name: answer.name, ...withClient, pattern: pattern.source, ...addresses }
-    : { outcome: 'deny', name: answer.name, ...withClient, ...addresses };
+  return { outcome: 'allow', name: answer.name, ...withClient, pattern: pattern.source, ipv4: answer.ipv4, ipv6: answer.ipv6 };
 }

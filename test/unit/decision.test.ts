@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest';
+import { decide } from '../../src/decision.js';
+import { MessageType } from '../../src/dnstap/schema.js';
+import { DecodeError } from '../../src/errors.js';
+import { Policy } from '../../src/policy/policy.js';
+import { addressBytes, clientResponse, dnsResponse, dnstapFrame } from '../support/dnstap.js';
+
+const policy = Policy.compile(['allowed.test.', '*.cdn.test.']);
+const A = (name: string, data: string) => ({ type: 'A' as const, name, data, ttl: 60 });
+const frame = (response: Buffer) => dnstapFrame({ queryAddress: addressBytes('192.0.2.10'), responseMessage: response });
+
+describe('decide', () => {
+  it('allows an answer for an allowed question name, with its addresses and the pattern', () => {
+    expect(decide(clientResponse('192.0.2.10', 'Allowed.Test', [A('allowed.test', '198.51.100.1')]), policy)).toEqual({
+      outcome: 'allow',
+      name: 'allowed.test.',
+      client: '192.0.2.10',
+      pattern: 'allowed.test.',
+      ipv4: [{ address: '198.51.100.1', ttl: 60 }],
+      ipv6: [],
+    });
+  });
+
+  it('denies by the question name, whatever the CNAME chain leads to', () => {
+    const response = dnsResponse('evil.test', [{ type: 'CNAME', name: 'evil.test', data: 'www.cdn.test', ttl: 60 }, A('www.cdn.test', '198.51.100.2')]);
+    expect(decide(frame(response), policy)).toEqual({ outcome: 'deny', name: 'evil.test.', client: '192.0.2.10' });
+  });
+
+  it('does not decode the records of a denied answer', () => {
+    const response = dnsResponse('denied.test', [A('denied.test', '203.0.113.10')]);
+    const broken = response.subarray(0, response.length - 3); // the answer record is cut short
+    expect(decide(frame(broken), policy)).toMatchObject({ outcome: 'deny' });
+    expect(() => decide(frame(Buffer.concat([broken.subarray(0, 12), Buffer.from('allowed')])), policy)).toThrow(DecodeError);
+  });
+
+  it.each([
+    ['a client query', dnstapFrame({ type: MessageType.CLIENT_QUERY }), { reason: 'not-a-client-response' }],
+    ['a response without "full"', dnstapFrame({ queryAddress: addressBytes('192.0.2.10') }), { reason: 'no-response-message' }],
+    ['an NXDOMAIN', frame(dnsResponse('allowed.test', [], { rcode: 3 })), { reason: 'not-noerror', rcode: 'NXDOMAIN' }],
+    ['an empty answer', frame(dnsResponse('allowed.test', [])), { reason: 'no-addresses' }],
+    ['an allowed name answered with a CNAME only', frame(dnsResponse('allowed.test', [{ type: 'CNAME', name: 'allowed.test', data: 'x.test', ttl: 5 }])), { reason: 'no-addresses' }],
+  ])('skips %s', (_, bytes, expected) => {
+    expect(decide(bytes, policy)).toMatchObject({ outcome: 'skip', ...expected });
+  });
+});
