@@ -23,6 +23,8 @@ export const NETWORK = 'on-his-name';
 
 export interface DockerLabOptions {
   records?: readonly ZoneRecord[];
+  /** More "internet" addresses, e.g. one per fresh name in a benchmark. */
+  internetAddresses?: readonly string[];
   /** Progress lines for a person watching (the demo). */
   progress?: (message: string) => void;
 }
@@ -77,7 +79,7 @@ export async function createDockerLab(options: DockerLabOptions = {}): Promise<D
     const host = await Namespace.create('ohnd');
     cleanups.push(() => host.remove());
     await host.enableForwarding();
-    const internet: Internet = await createInternet(host);
+    const internet: Internet = await createInternet(host, options.internetAddresses);
     cleanups.push(() => internet.stop());
 
     say('starting dockerd in the host namespace (this takes a few seconds)');

@@ -18,17 +18,18 @@ export interface Internet {
   stop(): Promise<void>;
 }
 
-export async function createInternet(host: Namespace): Promise<Internet> {
+/** `extra` addresses (documentation ranges) join the fixed ones, e.g. one per fresh name in a benchmark. */
+export async function createInternet(host: Namespace, extra: readonly string[] = []): Promise<Internet> {
   const namespace = await Namespace.create('ohni');
   try {
     await link(host, 'uplink', namespace, 'eth0');
     await host.ip('addr', 'add', `${UPLINK}/24`, 'dev', 'uplink');
     await host.ip('route', 'add', '203.0.113.0/24', 'via', INTERNET[0]);
-    for (const address of INTERNET) await namespace.ip('addr', 'add', `${address}/24`, 'dev', 'eth0');
+    for (const address of [...INTERNET, ...extra]) await namespace.ip('addr', 'add', `${address}/24`, 'dev', 'eth0');
     await namespace.ip('route', 'add', 'default', 'via', UPLINK);
     const servers: ResultPromise = execa(
       'ip',
-      ['netns', 'exec', namespace.name, process.execPath, TCP_SERVER, ...INTERNET.flatMap((a) => PORTS.map((p) => `${a}:${p}`))],
+      ['netns', 'exec', namespace.name, process.execPath, TCP_SERVER, ...PORTS.map(String)],
       { reject: false },
     );
     await new Promise<void>((resolve) => servers.stdout?.once('data', () => resolve()));

@@ -1,0 +1,133 @@
+/**
+ * Time to allow: from a dnstap frame's arrival to its ACCEPT rules being in the kernel,
+ * inside a network namespace this script creates and removes. Single answers at a low
+ * rate (p50, p99), and a burst of 1,000 answers with distinct addresses (time until all
+ * are in). Peer: the naive way, one `iptables -I` exec per rule as the Go original does.
+ *
+ *   sudo npx tsx bench/time-to-allow.ts [singles=200] [bursts=5]
+ */
+import { execa } from 'execa';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { decide } from '../src/decision.js';
+import { Firewall } from '../src/firewall/firewall.js';
+import { iptablesRunner } from '../src/firewall/iptables.js';
+import { acceptRule } from '../src/firewall/rules.js';
+import { Policy } from '../src/policy/policy.js';
+import { clientResponse } from '../test/support/dnstap.js';
+import { median, percentile, printTable } from './stats.js';
+
+const SINGLES = Number(process.argv[2] ?? 200);
+const BURSTS = Number(process.argv[3] ?? 5);
+const BURST_SIZE = 1000;
+const BRIDGE = 'br-bench';
+const layout = { bridge: BRIDGE, ports: [80, 443] };
+const log = pino({ level: 'silent' });
+const policy = Policy.compile(['**.allowed.example.']);
+
+/** Distinct documentation-range addresses: 198.18.0.0/15 holds 131,072 of them. */
+function address(i: number): string {
+  return `198.18.${(i >> 8) & 255}.${i & 255}`;
+}
+
+function frame(i: number): Buffer {
+  const name = `host${i}.allowed.example`;
+  return clientResponse('172.18.0.2', name, [{ type: 'A', name, ttl: 300, data: address(i) }]);
+}
+
+async function resetChain(): Promise<void> {
+  await execa('iptables', ['-F', 'DOCKER-USER']);
+  await execa('iptables', ['-A', 'DOCKER-USER', '-j', 'RETURN']);
+}
+
+async function oursSingles(): Promise<number[]> {
+  await resetChain();
+  const firewall = new Firewall({ runner: iptablesRunner(), layout, log });
+  await firewall.start();
+  const latencies: number[] = [];
+  for (let i = 0; i < SINGLES; i++) {
+    const bytes = frame(i);
+    const started = performance.now();
+    const decision = decide(bytes, policy);
+    if (decision.outcome !== 'allow') throw new Error('expected an allow');
+    for (const r of decision.ipv4) firewall.allow(r.address, decision.name);
+    await firewall.settled();
+    latencies.push(performance.now() - started);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return latencies;
+}
+
+async function oursBurst(run: number): Promise<number> {
+  await resetChain();
+  const firewall = new Firewall({ runner: iptablesRunner(), layout, log });
+  await firewall.start();
+  const frames = Array.from({ length: BURST_SIZE }, (_, i) => frame(100_000 + run * BURST_SIZE + i));
+  const started = performance.now();
+  for (const bytes of frames) {
+    const decision = decide(bytes, policy);
+    if (decision.outcome === 'allow') for (const r of decision.ipv4) firewall.allow(r.address, decision.name);
+  }
+  await firewall.settled();
+  return performance.now() - started;
+}
+
+/** The Go original's way: two `iptables -I` per address, one exec each. */
+async function naive(addresses: string[]): Promise<void> {
+  for (const a of addresses) {
+    for (const port of layout.ports) {
+      await execa('iptables', ['-w', '-I', 'DOCKER-USER', '1', ...acceptRule(BRIDGE, a, port).split(' ').map((w) => w.replace(/^"|"$/g, ''))]);
+    }
+  }
+}
+
+async function naiveSingles(): Promise<number[]> {
+  await resetChain();
+  const latencies: number[] = [];
+  for (let i = 0; i < Math.min(SINGLES, 100); i++) {
+    const started = performance.now();
+    await naive([address(50_000 + i)]);
+    latencies.push(performance.now() - started);
+  }
+  return latencies;
+}
+
+async function naiveBurst(): Promise<number> {
+  await resetChain();
+  const started = performance.now();
+  await naive(Array.from({ length: BURST_SIZE }, (_, i) => address(60_000 + i)));
+  return performance.now() - started;
+}
+
+async function inside(): Promise<void> {
+  await execa('iptables', ['-N', 'DOCKER-USER']);
+  const ourSingles = await oursSingles();
+  const ourBursts: number[] = [];
+  for (let run = 0; run < BURSTS; run++) ourBursts.push(await oursBurst(run));
+  const peerSingles = await naiveSingles();
+  const peerBurst = await naiveBurst();
+  const ms = (x: number) => `${x.toFixed(2)} ms`;
+  printTable(
+    ['way', 'single answer p50', 'single answer p99', `burst of ${BURST_SIZE} distinct addresses, all in the kernel`],
+    [
+      ['on-his-name (decode + one iptables-restore per batch)', ms(median(ourSingles)), ms(percentile(ourSingles, 99)), `${ms(median(ourBursts))} (median of ${BURSTS})`],
+      ['naive: one `iptables -I` per rule (2 per address)', ms(median(peerSingles)), ms(percentile(peerSingles, 99)), `${ms(peerBurst)} (one run)`],
+    ],
+  );
+}
+
+async function main(): Promise<void> {
+  if (process.argv.includes('--inside')) return inside();
+  if (process.getuid?.() !== 0) throw new Error('run as root: the benchmark builds a network namespace');
+  const ns = `ohn-bench-${process.pid}`;
+  await execa('ip', ['netns', 'add', ns]);
+  try {
+    const self = fileURLToPath(import.meta.url);
+    const child = await execa('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', self, String(SINGLES), String(BURSTS), '--inside'], { stdio: 'inherit', reject: false });
+    if (child.exitCode !== 0) process.exitCode = child.exitCode ?? 1;
+  } finally {
+    await execa('ip', ['netns', 'del', ns], { reject: false });
+  }
+}
+
+await main();
