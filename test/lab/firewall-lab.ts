@@ -1,27 +1,32 @@
 /**
  * A firewall lab in network namespaces, shaped like a Docker host:
  *
- *   container1 (192.0.2.10) ─┐
- *   container2 (192.0.2.11) ─┤ bridge ohnbr0 (192.0.2.1, unbound + dnstap)   host namespace
- *                            │   FORWARD → DOCKER-USER (ends in RETURN, as older Docker does)
- *                            └─ uplink (198.51.100.1) ── internet (198.51.100.10-14, 203.0.113.10)
- *                                                         TCP servers on 80, 443, 8080
+ *   container 0 (192.0.2.10) ─┐
+ *   container 1 (192.0.2.11) ─┤ bridge ohnbr0 (192.0.2.1, unbound + dnstap)   host namespace
+ *                             │   FORWARD → DOCKER-USER (a foreign REJECT, then RETURN as older Docker)
+ *                             └─ uplink (198.51.100.1) ── internet (198.51.100.10-14, 203.0.113.10)
+ *                                                          TCP servers on 80, 443, 8080
  *
  * Nothing has a route out of the lab. close() kills every process and removes every
- * namespace, and runs on process exit too.
+ * namespace; the same happens at process exit or on SIGINT/SIGTERM if close() never ran.
+ * The daemon under test runs in the host namespace (`ip netns exec lab.host.name …`) and
+ * listens on `dnstapSocket`, chowned to unbound's uid (see unbound.ts for unbound's timing).
  */
 import { execa } from 'execa';
 import { run } from './exec.js';
-import { createInternet } from './internet.js';
-import { Namespace, link } from './netns.js';
+import { createInternet, type Internet } from './internet.js';
+import { Namespace, attachToBridge } from './netns.js';
 import { startUnbound, type Unbound, type ZoneRecord } from './unbound.js';
 
 export const BRIDGE = 'ohnbr0';
 export const GATEWAY = '192.0.2.1';
 export const CONTAINERS = ['192.0.2.10', '192.0.2.11'] as const;
-export { INTERNET, PORTS } from './internet.js';
+export const ZONE = 'test.';
+export { INTERNET, PORTS, UPLINK } from './internet.js';
+/** The rule "someone else" owns in DOCKER-USER, as `iptables -S` prints it. */
 export const FOREIGN_RULE = '-A DOCKER-USER -d 203.0.113.99/32 -m comment --comment someone-else -j REJECT --reject-with icmp-port-unreachable';
 
+/** The same names and answers as test/fixtures (capture.sh), minus multi.test's .10. */
 export const DEFAULT_RECORDS: readonly ZoneRecord[] = [
   { name: 'allowed', type: 'A', value: '198.51.100.10' },
   { name: 'multi', type: 'A', value: '198.51.100.11' },
@@ -35,107 +40,170 @@ export const DEFAULT_RECORDS: readonly ZoneRecord[] = [
 ];
 
 export interface FirewallLabOptions {
-  /** Where unbound sends dnstap; the daemon under test listens there. */
+  /** Where unbound sends dnstap; the daemon under test listens there. unbound retries until it appears. */
   dnstapSocket: string;
+  /** Zone `test.` records; DEFAULT_RECORDS unless given. */
   records?: readonly ZoneRecord[];
+  /** Bridge name in the host namespace (≤ 15 characters); default ohnbr0. */
+  bridge?: string;
+  /** Container addresses in 192.0.2.0/24; default 192.0.2.10 and 192.0.2.11. */
+  containers?: readonly string[];
+  /** More "internet" addresses (documentation ranges), e.g. one per fresh name in a benchmark. */
+  internetAddresses?: readonly string[];
+  /** Start unbound while building the lab instead of on startDns(). Default false. */
+  startDns?: boolean;
+  /** Extra unbound `server:` lines. */
+  unboundConfig?: readonly string[];
+}
+
+export interface ResolveOptions {
+  /** Index of the container to ask from; default 0. */
+  from?: number;
+  type?: 'A' | 'AAAA';
+}
+
+export interface ConnectOptions {
+  from?: number;
+  /** Give up after this long; default 3000 ms. */
+  timeoutMs?: number;
+  /** Same as timeoutMs, in seconds (older callers). */
+  timeoutSeconds?: number;
 }
 
 export interface FirewallLab {
   host: Namespace;
   containers: Namespace[];
   internet: Namespace;
-  /** Start unbound (after the daemon under test listens, so no dnstap is lost). */
+  bridge: string;
+  gateway: string;
+  containerAddresses: readonly string[];
+  dnstapSocket: string;
+  /** FOREIGN_RULE: the rule in DOCKER-USER that is not ours and must survive. */
+  foreignRule: string;
+  /** Start unbound on the gateway (once; later calls return the same one). */
   startDns(): Promise<Unbound>;
-  resolve(name: string, options?: { from?: number; type?: 'A' | 'AAAA' }): Promise<string[]>;
-  connect(address: string, port: number, options?: { from?: number; timeoutSeconds?: number }): Promise<boolean>;
+  /** The running unbound, if started. */
+  dns(): Unbound | undefined;
+  /** `dig +short` from a container: the addresses of the answer (CNAME targets left out). */
+  resolve(name: string, options?: ResolveOptions): Promise<string[]>;
+  /** A real TCP connection and HTTP exchange from a container: true when it completed. */
+  connect(address: string, port: number, options?: ConnectOptions): Promise<boolean>;
+  /** The HTTP body the internet server answered ("hello from ADDRESS:PORT", no newline), or undefined. */
+  request(address: string, port: number, options?: ConnectOptions): Promise<string | undefined>;
+  /** Run a command in the host namespace. */
+  hostExec(command: string, args: readonly string[]): Promise<string>;
+  /** iptables in the host namespace. */
   iptables(...args: string[]): Promise<string>;
-  /** `iptables -S DOCKER-USER` in the host namespace. */
+  /** `iptables -S DOCKER-USER` in the host namespace, one rule per line. */
+  listRules(): Promise<string[]>;
+  /** Same as listRules(). */
   rules(): Promise<string[]>;
   /** Packet counters of DOCKER-USER rules, keyed by `iptables -S` rule text. */
   counters(): Promise<Map<string, number>>;
+  /** Kill everything the lab started and remove its namespaces. Idempotent. */
   close(): Promise<void>;
 }
 
 export async function createFirewallLab(options: FirewallLabOptions): Promise<FirewallLab> {
+  const bridge = options.bridge ?? BRIDGE;
+  if (bridge.length > 15) throw new Error(`bridge name ${bridge} is longer than 15 characters`);
+  const containerAddresses = options.containers ?? CONTAINERS;
   const namespaces: Namespace[] = [];
   const cleanups: Array<() => Promise<unknown>> = [];
-  const close = async () => {
-    process.off('exit', closeSync);
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-    for (const ns of namespaces.splice(0)) await ns.remove();
-  };
-  const closeSync = () => {
-    for (const ns of namespaces) execa('ip', ['netns', 'del', ns.name]).catch(() => undefined);
-  };
-  process.on('exit', closeSync);
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+      for (const ns of namespaces.splice(0)) await ns.remove();
+    })());
 
   try {
     const host = await Namespace.create('ohnh');
     namespaces.push(host);
     const containers: Namespace[] = [];
-    for (const _ of CONTAINERS) {
+    for (const _ of containerAddresses) {
       const ns = await Namespace.create('ohnc');
       namespaces.push(ns);
       containers.push(ns);
     }
 
-    await host.ip('link', 'add', BRIDGE, 'type', 'bridge');
-    await host.ip('addr', 'add', `${GATEWAY}/24`, 'dev', BRIDGE);
-    await host.ip('link', 'set', BRIDGE, 'up');
+    await host.createBridge(bridge, `${GATEWAY}/24`);
     await host.enableForwarding();
     for (const [i, ns] of containers.entries()) {
-      await link(host, `veth-c${i}`, ns, 'eth0');
-      await host.ip('link', 'set', `veth-c${i}`, 'master', BRIDGE);
-      await ns.ip('addr', 'add', `${CONTAINERS[i]}/24`, 'dev', 'eth0');
-      await ns.ip('route', 'add', 'default', 'via', GATEWAY);
+      await attachToBridge(host, bridge, `veth-c${i}`, ns);
+      await ns.addAddress('eth0', `${containerAddresses[i]}/24`);
+      await ns.addRoute('default', GATEWAY);
     }
 
-    const uplink = await createInternet(host);
+    const uplink: Internet = await createInternet(host, options.internetAddresses);
     cleanups.push(() => uplink.stop());
-    const internet = uplink.namespace;
 
     // DOCKER-USER as Docker sets it up, with a rule that belongs to someone else.
-    await host.exec('iptables', ['-N', 'DOCKER-USER']);
-    await host.exec('iptables', ['-A', 'DOCKER-USER', '-j', 'RETURN']);
-    await host.exec('iptables', ['-I', 'FORWARD', '-j', 'DOCKER-USER']);
-    await host.exec('iptables', ['-I', 'DOCKER-USER', '-d', '203.0.113.99/32', '-m', 'comment', '--comment', 'someone-else', '-j', 'REJECT']);
+    const iptables = (...args: string[]) => host.exec('iptables', args);
+    await iptables('-N', 'DOCKER-USER');
+    await iptables('-A', 'DOCKER-USER', '-j', 'RETURN');
+    await iptables('-I', 'FORWARD', '-j', 'DOCKER-USER');
+    await iptables('-I', 'DOCKER-USER', '-d', '203.0.113.99/32', '-m', 'comment', '--comment', 'someone-else', '-j', 'REJECT');
 
-    const startDns = async () => {
-      const unbound = await startUnbound({
+    let unbound: Promise<Unbound> | undefined;
+    const startDns = () =>
+      (unbound ??= startUnbound({
         namespace: host,
         listen: GATEWAY,
-        zone: 'test.',
+        zone: ZONE,
         records: options.records ?? DEFAULT_RECORDS,
         dnstapSocket: options.dnstapSocket,
-      });
-      cleanups.push(() => unbound.stop());
-      return unbound;
-    };
+        ...(options.unboundConfig ? { serverConfig: options.unboundConfig } : {}),
+      }).then((started) => {
+        cleanups.push(() => started.stop());
+        return started;
+      }));
+    let running: Unbound | undefined;
+    if (options.startDns) running = await startDns();
 
-    const from = (index = 0) => containers[index] ?? containers[0]!;
+    const from = (index = 0) => {
+      const ns = containers[index];
+      if (!ns) throw new Error(`the lab has no container ${index}`);
+      return ns;
+    };
+    const request = async (address: string, port: number, opts: ConnectOptions = {}) => {
+      const ms = opts.timeoutMs ?? (opts.timeoutSeconds !== undefined ? opts.timeoutSeconds * 1000 : 3000);
+      const result = await execa(
+        'ip',
+        ['netns', 'exec', from(opts.from).name, 'curl', '-s', '--max-time', (ms / 1000).toFixed(3), `http://${address}:${port}/`],
+        { reject: false },
+      );
+      return result.exitCode === 0 ? String(result.stdout) : undefined;
+    };
+    const listRules = async () => (await iptables('-S', 'DOCKER-USER')).split('\n');
+
     return {
       host,
       containers,
-      internet,
-      startDns,
+      internet: uplink.namespace,
+      bridge,
+      gateway: GATEWAY,
+      containerAddresses,
+      dnstapSocket: options.dnstapSocket,
+      foreignRule: FOREIGN_RULE,
+      async startDns() {
+        running = await startDns();
+        return running;
+      },
+      dns: () => running,
       async resolve(name, opts = {}) {
-        const out = await from(opts.from).exec('dig', ['+short', '+time=2', '+tries=1', `@${GATEWAY}`, name, opts.type ?? 'A']);
-        return out.split('\n').filter((line) => /^[\d.:a-f]+$/.test(line) && line.includes(opts.type === 'AAAA' ? ':' : '.'));
+        const type = opts.type ?? 'A';
+        const out = await from(opts.from).exec('dig', ['+short', '+time=2', '+tries=1', `@${GATEWAY}`, name, type]);
+        return out.split('\n').filter((line) => (type === 'AAAA' ? /^[\da-f:]+:[\da-f:]*$/i : /^\d+\.\d+\.\d+\.\d+$/).test(line));
       },
-      async connect(address, port, opts = {}) {
-        const result = await execa(
-          'ip',
-          ['netns', 'exec', from(opts.from).name, 'curl', '-s', '-o', '/dev/null', '--max-time', String(opts.timeoutSeconds ?? 3), `http://${address}:${port}/`],
-          { reject: false },
-        );
-        return result.exitCode === 0;
-      },
-      iptables: (...args) => host.exec('iptables', args),
-      async rules() {
-        return (await host.exec('iptables', ['-S', 'DOCKER-USER'])).split('\n');
-      },
+      connect: async (address, port, opts) => (await request(address, port, opts)) !== undefined,
+      request,
+      hostExec: (command, args) => host.exec(command, args),
+      iptables,
+      listRules,
+      rules: listRules,
       async counters() {
-        const verbose = (await host.exec('iptables', ['-S', 'DOCKER-USER', '-v'])).split('\n');
+        const verbose = (await iptables('-S', 'DOCKER-USER', '-v')).split('\n');
         const counters = new Map<string, number>();
         for (const line of verbose) {
           const m = /^(.*) -c (\d+) \d+(.*)$/.exec(line);

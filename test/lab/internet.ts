@@ -2,6 +2,9 @@
  * The lab's "internet": a namespace joined to a host namespace by a veth, holding
  * documentation addresses and a TCP server on each of them (80, 443, and 8080 which
  * tests expect to stay closed). The host gets routes to it and nothing beyond.
+ *
+ *   host: uplink 198.51.100.1/24, route 203.0.113.0/24 via 198.51.100.10
+ *   internet: eth0 198.51.100.10-14/24 + 203.0.113.10/24 (+ extra), default via 198.51.100.1
  */
 import { execa, type ResultPromise } from 'execa';
 import { fileURLToPath } from 'node:url';
@@ -11,30 +14,29 @@ export const UPLINK = '198.51.100.1';
 export const INTERNET = ['198.51.100.10', '198.51.100.11', '198.51.100.12', '198.51.100.13', '198.51.100.14', '203.0.113.10'] as const;
 export const PORTS = [80, 443, 8080] as const;
 
-const TCP_SERVER = fileURLToPath(new URL('./tcp-server.mjs', import.meta.url));
+export const TCP_SERVER = fileURLToPath(new URL('./tcp-server.mjs', import.meta.url));
 
 export interface Internet {
   namespace: Namespace;
+  /** Every address the TCP servers answer on. */
+  addresses: readonly string[];
   stop(): Promise<void>;
 }
 
 /** `extra` addresses (documentation ranges) join the fixed ones, e.g. one per fresh name in a benchmark. */
 export async function createInternet(host: Namespace, extra: readonly string[] = []): Promise<Internet> {
   const namespace = await Namespace.create('ohni');
+  const addresses = [...INTERNET, ...extra];
   try {
     await link(host, 'uplink', namespace, 'eth0');
-    await host.ip('addr', 'add', `${UPLINK}/24`, 'dev', 'uplink');
-    await host.ip('route', 'add', '203.0.113.0/24', 'via', INTERNET[0]);
-    for (const address of [...INTERNET, ...extra]) await namespace.ip('addr', 'add', `${address}/24`, 'dev', 'eth0');
-    await namespace.ip('route', 'add', 'default', 'via', UPLINK);
-    const servers: ResultPromise = execa(
-      'ip',
-      ['netns', 'exec', namespace.name, process.execPath, TCP_SERVER, ...PORTS.map(String)],
-      { reject: false },
-    );
-    await new Promise<void>((resolve) => servers.stdout?.once('data', () => resolve()));
+    await host.addAddress('uplink', `${UPLINK}/24`);
+    await host.addRoute('203.0.113.0/24', INTERNET[0]);
+    for (const address of addresses) await namespace.addAddress('eth0', `${address}/24`);
+    await namespace.addRoute('default', UPLINK);
+    const { child: servers } = await startTcpServers(namespace, PORTS.map(String));
     return {
       namespace,
+      addresses,
       async stop() {
         servers.kill('SIGKILL');
         await servers;
@@ -45,4 +47,20 @@ export async function createInternet(host: Namespace, extra: readonly string[] =
     await namespace.remove();
     throw err;
   }
+}
+
+/**
+ * tcp-server.mjs in `namespace`, resolved once it printed "ready"; rejects if it exits first.
+ * (Wrapped in an object: the child is itself a promise, which `await` would wait out.)
+ */
+export async function startTcpServers(namespace: Namespace, listeners: readonly string[]): Promise<{ child: ResultPromise }> {
+  const child = execa('ip', ['netns', 'exec', namespace.name, process.execPath, TCP_SERVER, ...listeners], {
+    reject: false,
+    buffer: { stdout: false, stderr: true },
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.once('data', () => resolve());
+    void child.then((result) => reject(new Error(`tcp-server.mjs exited (${result.exitCode}): ${String(result.stderr)}`)));
+  });
+  return { child };
 }

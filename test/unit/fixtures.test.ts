@@ -8,10 +8,15 @@ import { extractAnswer } from '../../src/dns/answer.js';
 import { decodeDnstap } from '../../src/dnstap/decode.js';
 import { MessageType } from '../../src/dnstap/schema.js';
 import { FrameDecoder, type Frame } from '../../src/framestream/decoder.js';
+import { INITIAL_HANDSHAKE, acceptsData, stepHandshake } from '../../src/framestream/handshake.js';
 import { ControlType, DNSTAP_CONTENT_TYPE } from '../../src/framestream/limits.js';
 import { byteByByte, randomSplits, seededRandom } from '../support/framestream.js';
 
-const capture = readFileSync(new URL('../fixtures/unbound.fstrm', import.meta.url));
+const fixture = (name: string) => readFileSync(new URL(`../fixtures/${name}`, import.meta.url));
+const capture = fixture('unbound.fstrm');
+/** What `dnstap -y` (golang-dnstap, an independent decoder) printed for each capture. */
+const expectedBy = (name: string): Array<{ qname: string; rcode: string; a: string[]; aaaa: string[]; queryAddress: string }> =>
+  JSON.parse(fixture(name).toString('utf8'));
 
 function decode(chunks: Buffer[]): Frame[] {
   const decoder = new FrameDecoder();
@@ -56,5 +61,34 @@ describe('a capture recorded from unbound', () => {
   it('carries the identity and version unbound was told to send', () => {
     const first = decode([capture]).find((f) => f.kind === 'data') as Extract<Frame, { kind: 'data' }>;
     expect(decodeDnstap(first.payload)).toMatchObject({ identity: 'fixture', type: MessageType.CLIENT_QUERY });
+  });
+});
+
+describe('the recordings agree with golang-dnstap', () => {
+  const asYaml = (r: ReturnType<typeof clientResponses>[number]) => ({ qname: r.name, rcode: r.rcode, a: r.a, aaaa: r.aaaa, queryAddress: r.client });
+  const withoutPort = ({ qname, rcode, a, aaaa, queryAddress }: ReturnType<typeof expectedBy>[number]) => ({ qname, rcode, a, aaaa, queryAddress });
+
+  it('decodes the file capture to what dnstap -y printed', () => {
+    expect(clientResponses(decode([capture])).map(asYaml)).toEqual(expectedBy('unbound.expected.json').map(withoutPort));
+  });
+
+  it('completes the bidirectional handshake unbound sent on a live socket and decodes its answers', () => {
+    const frames = decode(randomSplits(fixture('unbound-bidi.bin'), seededRandom(7), 61));
+    let state = INITIAL_HANDSHAKE;
+    const replies: number[] = [];
+    const data: Frame[] = [];
+    for (const frame of frames) {
+      if (frame.kind === 'data') {
+        expect(acceptsData(state)).toBe(true);
+        data.push(frame);
+        continue;
+      }
+      const step = stepHandshake(state, frame.control);
+      state = step.state;
+      if (step.reply) replies.push(step.reply.readUInt32BE(8));
+    }
+    expect(state).toEqual({ phase: 'stopped', bidirectional: true });
+    expect(replies).toEqual([ControlType.ACCEPT, ControlType.FINISH]);
+    expect(clientResponses(data).map(asYaml)).toEqual(expectedBy('unbound-bidi.expected.json').map(withoutPort));
   });
 });
