@@ -33,6 +33,8 @@ Options (environment fallback in brackets):
   --interface IFACE    use this host bridge directly, no Docker lookup [INTERFACE]
   --ports LIST         tcp ports to open (default ${DEFAULTS.ports}) [PORTS]
   --allow-all          accept the patterns '*' and '**' that allow every name
+  --allow-cidr CIDR    open a private/loopback/link-local IPv4 range on purpose;
+                       repeatable or comma-separated [ALLOW_CIDR]
   --log-level LEVEL    fatal, error, warn, info, debug, trace, silent (default info) [LOG_LEVEL]
   --log-format FORMAT  auto (pretty on a terminal, else JSON), json, pretty [LOG_FORMAT]
   -h, --help           this text

@@ -5,6 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { ConfigError } from './errors.js';
+import { parseCidr } from './policy/special-addresses.js';
 
 export type Command = 'run' | 'reset' | 'help' | 'version';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -21,6 +22,8 @@ export interface Config {
   /** A host bridge interface to use as is, bypassing Docker. */
   interface?: string;
   ports: number[];
+  /** Special-purpose ranges (private, loopback…) opened on purpose. */
+  allowCidrs: string[];
   logLevel: LogLevel;
   logFormat: LogFormat;
 }
@@ -47,6 +50,7 @@ const OPTIONS = {
   network: { type: 'string' },
   interface: { type: 'string' },
   ports: { type: 'string' },
+  'allow-cidr': { type: 'string', multiple: true },
   'log-level': { type: 'string' },
   'log-format': { type: 'string' },
   'allow-all': { type: 'boolean' },
@@ -78,6 +82,7 @@ export function parseConfig(argv: readonly string[], env: Env): Config {
     network: values.network ?? env.DOCKER_BRIDGE_NAME ?? DEFAULTS.network,
     ...(iface !== undefined ? { interface: iface } : {}),
     ports: parsePorts(values.ports ?? env.PORTS ?? DEFAULTS.ports),
+    allowCidrs: parseCidrs(values['allow-cidr'] ?? (env.ALLOW_CIDR ? [env.ALLOW_CIDR] : [])),
     logLevel: oneOf(values['log-level'] ?? env.LOG_LEVEL ?? DEFAULTS.logLevel, LOG_LEVELS, '--log-level'),
     logFormat: oneOf(values['log-format'] ?? env.LOG_FORMAT ?? DEFAULTS.logFormat, LOG_FORMATS, '--log-format'),
   };
@@ -114,6 +119,13 @@ function parsePorts(value: string): number[] {
     throw new ConfigError(`--ports "${value}" must be a comma-separated list of TCP ports from 1 to 65535, e.g. 80,443`);
   }
   return [...new Set(parsed)];
+}
+
+/** Repeatable and comma-separated; each range is checked here so a typo stops the start. */
+function parseCidrs(values: readonly string[]): string[] {
+  const cidrs = values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean);
+  for (const cidr of cidrs) parseCidr(cidr, '--allow-cidr');
+  return cidrs;
 }
 
 function parseId(value: string | undefined, source: string): number | undefined {

@@ -18,6 +18,7 @@ import { Firewall } from './firewall/firewall.js';
 import type { IptablesRunner } from './firewall/iptables.js';
 import { listenFrameStreams, type FrameStreamListener, type Producer } from './framestream/listener.js';
 import { Policy } from './policy/policy.js';
+import { AddressGuard } from './policy/special-addresses.js';
 
 export interface DaemonDeps {
   runner: IptablesRunner;
@@ -44,7 +45,8 @@ const SHUTDOWN_GRACE_MS = 5_000;
 
 export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Daemon> {
   const policy = Policy.compile(config.patterns, { allowAll: config.allowAll });
-  const bridge = await findBridge(config, deps);
+  const { bridge, subnet } = await findBridge(config, deps);
+  const guard = new AddressGuard(config.allowCidrs, subnet ? [subnet] : []);
   const firewall = new Firewall({
     runner: deps.runner,
     layout: { bridge, ports: config.ports },
@@ -53,7 +55,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   await firewall.start();
 
   const stats: PipelineStats = { decisions: { allow: 0, deny: 0, skip: 0 }, decodeErrors: 0 };
-  const onFrame = frameHandler(policy, firewall, stats, deps.log.child({ component: 'policy' }));
+  const onFrame = frameHandler(policy, guard, firewall, stats, deps.log.child({ component: 'policy' }));
   const listener = await listenFrameStreams({
     path: config.listen,
     ...(config.socketUid !== undefined ? { socketUid: config.socketUid } : {}),
@@ -77,10 +79,10 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   };
 }
 
-async function findBridge(config: Config, deps: DaemonDeps): Promise<string> {
+async function findBridge(config: Config, deps: DaemonDeps): Promise<{ bridge: string; subnet?: string }> {
   if (config.interface) {
     deps.log.info({ interface: config.interface }, 'using host bridge interface, no Docker lookup');
-    return config.interface;
+    return { bridge: config.interface };
   }
   if (!deps.docker) throw new ConfigError('no Docker client: name the bridge with --interface');
   const network = await resolveBridgeNetwork(deps.docker(), config.network);
@@ -91,15 +93,15 @@ async function findBridge(config: Config, deps: DaemonDeps): Promise<string> {
     { network: network.name, bridge: network.bridge, subnet: network.subnet, dns: network.gateway },
     `containers should use --dns=${network.gateway ?? '<the network gateway>'} with the DNS server bound there`,
   );
-  return network.bridge;
+  return { bridge: network.bridge, ...(network.subnet ? { subnet: network.subnet } : {}) };
 }
 
-function frameHandler(policy: Policy, firewall: Firewall, stats: PipelineStats, log: Logger) {
+function frameHandler(policy: Policy, guard: AddressGuard, firewall: Firewall, stats: PipelineStats, log: Logger) {
   let warnedNotFull = false;
   return (payload: Buffer, producer: Producer): void => {
     let decision: Decision;
     try {
-      decision = decide(payload, policy);
+      decision = decide(payload, policy, guard);
     } catch (err) {
       if (!(err instanceof DecodeError)) throw err;
       stats.decodeErrors++;
@@ -109,6 +111,9 @@ function frameHandler(policy: Policy, firewall: Firewall, stats: PipelineStats, 
     stats.decisions[decision.outcome]++;
     switch (decision.outcome) {
       case 'allow': {
+        for (const { address, why } of decision.refused) {
+          log.warn({ name: decision.name, client: decision.client, address, why }, 'refused to open a special-purpose address; open it on purpose with --allow-cidr');
+        }
         const added = decision.ipv4.filter((r) => firewall.allow(r.address, decision.name) === 'queued');
         if (added.length === 0 && !log.isLevelEnabled('debug')) return; // a repeat answer: nothing to say
         const fields = { name: decision.name, client: decision.client, pattern: decision.pattern, ips: addresses(decision) };

@@ -6,15 +6,24 @@ import { readAddresses, readQuestion, type AddressRecord } from './dns/answer.js
 import { decodeDnstap } from './dnstap/decode.js';
 import { MessageType } from './dnstap/schema.js';
 import type { Policy } from './policy/policy.js';
+import { AddressGuard } from './policy/special-addresses.js';
+
+export interface Refused {
+  address: string;
+  why: string;
+}
 
 export type SkipReason = 'not-a-client-response' | 'no-response-message' | 'not-noerror' | 'no-addresses';
 
 export type Decision =
-  | { outcome: 'allow'; name: string; client?: string; pattern: string; ipv4: AddressRecord[]; ipv6: AddressRecord[] }
+  | { outcome: 'allow'; name: string; client?: string; pattern: string; ipv4: AddressRecord[]; ipv6: AddressRecord[]; refused: Refused[] }
   | { outcome: 'deny'; name: string; client?: string }
   | { outcome: 'skip'; reason: SkipReason; name?: string; rcode?: string; client?: string };
 
-export function decide(frame: Uint8Array, policy: Policy): Decision {
+/** Refuses the special-purpose ranges; the daemon adds --allow-cidr and the network's subnet. */
+const DEFAULT_GUARD = new AddressGuard();
+
+export function decide(frame: Uint8Array, policy: Policy, guard: AddressGuard = DEFAULT_GUARD): Decision {
   const message = decodeDnstap(frame);
   if (message.type !== MessageType.CLIENT_RESPONSE) return { outcome: 'skip', reason: 'not-a-client-response' };
   const client = message.queryAddress;
@@ -33,5 +42,11 @@ export function decide(frame: Uint8Array, policy: Policy): Decision {
   if (answer.ipv4.length === 0 && answer.ipv6.length === 0) {
     return { outcome: 'skip', reason: 'no-addresses', name: answer.name, ...withClient };
   }
-  return { outcome: 'allow', name: answer.name, ...withClient, pattern: pattern.source, ipv4: answer.ipv4, ipv6: answer.ipv6 };
+  const refused: Refused[] = [];
+  const ipv4 = answer.ipv4.filter((record) => {
+    const why = guard.refusal(record.address);
+    if (why) refused.push({ address: record.address, why });
+    return !why;
+  });
+  return { outcome: 'allow', name: answer.name, ...withClient, pattern: pattern.source, ipv4, ipv6: answer.ipv6, refused };
 }

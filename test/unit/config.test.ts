@@ -11,6 +11,7 @@ describe('parseConfig', () => {
       listen: '/run/on-his-name/dnstap.sock',
       network: 'on-his-name',
       ports: [80, 443],
+      allowCidrs: [],
       logLevel: 'info',
       logFormat: 'auto',
     });
@@ -34,6 +35,11 @@ describe('parseConfig', () => {
     expect(config).toMatchObject({ interface: 'br0', ports: [443, 8443], logLevel: 'debug', logFormat: 'json', allowAll: true, socketGid: 5, listen: '/run/x.sock', patterns: ['*'] });
   });
 
+  it('takes --allow-cidr repeated or comma-separated, and ALLOW_CIDR', () => {
+    expect(parseConfig(['--allow-cidr', '10.0.0.0/8,192.168.1.0/24', '--allow-cidr', '127.0.0.1', 'a.test'], {}).allowCidrs).toEqual(['10.0.0.0/8', '192.168.1.0/24', '127.0.0.1']);
+    expect(parseConfig(['a.test'], { ALLOW_CIDR: '10.0.0.0/8' }).allowCidrs).toEqual(['10.0.0.0/8']);
+  });
+
   it('knows the reset, help and version commands', () => {
     expect(parseConfig(['reset'], {}).command).toBe('reset');
     expect(parseConfig(['--help'], {}).command).toBe('help');
@@ -52,6 +58,7 @@ describe('parseConfig', () => {
     [['--listen', 'localhost:4807'], /TCP address/],
     [['--listen', 'relative.sock'], /Unix socket path/],
     [['reset', 'a.test'], /takes no pattern/],
+    [['--allow-cidr', '10.0.0.0/33', 'a.test'], /--allow-cidr "10.0.0.0\/33" is not an IPv4 range/],
   ])('rejects %j with a clear ConfigError', (argv, message) => {
     expect(() => parseConfig(argv, {})).toThrow(ConfigError);
     expect(() => parseConfig(argv, {})).toThrow(message);

@@ -3,6 +3,7 @@ import { decide } from '../../src/decision.js';
 import { MessageType } from '../../src/dnstap/schema.js';
 import { DecodeError } from '../../src/errors.js';
 import { Policy } from '../../src/policy/policy.js';
+import { AddressGuard } from '../../src/policy/special-addresses.js';
 import { addressBytes, clientResponse, dnsResponse, dnstapFrame } from '../support/dnstap.js';
 
 const policy = Policy.compile(['allowed.test.', '*.cdn.test.']);
@@ -18,7 +19,18 @@ describe('decide', () => {
       pattern: 'allowed.test.',
       ipv4: [{ address: '198.51.100.1', ttl: 60 }],
       ipv6: [],
+      refused: [],
     });
+  });
+
+  it('refuses special-purpose addresses of an allowed name, saying why, unless --allow-cidr opens them', () => {
+    const response = clientResponse('192.0.2.10', 'allowed.test', [A('allowed.test', '169.254.169.254'), A('allowed.test', '198.51.100.1')]);
+    expect(decide(response, policy)).toMatchObject({
+      outcome: 'allow',
+      ipv4: [{ address: '198.51.100.1' }],
+      refused: [{ address: '169.254.169.254', why: expect.stringMatching(/metadata/) }],
+    });
+    expect(decide(response, policy, new AddressGuard(['169.254.169.254/32']))).toMatchObject({ ipv4: [{ address: '169.254.169.254' }, { address: '198.51.100.1' }], refused: [] });
   });
 
   it('denies by the question name, whatever the CNAME chain leads to', () => {

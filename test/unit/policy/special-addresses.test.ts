@@ -1,0 +1,40 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../../src/errors.js';
+import { AddressGuard, parseCidr } from '../../../src/policy/special-addresses.js';
+
+describe('AddressGuard', () => {
+  const guard = new AddressGuard();
+
+  it.each([
+    ['127.0.0.1', /loopback/],
+    ['169.254.169.254', /cloud metadata/],
+    ['10.1.2.3', /private/],
+    ['172.17.0.1', /Docker networks/],
+    ['192.168.1.1', /private/],
+    ['100.64.0.1', /carrier-grade NAT/],
+    ['224.0.0.251', /multicast/],
+    ['0.0.0.0', /unspecified/],
+    ['255.255.255.255', /broadcast/],
+  ])('refuses %s, saying why', (address, why) => {
+    expect(guard.refusal(address)).toMatch(why);
+  });
+
+  it.each(['198.51.100.7', '203.0.113.10', '93.184.215.14', '172.32.0.1', '11.0.0.1', '2001:db8::1'])('lets %s through', (address) => {
+    expect(guard.refusal(address)).toBeUndefined();
+  });
+
+  it('opens a special range on purpose with --allow-cidr, and only that range', () => {
+    const opened = new AddressGuard(['10.20.0.0/16']);
+    expect(opened.refusal('10.20.30.40')).toBeUndefined();
+    expect(opened.refusal('10.21.0.1')).toMatch(/private/);
+  });
+
+  it("refuses the Docker networks' own subnets", () => {
+    expect(new AddressGuard([], ['198.51.100.0/28']).refusal('198.51.100.3')).toMatch(/Docker network's own subnet/);
+  });
+
+  it.each(['10.0.0.0/33', '10.0.0/8', 'example.com/8', '10.0.0.0/x'])('rejects the range %j with a clear error', (cidr) => {
+    expect(() => parseCidr(cidr, '--allow-cidr')).toThrow(ConfigError);
+    expect(() => parseCidr(cidr, '--allow-cidr')).toThrow(`--allow-cidr "${cidr}" is not an IPv4 range`);
+  });
+});
