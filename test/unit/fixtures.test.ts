@@ -83,6 +83,7 @@ describe('the recordings agree with golang-dnstap', () => {
         data.push(frame);
         continue;
       }
+      if (frame.kind !== 'control') throw new Error(`unexpected ${frame.kind} frame in the recording`);
       const step = stepHandshake(state, frame.control);
       state = step.state;
       if (step.reply) replies.push(step.reply.readUInt32BE(8));
