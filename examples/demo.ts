@@ -47,7 +47,7 @@ async function main(): Promise<number> {
     await scene(lab);
     return 0;
   } finally {
-    step('Cleaning up: containers, dockerd, unbound, namespaces');
+    step('Cleaning up: containers, dockerd, the DNS server, namespaces');
     await lab.close();
     console.log('  done, nothing left behind');
   }
@@ -57,11 +57,11 @@ async function scene(lab: DockerLab): Promise<void> {
   const gw = lab.network.gateway;
   step(`on-his-name ${PATTERNS.map((p) => `"${p}"`).join(' ')}   (network ${NETWORK}, bridge ${lab.network.bridge})`);
   await lab.startDaemon(PATTERNS);
-  await lab.startDns();
-  progress(`containers use --dns=${gw}; unbound answers there and reports every answer over dnstap`);
+  const dns = await lab.startDns();
+  progress(`containers use --dns=${gw}; ${dns.kind === 'coredns' ? 'CoreDNS' : 'unbound'} answers there and reports every answer over dnstap`);
   await new Promise((r) => setTimeout(r, 1500)); // let unbound connect to the dnstap socket
 
-  await show(lab, 'An allowed name: the fetch succeeds', `docker run --network=${NETWORK} --dns=${gw} IMAGE curl http://allowed.test/`, () => lab.curl('http://allowed.test/'), true);
+  await show(lab, 'An allowed name: the fetch succeeds', `docker run --network=${NETWORK} --dns=${gw} IMAGE curl https://allowed.test/`, () => lab.curl('https://allowed.test/'), true);
   await show(lab, 'A name not on the list: resolved, but the connection times out', `docker run --network=${NETWORK} --dns=${gw} IMAGE curl --max-time 4 http://denied.test/`, () => lab.curl('http://denied.test/', { timeoutSeconds: 4 }), false);
   await show(lab, 'The default network is not affected', `docker run --dns=${gw} IMAGE curl http://denied.test/`, () => lab.curl('http://denied.test/', { network: 'default' }), true);
   await show(lab, 'A hard-coded address that no allowed name resolved to: blocked', `docker run --network=${NETWORK} IMAGE curl --max-time 4 http://198.51.100.14/`, () => lab.curl('http://198.51.100.14/', { timeoutSeconds: 4 }), false);

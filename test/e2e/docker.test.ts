@@ -36,9 +36,10 @@ describe.skipIf(!canUseNamespaces())(`on-his-name with a real dockerd${skipNote(
     expect(line).toMatchObject({ network: NETWORK, bridge: lab.network.bridge, dns: lab.network.gateway });
   });
 
-  it('lets a container fetch an allowed name', async () => {
+  it('lets a container fetch an allowed name, over http and https', async () => {
     const result = await lab.curl('http://allowed.test/');
     expect(result.output).toContain('hello from 198.51.100.10:80');
+    expect((await lab.curl('https://allowed.test/')).output).toContain('hello from 198.51.100.10:443');
     expect(await lab.daemon()!.waitFor((l) => l.msg === 'allow' && l.name === 'allowed.test.')).toMatchObject({ client: expect.stringMatching(/^\d+\./) });
   });
 

@@ -12,12 +12,19 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startCli, type CliProcess } from '../support/cli-process.js';
+import { hasCoreDns, startCoreDns, type CoreDns } from './coredns.js';
 import { startDockerd, type Dockerd } from './dockerd.js';
 import { DEFAULT_RECORDS } from './firewall-lab.js';
 import { importLabImage } from './image.js';
 import { createInternet, type Internet } from './internet.js';
 import { Namespace } from './netns.js';
 import { startUnbound, unboundUid, type Unbound, type ZoneRecord } from './unbound.js';
+
+/** The lab's DNS server with dnstap, whichever it is. */
+export type LabDns = ({ kind: 'unbound' } & Unbound) | ({ kind: 'coredns' } & CoreDns);
+
+/** Where unbound answers the lab's zone for CoreDNS to forward to. */
+const UPSTREAM_PORT = 5300;
 
 export const NETWORK = 'on-his-name';
 
@@ -52,10 +59,11 @@ export interface DockerLab {
   /** on-his-name, started as the README says: by network name. */
   startDaemon(patterns: readonly string[], extra?: readonly string[]): Promise<CliProcess>;
   daemon(): CliProcess | undefined;
-  startDns(): Promise<Unbound>;
+  /** CoreDNS with the repository's Corefile when `coredns` is on the PATH, else unbound with dnstap. */
+  startDns(): Promise<LabDns>;
   /** `docker run --rm` of the lab image; on the on-his-name network with --dns=gateway unless told otherwise. */
   run(command: readonly string[], options?: { network?: 'on-his-name' | 'default'; extra?: readonly string[]; timeoutSeconds?: number }): Promise<RunResult>;
-  /** curl from a fresh container; ok when the HTTP exchange completed. */
+  /** curl from a fresh container (trusting the internet's certificate); ok when the HTTP exchange completed. */
   curl(url: string, options?: { network?: 'on-his-name' | 'default'; timeoutSeconds?: number }): Promise<RunResult>;
   iptables(...args: string[]): Promise<string>;
   rules(): Promise<string[]>;
@@ -121,15 +129,30 @@ export async function createDockerLab(options: DockerLabOptions = {}): Promise<D
       },
       daemon: () => daemon,
       async startDns() {
-        say(`starting unbound with dnstap on the network gateway ${network.gateway}`);
-        const unbound = await startUnbound({ namespace: host, listen: network.gateway, zone: 'test.', records: options.records ?? DEFAULT_RECORDS, dnstapSocket });
+        const records = options.records ?? DEFAULT_RECORDS;
+        if (await hasCoreDns()) {
+          say(`starting CoreDNS (coredns/Corefile) on the network gateway ${network.gateway}, unbound behind it on 127.0.0.1:${UPSTREAM_PORT}`);
+          const upstream = await startUnbound({ namespace: host, listen: '127.0.0.1', port: UPSTREAM_PORT, zone: 'test.', records });
+          cleanups.push(() => upstream.stop());
+          const coredns = await startCoreDns({ namespace: host, listen: network.gateway, dnstapSocket, upstream: `127.0.0.1:${UPSTREAM_PORT}` });
+          cleanups.push(() => coredns.stop());
+          return { kind: 'coredns', ...coredns };
+        }
+        say(`starting unbound with dnstap on the network gateway ${network.gateway} (no coredns on the PATH)`);
+        const unbound = await startUnbound({ namespace: host, listen: network.gateway, zone: 'test.', records, dnstapSocket });
         cleanups.push(() => unbound.stop());
-        return unbound;
+        return { kind: 'unbound', ...unbound };
       },
       run,
       curl: (url, opts = {}) => {
         const seconds = opts.timeoutSeconds ?? 8;
-        return run(['curl', '-sS', '--max-time', String(seconds), url], { ...(opts.network ? { network: opts.network } : {}), timeoutSeconds: seconds });
+        // The internet's self-signed certificate, so that https:// URLs make a real, verified handshake.
+        const trust = ['-v', `${internet.certificate}:/etc/lab-ca.pem:ro`];
+        return run(['curl', '-sS', '--cacert', '/etc/lab-ca.pem', '--max-time', String(seconds), url], {
+          ...(opts.network ? { network: opts.network } : {}),
+          extra: trust,
+          timeoutSeconds: seconds,
+        });
       },
       iptables,
       rules: async () => (await iptables('-S', 'DOCKER-USER')).split('\n'),

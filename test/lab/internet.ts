@@ -7,6 +7,9 @@
  *   internet: eth0 198.51.100.10-14/24 + 203.0.113.10/24 (+ extra), default via 198.51.100.1
  */
 import { execa, type ResultPromise } from 'execa';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Namespace, link } from './netns.js';
 
@@ -20,6 +23,8 @@ export interface Internet {
   namespace: Namespace;
   /** Every address the TCP servers answer on. */
   addresses: readonly string[];
+  /** PEM of the self-signed certificate served to TLS clients: pass it to curl --cacert. */
+  certificate: string;
   stop(): Promise<void>;
 }
 
@@ -33,20 +38,39 @@ export async function createInternet(host: Namespace, extra: readonly string[] =
     await host.addRoute('203.0.113.0/24', INTERNET[0]);
     for (const address of addresses) await namespace.addAddress('eth0', `${address}/24`);
     await namespace.addRoute('default', UPLINK);
-    const { child: servers } = await startTcpServers(namespace, PORTS.map(String));
+    const tls = await makeCertificate(addresses);
+    const { child: servers } = await startTcpServers(namespace, ['--tls', tls.certificate, tls.key, ...PORTS.map(String)]);
     return {
       namespace,
       addresses,
+      certificate: tls.certificate,
       async stop() {
         servers.kill('SIGKILL');
         await servers;
         await namespace.remove();
+        await rm(tls.dir, { recursive: true, force: true });
       },
     };
   } catch (err) {
     await namespace.remove();
     throw err;
   }
+}
+
+/** The lab's names and addresses that TLS clients may check the certificate against. */
+export const TLS_NAMES = ['allowed.test', 'multi.test', 'alias.test', 'mid.test', 'denied.test', 'other.test'];
+
+/** A throwaway self-signed certificate for the internet's names and addresses (openssl, 2 days). */
+async function makeCertificate(addresses: readonly string[]): Promise<{ dir: string; certificate: string; key: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'ohn-tls-'));
+  const certificate = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  const san = [...TLS_NAMES.map((n) => `DNS:${n}`), ...addresses.map((a) => `IP:${a}`)].join(',');
+  await execa('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
+    '-subj', '/CN=on-his-name lab internet', '-addext', `subjectAltName=${san}`, '-keyout', key, '-out', certificate,
+  ]);
+  return { dir, certificate, key };
 }
 
 /**

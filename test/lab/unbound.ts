@@ -37,7 +37,8 @@ export interface UnboundOptions {
   /** The zone it is authoritative for, e.g. `test.`. Other names get REFUSED/SERVFAIL. */
   zone: string;
   records: readonly ZoneRecord[];
-  dnstapSocket: string;
+  /** Where to send dnstap; without it unbound only answers (e.g. as CoreDNS's upstream). */
+  dnstapSocket?: string;
   /** Extra `server:` lines, e.g. `rrset-roundrobin: no`. */
   serverConfig?: readonly string[];
   startTimeoutMs?: number;
@@ -127,9 +128,13 @@ ${(options.serverConfig ?? []).map((line) => `  ${line}\n`).join('')}auth-zone:
   for-downstream: yes
   for-upstream: yes
   fallback-enabled: no
-dnstap:
+${options.dnstapSocket ? dnstapConfig(options.dnstapSocket) : ''}`;
+}
+
+function dnstapConfig(socket: string): string {
+  return `dnstap:
   dnstap-enable: yes
-  dnstap-socket-path: "${options.dnstapSocket}"
+  dnstap-socket-path: "${socket}"
   dnstap-send-identity: yes
   dnstap-send-version: yes
   dnstap-log-client-response-messages: yes
