@@ -131,7 +131,7 @@ export class Firewall {
     if (interval > 0) this.reconcileTimer = setInterval(() => void this.reconcile(), interval).unref();
     this.log.info(
       { ...this.context, adopted: adopted.length, rebuilt, withoutExpiry: adopted.filter((e) => e.expiresAt === undefined).length },
-      rebuilt ? 'installed base rules' : 'adopted existing rules',
+      rebuilt ? 'installed base rules in DOCKER-USER' : 'adopted existing rules in DOCKER-USER',
     );
     return { adopted: adopted.length, rebuilt };
   }
