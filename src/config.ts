@@ -45,7 +45,7 @@ export const DEFAULTS = {
   logFormat: 'auto',
   minTtl: '300',
   ttlGrace: '600',
-  maxIps: '10000',
+  maxIps: '5000',
   reconcileInterval: '15',
 } as const;
 

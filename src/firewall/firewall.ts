@@ -68,8 +68,16 @@ export interface FirewallStats {
 
 /** Big enough for any real burst, small enough that one restore stays well under a second. */
 const MAX_BATCH = 2048;
+/**
+ * Refreshes and removals delete rules, and iptables-nft finds each rule to delete by
+ * comparing it with the rules of the chain (bench/expiry.ts: 2 ms per deleted rule with
+ * 2,000 rules in the chain, 7 ms with 6,000, 11 ms with 20,000), so they go in smaller
+ * batches, taking turns with batches of new addresses so that an expiry wave never holds
+ * up an answer for long.
+ */
+const MAX_REWRITES = 256;
 const DEFAULT_MAX_PENDING = 100_000;
-export const DEFAULT_MAX_IPS = 10_000;
+export const DEFAULT_MAX_IPS = 5_000;
 /** Expiries due within the same second or so go out in one batch. */
 const MIN_SWEEP_MS = 1_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -99,6 +107,7 @@ export class Firewall {
   private readonly policy: ExpiryPolicy;
   private readonly maxIps: number;
   private syncRequested = false;
+  private lastBatchOpened = false;
   private draining: Promise<void> | undefined;
   private running = false;
   private expiryTimer: { handle: NodeJS.Timeout; at: number } | undefined;
@@ -304,24 +313,36 @@ export class Firewall {
         this.syncRequested = true;
       }
     }
+    this.lastBatchOpened = false; // the next drain starts with new addresses
   }
 
-  /** Up to MAX_BATCH dirty addresses as adds and removes; ones already in line are dropped from `dirty`. */
+  /**
+   * The next batch: new addresses (up to MAX_BATCH), or rewrites, refreshes and removals
+   * (up to MAX_REWRITES), taking turns when both wait. Dirty addresses that already match
+   * the kernel are dropped from `dirty` on the way.
+   */
   private takeBatch(): { add: Entry[]; remove: Entry[] } {
-    const add: Entry[] = [];
-    const remove: Entry[] = [];
+    const opens: Entry[] = [];
+    const refreshes: Entry[] = [];
+    const removes: Entry[] = [];
     for (const address of this.dirty) {
-      if (add.length + remove.length >= MAX_BATCH) break;
+      if (opens.length >= MAX_BATCH && refreshes.length + removes.length >= MAX_REWRITES) break;
       const wanted = this.wanted.get(address);
       const installed = this.kernel.get(address);
-      if (wanted && wanted.expiresAt !== installed?.expiresAt) add.push(wanted);
-      else if (!wanted && installed) remove.push(installed);
-      else {
+      if (wanted && !installed) {
+        if (opens.length < MAX_BATCH) opens.push(wanted);
+      } else if (wanted && wanted.expiresAt !== installed!.expiresAt) {
+        if (refreshes.length + removes.length < MAX_REWRITES) refreshes.push(wanted);
+      } else if (!wanted && installed) {
+        if (refreshes.length + removes.length < MAX_REWRITES) removes.push(installed);
+      } else {
         this.dirty.delete(address);
         this.queuedAt.delete(address);
       }
     }
-    return { add, remove };
+    const rewrites = refreshes.length + removes.length > 0;
+    this.lastBatchOpened = opens.length > 0 && !(rewrites && this.lastBatchOpened);
+    return this.lastBatchOpened ? { add: opens, remove: [] } : { add: refreshes, remove: removes };
   }
 
   private commit(add: readonly Entry[], remove: readonly Entry[]): void {

@@ -14,7 +14,7 @@ describe('parseConfig', () => {
       allowCidrs: [],
       minTtl: 300,
       ttlGrace: 600,
-      maxIps: 10_000,
+      maxIps: 5_000,
       reconcileInterval: 15,
       logLevel: 'info',
       logFormat: 'auto',

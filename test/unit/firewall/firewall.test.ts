@@ -169,6 +169,28 @@ describe('Firewall expiry, refresh, limits and reconcile', () => {
     expect(lines.find((l) => l.msg.startsWith('addresses expired'))).toMatchObject({ expired: 10 });
   });
 
+  it('closes a large wave of expiries in bounded batches, and a new answer does not wait behind them', async () => {
+    const { clock, kernel, firewall } = await setup();
+    for (let i = 0; i < 300; i++) firewall.allow(`198.51.${100 + (i >> 8)}.${i & 255}`, 'wave.test.', 0);
+    await firewall.settled();
+    const scripts = kernel.scripts.length;
+    clock.now = T0 + 180;
+    expect(firewall.expire()).toBe(300);
+    expect(firewall.allow('203.0.113.1', 'fresh.test.', 60)).toBe('queued');
+    await firewall.settled();
+    firewall.stop();
+    const batches = kernel.scripts.slice(scripts).map((script) => ({
+      deletes: script.match(/^-D /gm)?.length ?? 0,
+      inserts: script.match(/^-I /gm)?.length ?? 0,
+    }));
+    expect(batches).toEqual([
+      { deletes: 0, inserts: 2 },
+      { deletes: 512, inserts: 0 },
+      { deletes: 88, inserts: 0 },
+    ]);
+    expect(accepts(kernel.chain)).toHaveLength(2);
+  });
+
   it('a new answer for an address about to be closed keeps it open', async () => {
     const { clock, kernel, firewall } = await setup();
     firewall.allow('198.51.100.1', 'a.test.', 0);
