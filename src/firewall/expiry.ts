@@ -17,9 +17,15 @@ export interface ExpiryPolicy {
  */
 export const EXPIRY_DEFAULTS: ExpiryPolicy = { minTtl: 300, ttlGrace: 600 };
 
+/**
+ * The longest TTL counted, as resolvers cap it (unbound's cache-max-ttl, BIND's
+ * max-cache-ttl: one day): an answer claiming years must not open an address for years.
+ */
+export const MAX_TTL = 86_400;
+
 /** When an answer with `ttl` seen at `nowSeconds` stops holding its address open. */
 export function expiryFor(nowSeconds: number, ttl: number, policy: ExpiryPolicy): number {
-  return Math.ceil(nowSeconds) + Math.max(ttl, policy.minTtl) + policy.ttlGrace;
+  return Math.ceil(nowSeconds) + Math.max(Math.min(ttl, MAX_TTL), policy.minTtl) + policy.ttlGrace;
 }
 
 /**

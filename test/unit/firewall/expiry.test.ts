@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { EXPIRY_DEFAULTS, ExpiryHeap, expiryFor, needsRefresh, refreshStep } from '../../../src/firewall/expiry.js';
+import { EXPIRY_DEFAULTS, ExpiryHeap, MAX_TTL, expiryFor, needsRefresh, refreshStep } from '../../../src/firewall/expiry.js';
 
 describe('expiry arithmetic', () => {
   const policy = { minTtl: 300, ttlGrace: 600 };
@@ -9,6 +9,10 @@ describe('expiry arithmetic', () => {
     expect(expiryFor(1_000, 3600, policy)).toBe(1_000 + 3600 + 600);
     expect(expiryFor(1_000, 20, policy)).toBe(1_000 + 300 + 600);
     expect(expiryFor(1_000.2, 0, { minTtl: 1, ttlGrace: 0 })).toBe(1_002);
+  });
+
+  it('counts a TTL of years as one day, as resolvers cap it', () => {
+    expect(expiryFor(1_000, 2 ** 31 - 1, policy)).toBe(1_000 + MAX_TTL + 600);
   });
 
   it('rewrites a stored expiry only once it lags by half the grace', () => {
@@ -21,7 +25,7 @@ describe('expiry arithmetic', () => {
 
   it('keeps every address open at least TTL + grace/2 after its latest answer', () => {
     fc.assert(
-      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 900 }), fc.integer({ min: 0, max: 86_400 })), { minLength: 1, maxLength: 50 }), (answers) => {
+      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 900 }), fc.integer({ min: 0, max: MAX_TTL })), { minLength: 1, maxLength: 50 }), (answers) => {
         let now = 1_700_000_000;
         let stored: number | undefined;
         for (const [gap, ttl] of answers) {
