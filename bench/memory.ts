@@ -60,7 +60,7 @@ async function reader(blockFile: string, dir: string): Promise<void> {
   const kernel = fakeIptables();
   // The fake keeps the whole chain as text; ours is measured, so the fake keeps nothing.
   const runner = { list: kernel.runner.list, restore: async () => undefined };
-  const firewall = new Firewall({ runner, layout: { bridge: 'br-bench', ports: [80, 443] }, log });
+  const firewall = new Firewall({ runner, layout: { bridge: 'br-bench', ports: [80, 443] }, log, maxIps: ADDRESSES });
   await firewall.start();
   const policy = Policy.compile(['**.allowed.example.']);
   const listener = await listenFrameStreams({

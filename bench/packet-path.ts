@@ -81,8 +81,9 @@ async function resetHost(lab: FirewallLab): Promise<void> {
 /** on-his-name's own Firewall opens `count` addresses, the tested one first (bottom) or last (top). */
 function perAddressRules(count: number, tested: 'end' | 'front'): Variant['setup'] {
   return async (lab) => {
-    const firewall = new Firewall({ runner: iptablesRunner({ prefix: ['ip', 'netns', 'exec', lab.host.name] }), layout: { bridge: BRIDGE, ports: PORTS }, log });
+    const firewall = new Firewall({ runner: iptablesRunner({ prefix: ['ip', 'netns', 'exec', lab.host.name] }), layout: { bridge: BRIDGE, ports: PORTS }, log, maxIps: count });
     await firewall.start();
+    firewall.stop(); // no expiry or reconcile timers while the row is measured
     if (tested === 'end') firewall.allow(TESTED, 'tested.test.');
     for (let i = 0; i < count - 1; i++) firewall.allow(filler(i), `filler${i}.test.`);
     if (tested === 'front') firewall.allow(TESTED, 'tested.test.');

@@ -35,6 +35,15 @@ Options (environment fallback in brackets):
   --allow-all          accept the patterns '*' and '**' that allow every name
   --allow-cidr CIDR    open a private/loopback/link-local IPv4 range on purpose;
                        repeatable or comma-separated [ALLOW_CIDR]
+  --min-ttl SECONDS    the shortest TTL counted: a shorter one counts as this long
+                       (default ${DEFAULTS.minTtl}) [MIN_TTL]
+  --ttl-grace SECONDS  added to every lifetime: open for max(TTL, min-ttl) + grace
+                       after the latest answer (default ${DEFAULTS.ttlGrace}) [TTL_GRACE]
+  --max-ips N          most addresses open at once; the one closest to expiry is
+                       closed first (default ${DEFAULTS.maxIps}) [MAX_IPS]
+  --reconcile-interval SECONDS
+                       re-read DOCKER-USER this often and restore what someone
+                       removed; 0 never (default ${DEFAULTS.reconcileInterval}) [RECONCILE_INTERVAL]
   --log-level LEVEL    fatal, error, warn, info, debug, trace, silent (default info) [LOG_LEVEL]
   --log-format FORMAT  auto (pretty on a terminal, else JSON), json, pretty [LOG_FORMAT]
   -h, --help           this text

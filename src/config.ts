@@ -24,6 +24,13 @@ export interface Config {
   ports: number[];
   /** Special-purpose ranges (private, loopback…) opened on purpose. */
   allowCidrs: string[];
+  /** Seconds: an address lives max(TTL, minTtl) + ttlGrace after its latest answer. */
+  minTtl: number;
+  ttlGrace: number;
+  /** Most addresses open at once; the one closest to expiry is closed first. */
+  maxIps: number;
+  /** Seconds between reads of DOCKER-USER that restore what someone removed; 0: never. */
+  reconcileInterval: number;
   logLevel: LogLevel;
   logFormat: LogFormat;
 }
@@ -36,6 +43,10 @@ export const DEFAULTS = {
   ports: '80,443',
   logLevel: 'info',
   logFormat: 'auto',
+  minTtl: '300',
+  ttlGrace: '600',
+  maxIps: '5000',
+  reconcileInterval: '15',
 } as const;
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -51,6 +62,10 @@ const OPTIONS = {
   interface: { type: 'string' },
   ports: { type: 'string' },
   'allow-cidr': { type: 'string', multiple: true },
+  'min-ttl': { type: 'string' },
+  'ttl-grace': { type: 'string' },
+  'max-ips': { type: 'string' },
+  'reconcile-interval': { type: 'string' },
   'log-level': { type: 'string' },
   'log-format': { type: 'string' },
   'allow-all': { type: 'boolean' },
@@ -83,6 +98,16 @@ export function parseConfig(argv: readonly string[], env: Env): Config {
     ...(iface !== undefined ? { interface: iface } : {}),
     ports: parsePorts(values.ports ?? env.PORTS ?? DEFAULTS.ports),
     allowCidrs: parseCidrs(values['allow-cidr'] ?? (env.ALLOW_CIDR ? [env.ALLOW_CIDR] : [])),
+    minTtl: parseCount(values['min-ttl'], env.MIN_TTL, DEFAULTS.minTtl, { flag: '--min-ttl', env: 'MIN_TTL', min: 1, max: WEEK, unit: 'seconds' }),
+    ttlGrace: parseCount(values['ttl-grace'], env.TTL_GRACE, DEFAULTS.ttlGrace, { flag: '--ttl-grace', env: 'TTL_GRACE', min: 0, max: WEEK, unit: 'seconds' }),
+    maxIps: parseCount(values['max-ips'], env.MAX_IPS, DEFAULTS.maxIps, { flag: '--max-ips', env: 'MAX_IPS', min: 1, max: 1_000_000, unit: 'addresses' }),
+    reconcileInterval: parseCount(values['reconcile-interval'], env.RECONCILE_INTERVAL, DEFAULTS.reconcileInterval, {
+      flag: '--reconcile-interval',
+      env: 'RECONCILE_INTERVAL',
+      min: 0,
+      max: 86_400,
+      unit: 'seconds (0 turns it off)',
+    }),
     logLevel: oneOf(values['log-level'] ?? env.LOG_LEVEL ?? DEFAULTS.logLevel, LOG_LEVELS, '--log-level'),
     logFormat: oneOf(values['log-format'] ?? env.LOG_FORMAT ?? DEFAULTS.logFormat, LOG_FORMATS, '--log-format'),
   };
@@ -126,6 +151,22 @@ function parseCidrs(values: readonly string[]): string[] {
   const cidrs = values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean);
   for (const cidr of cidrs) parseCidr(cidr, '--allow-cidr');
   return cidrs;
+}
+
+const WEEK = 7 * 86_400;
+
+/** A whole number in [min, max]; the message names where the bad value came from. */
+function parseCount(
+  flagValue: string | undefined,
+  envValue: string | undefined,
+  fallback: string,
+  rule: { flag: string; env: string; min: number; max: number; unit: string },
+): number {
+  const value = flagValue ?? (envValue === undefined || envValue === '' ? fallback : envValue);
+  const parsed = /^\d{1,9}$/.test(value.trim()) ? Number(value.trim()) : NaN;
+  if (parsed >= rule.min && parsed <= rule.max) return parsed;
+  const source = flagValue !== undefined ? rule.flag : rule.env;
+  throw new ConfigError(`${source} "${value}" must be a whole number from ${rule.min} to ${rule.max} (${rule.unit})`);
 }
 
 function parseId(value: string | undefined, source: string): number | undefined {

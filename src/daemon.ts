@@ -51,6 +51,10 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     runner: deps.runner,
     layout: { bridge, ports: config.ports },
     log: deps.log.child({ component: 'firewall' }),
+    minTtl: config.minTtl,
+    ttlGrace: config.ttlGrace,
+    maxIps: config.maxIps,
+    reconcileIntervalMs: config.reconcileInterval * 1000,
   });
   await firewall.start();
 
@@ -72,6 +76,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     stats,
     async close() {
       await listener.close();
+      firewall.stop();
       // Rules still queued are worth a moment; a kernel that keeps refusing them is not worth hanging for.
       const settled = await Promise.race([firewall.settled().then(() => true), sleep(SHUTDOWN_GRACE_MS, false, { ref: false })]);
       if (!settled) deps.log.warn({ graceMs: SHUTDOWN_GRACE_MS }, 'stopping with addresses still waiting for the kernel');
@@ -114,7 +119,7 @@ function frameHandler(policy: Policy, guard: AddressGuard, firewall: Firewall, s
         for (const { address, why } of decision.refused) {
           log.warn({ name: decision.name, client: decision.client, address, why }, 'refused to open a special-purpose address; open it on purpose with --allow-cidr');
         }
-        const added = decision.ipv4.filter((r) => firewall.allow(r.address, decision.name) === 'queued');
+        const added = decision.ipv4.filter((r) => firewall.allow(r.address, decision.name, r.ttl) === 'queued');
         if (added.length === 0 && !log.isLevelEnabled('debug')) return; // a repeat answer: nothing to say
         const fields = { name: decision.name, client: decision.client, pattern: decision.pattern, ips: addresses(decision) };
         if (added.length > 0) log.info({ ...fields, added: added.map((r) => r.address) }, 'allow');

@@ -2,6 +2,7 @@
  * The firewall planner: (what we want, what the kernel has) → iptables-restore text.
  * Pure, so that tests compare text; applying it is one exec elsewhere.
  */
+import type { Entry } from './backend.js';
 import { CHAIN, acceptRule, dropRule, establishedRule, parseOwnedRule, sameNetworkRule, type OwnedRule } from './rules.js';
 
 export interface Layout {
@@ -9,15 +10,12 @@ export interface Layout {
   ports: readonly number[];
 }
 
-export interface AllowEntry {
-  address: string;
-  name?: string;
-}
+export type AllowEntry = Entry;
 
 export interface SyncPlan {
   /** iptables-restore input, or undefined when the kernel already matches. */
   script: string | undefined;
-  /** Addresses our accept rules already open, with the name that opened them. */
+  /** Addresses our accept rules already open, with the name that opened them and their expiry. */
   adopted: AllowEntry[];
   /** 1-based position in CHAIN where new accept rules go: right after our same-network rule. */
   insertAt: number;
@@ -50,7 +48,7 @@ export function planSync(listing: readonly string[], layout: Layout): SyncPlan {
   const block = [
     establishedRule(layout.bridge),
     sameNetworkRule(layout.bridge),
-    ...adopted.flatMap((a) => layout.ports.map((port) => acceptRule(layout.bridge, a.address, port, a.name))),
+    ...adopted.flatMap((a) => acceptRules(a, layout)),
     dropRule(layout.bridge),
   ];
   block.forEach((spec, i) => lines.push(`-I ${CHAIN} ${i + 1} ${spec}`));
@@ -59,9 +57,33 @@ export function planSync(listing: readonly string[], layout: Layout): SyncPlan {
 
 /** New accept rules, one per address and port, inserted just ahead of our DROP. */
 export function planAllow(entries: readonly AllowEntry[], layout: Layout, insertAt: number): string {
-  return restoreScript(
-    entries.flatMap((e) => layout.ports.map((port) => `-I ${CHAIN} ${insertAt} ${acceptRule(layout.bridge, e.address, port, e.name)}`)),
-  );
+  return restoreScript(entries.flatMap((e) => acceptRules(e, layout).map((spec) => `-I ${CHAIN} ${insertAt} ${spec}`)));
+}
+
+/**
+ * One transaction for a batch: the rules of `remove`, and the old rules of refreshed
+ * `add` entries, are deleted as `installed` says they read; then `add` is inserted. A
+ * refresh is a delete and an insert in the same restore, so no packet sees a gap.
+ */
+export function planApply(
+  add: readonly Entry[],
+  remove: readonly Entry[],
+  installed: ReadonlyMap<string, Entry>,
+  layout: Layout,
+  insertAt: number,
+): string | undefined {
+  const lines: string[] = [];
+  for (const entry of [...remove, ...add]) {
+    const old = installed.get(entry.address);
+    if (old) lines.push(...acceptRules(old, layout).map((spec) => `-D ${CHAIN} ${spec}`));
+  }
+  // Deleted accepts sit below our same-network rule, so insertAt stays right.
+  for (const entry of add) lines.push(...acceptRules(entry, layout).map((spec) => `-I ${CHAIN} ${insertAt} ${spec}`));
+  return lines.length ? restoreScript(lines) : undefined;
+}
+
+function acceptRules(entry: Entry, layout: Layout): string[] {
+  return layout.ports.map((port) => acceptRule(layout.bridge, entry.address, port, entry.name, entry.expiresAt));
 }
 
 /** Delete the given rules of ours (all bridges); used by `on-his-name reset`. */
@@ -83,18 +105,33 @@ function isInOrder(owned: readonly OwnedRule[], rules: readonly string[]): boole
   const last = roles.length - 1;
   if (roles[0] !== 'established' || roles[1] !== 'same-network' || roles[last] !== 'drop') return false;
   if (roles.slice(2, last).some((role) => role !== 'accept')) return false;
-  const keys = owned.filter((r) => r.role === 'accept').map((r) => `${r.address}:${r.port}`);
+  const accepts = owned.filter((r) => r.role === 'accept');
+  const keys = accepts.map((r) => `${r.address}:${r.port}`);
   if (new Set(keys).size !== keys.length) return false;
+  // One comment per address, so that a refresh can delete its rules by what it wrote.
+  const comments = new Map<string, string>();
+  for (const r of accepts) {
+    const comment = `${r.expiresAt ?? ''} ${r.name ?? ''}`;
+    if ((comments.get(r.address!) ?? comment) !== comment) return false;
+    comments.set(r.address!, comment);
+  }
   const dropAt = rules.findIndex((line) => line.includes(owned[last]!.spec));
   const bareReturnAt = rules.findIndex((line) => /^-A \S+ -j RETURN\s*$/.test(line));
   return bareReturnAt < 0 || dropAt < bareReturnAt;
 }
 
+/** One entry per address; if its rules disagree (a rebuild follows), the latest expiry wins. */
 function adoptedAddresses(owned: readonly OwnedRule[]): AllowEntry[] {
   const byAddress = new Map<string, AllowEntry>();
   for (const rule of owned) {
-    if (rule.role !== 'accept' || !rule.address || byAddress.has(rule.address)) continue;
-    byAddress.set(rule.address, rule.name ? { address: rule.address, name: rule.name } : { address: rule.address });
+    if (rule.role !== 'accept' || !rule.address) continue;
+    const seen = byAddress.get(rule.address);
+    if (seen && (rule.expiresAt ?? -1) <= (seen.expiresAt ?? -1)) continue;
+    byAddress.set(rule.address, {
+      address: rule.address,
+      ...(rule.name ? { name: rule.name } : {}),
+      ...(rule.expiresAt !== undefined ? { expiresAt: rule.expiresAt } : {}),
+    });
   }
   return [...byAddress.values()];
 }
@@ -110,7 +147,7 @@ function reconcilePorts(owned: readonly OwnedRule[], adopted: readonly AllowEntr
   for (const entry of adopted) {
     for (const port of layout.ports) {
       if (present.has(`${entry.address}:${port}`)) continue;
-      lines.push(`-I ${CHAIN} ${insertAt} ${acceptRule(layout.bridge, entry.address, port, entry.name)}`);
+      lines.push(`-I ${CHAIN} ${insertAt} ${acceptRule(layout.bridge, entry.address, port, entry.name, entry.expiresAt)}`);
     }
   }
   return lines;

@@ -7,7 +7,11 @@
  *   -i BR -o BR                                       -j RETURN   containers of the same network
  *   -i BR -d IP/32 -p tcp --dport PORT                -j ACCEPT   one per allowed address and port
  *   -i BR                                             -j DROP     everything else from BR
- * Every rule carries a comment starting with TAG, which is how we find our own again.
+ * Every rule carries a comment starting with TAG, which is how we find our own again. An
+ * accept rule's comment also holds when it expires and the name that opened it,
+ * `on-his-name exp=1764000000 example.com.`, so that the kernel alone says what is open
+ * until when, and a restart reads it back. Rules written before expiry existed read
+ * `on-his-name example.com.` and are still ours.
  */
 
 export const CHAIN = 'DOCKER-USER';
@@ -23,6 +27,8 @@ export interface OwnedRule {
   port?: number;
   /** The DNS name recorded in an accept rule's comment, when there is one. */
   name?: string;
+  /** Wall-clock unix seconds from an accept rule's comment; absent in the older format. */
+  expiresAt?: number;
   /** The rule spec as listed by `iptables -S`, without the leading `-A CHAIN`. */
   spec: string;
 }
@@ -36,18 +42,31 @@ export function sameNetworkRule(bridge: string): string {
   return `-i ${bridge} -o ${bridge} -m comment --comment "${TAG} same-network" -j RETURN`;
 }
 
-export function acceptRule(bridge: string, address: string, port: number, name?: string): string {
-  return `-d ${address}/32 -i ${bridge} -p tcp -m tcp --dport ${port} -m comment --comment "${acceptComment(name)}" -j ACCEPT`;
+export function acceptRule(bridge: string, address: string, port: number, name?: string, expiresAt?: number): string {
+  return `-d ${address}/32 -i ${bridge} -p tcp -m tcp --dport ${port} -m comment --comment "${acceptComment(name, expiresAt)}" -j ACCEPT`;
 }
 
 export function dropRule(bridge: string): string {
   return `-i ${bridge} -m comment --comment "${TAG} default-drop" -j DROP`;
 }
 
-/** iptables comments are at most 256 bytes; a name we cannot quote safely is left out. */
-function acceptComment(name: string | undefined): string {
-  if (name && /^[a-z0-9._-]{1,240}$/.test(name)) return `${TAG} ${name}`;
-  return TAG;
+/** The kernel keeps at most 255 bytes of a comment (256 with its NUL). */
+export const MAX_COMMENT_BYTES = 255;
+const SAFE_NAME = /^[a-z0-9._-]+$/;
+const EXPIRY = /^exp=(\d{1,12})(?: (.*))?$/;
+
+/** A name we cannot quote safely, or that would not fit, is left out; the expiry never is. */
+export function acceptComment(name: string | undefined, expiresAt?: number): string {
+  const head = expiresAt === undefined ? TAG : `${TAG} exp=${Math.floor(expiresAt)}`;
+  if (name && SAFE_NAME.test(name) && head.length + 1 + name.length <= MAX_COMMENT_BYTES) return `${head} ${name}`;
+  return head;
+}
+
+/** The name and expiry in an accept rule's comment (the text after TAG and a space). */
+export function parseAcceptComment(rest: string): { name?: string; expiresAt?: number } {
+  const match = EXPIRY.exec(rest);
+  const name = (match ? match[2] : rest) || undefined;
+  return { ...(name ? { name } : {}), ...(match ? { expiresAt: Number(match[1]) } : {}) };
 }
 
 /** Split an `iptables -S` line into words, honouring the double quotes iptables prints. */
@@ -83,8 +102,8 @@ export function parseOwnedRule(line: string): OwnedRule | undefined {
   if (target === 'ACCEPT') {
     const address = option('-d')?.replace(/\/32$/, '');
     const port = Number(option('--dport'));
-    const name = comment.slice(TAG.length + 1) || undefined;
-    if (address && Number.isInteger(port)) return { role: 'accept', bridge, address, port, spec, ...(name ? { name } : {}) };
+    const details = parseAcceptComment(comment.slice(TAG.length + 1));
+    if (address && Number.isInteger(port)) return { role: 'accept', bridge, address, port, spec, ...details };
   }
   return undefined;
 }

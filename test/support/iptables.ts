@@ -16,12 +16,17 @@ export function fakeIptables(initial: string[] = ['-N DOCKER-USER', '-A DOCKER-U
         failuresLeft--;
         throw new ApplyError('iptables-restore failed: Another app is currently holding the xtables lock', { stderr: 'lock' });
       }
+      // Like iptables-restore: all or nothing, and deleting a rule that is not there fails.
       const rules = chain.filter((l) => l.startsWith('-A '));
       for (const line of script.split('\n')) {
         const insert = /^-I (\S+) (\d+) (.*)$/.exec(line);
         const del = /^-D (\S+) (.*)$/.exec(line);
         if (insert) rules.splice(Number(insert[2]) - 1, 0, `-A ${insert[1]} ${insert[3]}`);
-        if (del) rules.splice(rules.indexOf(`-A ${del[1]} ${del[2]}`), 1);
+        if (del) {
+          const at = rules.indexOf(`-A ${del[1]} ${del[2]}`);
+          if (at < 0) throw new ApplyError(`iptables-restore failed: line: ${line}: Bad rule (does a matching rule exist in that chain?)`, { stderr: 'Bad rule' });
+          rules.splice(at, 1);
+        }
       }
       chain.splice(1, chain.length - 1, ...rules);
     },

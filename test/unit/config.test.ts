@@ -12,8 +12,23 @@ describe('parseConfig', () => {
       network: 'on-his-name',
       ports: [80, 443],
       allowCidrs: [],
+      minTtl: 300,
+      ttlGrace: 600,
+      maxIps: 5_000,
+      reconcileInterval: 15,
       logLevel: 'info',
       logFormat: 'auto',
+    });
+  });
+
+  it('takes the expiry, address limit and reconcile options from flags or the environment', () => {
+    const env = { MIN_TTL: '60', TTL_GRACE: '0', MAX_IPS: '500', RECONCILE_INTERVAL: '0' };
+    expect(parseConfig(['a.test'], env)).toMatchObject({ minTtl: 60, ttlGrace: 0, maxIps: 500, reconcileInterval: 0 });
+    expect(parseConfig(['--min-ttl', '3600', '--ttl-grace', '120', '--max-ips', '7', '--reconcile-interval', '30', 'a.test'], env)).toMatchObject({
+      minTtl: 3600,
+      ttlGrace: 120,
+      maxIps: 7,
+      reconcileInterval: 30,
     });
   });
 
@@ -59,6 +74,11 @@ describe('parseConfig', () => {
     [['--listen', 'relative.sock'], /Unix socket path/],
     [['reset', 'a.test'], /takes no pattern/],
     [['--allow-cidr', '10.0.0.0/33', 'a.test'], /--allow-cidr "10.0.0.0\/33" is not an IPv4 range/],
+    [['--min-ttl', '0', 'a.test'], /--min-ttl "0" must be a whole number from 1 to 604800 \(seconds\)/],
+    [['--min-ttl', '5m', 'a.test'], /--min-ttl "5m" must be a whole number/],
+    [['--ttl-grace=-1', 'a.test'], /--ttl-grace "-1" must be a whole number from 0/],
+    [['--max-ips', '0', 'a.test'], /--max-ips "0" must be a whole number from 1 to 1000000 \(addresses\)/],
+    [['--reconcile-interval', '1.5', 'a.test'], /--reconcile-interval "1.5".*0 turns it off/],
   ])('rejects %j with a clear ConfigError', (argv, message) => {
     expect(() => parseConfig(argv, {})).toThrow(ConfigError);
     expect(() => parseConfig(argv, {})).toThrow(message);
@@ -66,5 +86,6 @@ describe('parseConfig', () => {
 
   it('names the environment variable when the bad value came from it', () => {
     expect(() => parseConfig(['a.test'], { LISTEN: 'localhost:4807' })).toThrow(/^LISTEN=localhost:4807 is a TCP address/);
+    expect(() => parseConfig(['a.test'], { MAX_IPS: 'lots' })).toThrow(/^MAX_IPS "lots" must be a whole number/);
   });
 });

@@ -58,6 +58,16 @@ describe('the daemon, end to end in process', () => {
     expect(daemon!.stats.decisions).toEqual({ allow: 2, deny: 1, skip: 0 });
   });
 
+  it("carries each answer's TTL to the firewall: the rule's expiry is TTL + grace from now", async () => {
+    const { kernel } = await start(['--min-ttl', '60', '--ttl-grace', '30', 'allowed.test.']);
+    const before = Math.floor(Date.now() / 1000);
+    await send([clientResponse('192.0.2.10', 'allowed.test', [{ type: 'A', name: 'allowed.test', data: '198.51.100.10', ttl: 3600 }])]);
+    const after = Math.ceil(Date.now() / 1000);
+    const expiry = Number(/exp=(\d+)/.exec(kernel.chain.find((l) => l.includes('198.51.100.10/32')) ?? '')?.[1]);
+    expect(expiry).toBeGreaterThanOrEqual(before + 3630);
+    expect(expiry).toBeLessThanOrEqual(after + 3631);
+  });
+
   it('installs its DROP before the socket exists', async () => {
     const kernel = fakeIptables();
     const listed: boolean[] = [];

@@ -1,6 +1,7 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Firewall } from '../../../src/firewall/firewall.js';
 import type { IptablesRunner } from '../../../src/firewall/iptables.js';
+import { acceptRule } from '../../../src/firewall/rules.js';
 import { fakeIptables } from '../../support/iptables.js';
 import { recordingLogger } from '../../support/log.js';
 
@@ -87,5 +88,223 @@ describe('Firewall', () => {
     firewall.allow('198.51.100.1');
     await firewall.settled();
     expect(firewall.stats.lastLatencyMs).toBe(7);
+  });
+});
+
+describe('Firewall expiry, refresh, limits and reconcile', () => {
+  const T0 = 1_764_000_000;
+  const accepts = (chain: readonly string[]) => chain.filter((l) => l.includes('-j ACCEPT'));
+  const comments = (chain: readonly string[], address: string) =>
+    [...new Set(accepts(chain).filter((l) => l.includes(`${address}/32`)).map((l) => /--comment "([^"]*)"/.exec(l)?.[1]))];
+
+  async function setup(options: { minTtl?: number; ttlGrace?: number; maxIps?: number; kernel?: ReturnType<typeof fakeIptables> } = {}) {
+    const clock = { now: T0 };
+    const kernel = options.kernel ?? fakeIptables();
+    const recorder = recordingLogger();
+    const firewall = new Firewall({
+      runner: kernel.runner,
+      layout,
+      log: recorder.log,
+      clock: () => clock.now,
+      minTtl: options.minTtl ?? 60,
+      ttlGrace: options.ttlGrace ?? 120,
+      ...(options.maxIps ? { maxIps: options.maxIps } : {}),
+    });
+    const started = await firewall.start();
+    await firewall.settled();
+    return { clock, kernel, firewall, started, ...recorder };
+  }
+
+  it('writes each address with its expiry, TTL + grace with a floor, into the rule comment', async () => {
+    const { kernel, firewall } = await setup();
+    firewall.allow('198.51.100.1', 'long.test.', 3600);
+    firewall.allow('198.51.100.2', 'short.test.', 5);
+    await firewall.settled();
+    firewall.stop();
+    expect(comments(kernel.chain, '198.51.100.1')).toEqual([`on-his-name exp=${T0 + 3600 + 120} long.test.`]);
+    expect(comments(kernel.chain, '198.51.100.2')).toEqual([`on-his-name exp=${T0 + 60 + 120} short.test.`]);
+    expect(firewall.entries()).toContainEqual({ address: '198.51.100.2', name: 'short.test.', expiresAt: T0 + 180 });
+  });
+
+  it('refreshes the lifetime on a new answer, rewriting the rule only when it lags by half the grace, in one batch', async () => {
+    const { clock, kernel, firewall } = await setup();
+    for (let i = 1; i <= 20; i++) firewall.allow(`198.51.100.${i}`, 'a.test.', 60);
+    await firewall.settled();
+    const scripts = kernel.scripts.length;
+
+    clock.now += 59;
+    for (let i = 1; i <= 20; i++) expect(firewall.allow(`198.51.100.${i}`, 'a.test.', 60)).toBe('known');
+    await firewall.settled();
+    expect(kernel.scripts).toHaveLength(scripts);
+
+    clock.now += 1;
+    for (let i = 1; i <= 20; i++) expect(firewall.allow(`198.51.100.${i}`, 'a.test.', 60)).toBe('refreshed');
+    await firewall.settled();
+    firewall.stop();
+    expect(kernel.scripts).toHaveLength(scripts + 1);
+    expect(accepts(kernel.chain)).toHaveLength(40);
+    expect(comments(kernel.chain, '198.51.100.7')).toEqual([`on-his-name exp=${T0 + 60 + 180} a.test.`]);
+    expect(firewall.stats).toMatchObject({ refreshes: 20, addressesAllowed: 20 });
+  });
+
+  it('removes expired addresses in one restore and nothing before their time', async () => {
+    const { clock, kernel, firewall, lines } = await setup();
+    for (let i = 1; i <= 10; i++) firewall.allow(`198.51.100.${i}`, 'short.test.', 0);
+    firewall.allow('198.51.100.99', 'long.test.', 3600);
+    await firewall.settled();
+    const scripts = kernel.scripts.length;
+
+    clock.now = T0 + 179;
+    expect(firewall.expire()).toBe(0);
+    clock.now = T0 + 180;
+    expect(firewall.expire()).toBe(10);
+    expect(firewall.isAllowed('198.51.100.1')).toBe(true); // until the kernel has let it go
+    await firewall.settled();
+    firewall.stop();
+    expect(kernel.scripts).toHaveLength(scripts + 1);
+    expect(kernel.scripts.at(-1)!.match(/^-D /gm)).toHaveLength(20);
+    expect(accepts(kernel.chain).map((l) => /-d (\S+)\/32/.exec(l)?.[1])).toEqual(['198.51.100.99', '198.51.100.99']);
+    expect(firewall.isAllowed('198.51.100.1')).toBe(false);
+    expect(firewall.stats.expired).toBe(10);
+    expect(lines.find((l) => l.msg.startsWith('addresses expired'))).toMatchObject({ expired: 10 });
+  });
+
+  it('closes a large wave of expiries in bounded batches, and a new answer does not wait behind them', async () => {
+    const { clock, kernel, firewall } = await setup();
+    for (let i = 0; i < 300; i++) firewall.allow(`198.51.${100 + (i >> 8)}.${i & 255}`, 'wave.test.', 0);
+    await firewall.settled();
+    const scripts = kernel.scripts.length;
+    clock.now = T0 + 180;
+    expect(firewall.expire()).toBe(300);
+    expect(firewall.allow('203.0.113.1', 'fresh.test.', 60)).toBe('queued');
+    await firewall.settled();
+    firewall.stop();
+    const batches = kernel.scripts.slice(scripts).map((script) => ({
+      deletes: script.match(/^-D /gm)?.length ?? 0,
+      inserts: script.match(/^-I /gm)?.length ?? 0,
+    }));
+    expect(batches).toEqual([
+      { deletes: 0, inserts: 2 },
+      { deletes: 512, inserts: 0 },
+      { deletes: 88, inserts: 0 },
+    ]);
+    expect(accepts(kernel.chain)).toHaveLength(2);
+  });
+
+  it('a new answer for an address about to be closed keeps it open', async () => {
+    const { clock, kernel, firewall } = await setup();
+    firewall.allow('198.51.100.1', 'a.test.', 0);
+    await firewall.settled();
+    clock.now = T0 + 200;
+    firewall.expire();
+    expect(firewall.allow('198.51.100.1', 'a.test.', 0)).toBe('refreshed');
+    await firewall.settled();
+    firewall.stop();
+    expect(comments(kernel.chain, '198.51.100.1')).toEqual([`on-his-name exp=${T0 + 200 + 180} a.test.`]);
+  });
+
+  it('runs the expiry timer itself once started', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const { clock, kernel, firewall } = await setup({ minTtl: 1, ttlGrace: 0 });
+      firewall.allow('198.51.100.1', 'a.test.', 0);
+      await firewall.settled();
+      clock.now = T0 + 2;
+      await vi.advanceTimersByTimeAsync(2_000);
+      await firewall.settled();
+      firewall.stop();
+      expect(accepts(kernel.chain)).toEqual([]);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('after a restart keeps the expiry read from the kernel, gives rules from before expiry a fresh lifetime, and closes the expired', async () => {
+    const kernel = fakeIptables();
+    const first = await setup({ kernel });
+    first.firewall.allow('198.51.100.1', 'kept.test.', 3600);
+    first.firewall.allow('198.51.100.2', 'gone.test.', 0);
+    await first.firewall.settled();
+    first.firewall.stop();
+    // A rule written by a version without expiry.
+    await kernel.runner.restore(`*filter\n-I DOCKER-USER 3 ${acceptRule('br0', '198.51.100.3', 80, 'old.test.')}\n-I DOCKER-USER 3 ${acceptRule('br0', '198.51.100.3', 443, 'old.test.')}\nCOMMIT\n`);
+
+    const clock = { now: T0 + 1000 };
+    const second = new Firewall({ runner: kernel.runner, layout, log: recordingLogger().log, clock: () => clock.now, minTtl: 60, ttlGrace: 120 });
+    expect(await second.start()).toEqual({ adopted: 3, rebuilt: false });
+    await second.settled();
+    second.stop();
+    expect(second.entries().sort((a, b) => a.address.localeCompare(b.address))).toEqual([
+      { address: '198.51.100.1', name: 'kept.test.', expiresAt: T0 + 3720 },
+      { address: '198.51.100.3', name: 'old.test.', expiresAt: T0 + 1000 + 180 },
+    ]);
+    expect(comments(kernel.chain, '198.51.100.1')).toEqual([`on-his-name exp=${T0 + 3720} kept.test.`]);
+    expect(comments(kernel.chain, '198.51.100.2')).toEqual([]);
+    expect(comments(kernel.chain, '198.51.100.3')).toEqual([`on-his-name exp=${T0 + 1180} old.test.`]);
+  });
+
+  it('bounds the tracked addresses, closing the one closest to expiry (oldest first among equals) and saying so', async () => {
+    const { kernel, firewall, lines } = await setup({ maxIps: 3 });
+    firewall.allow('198.51.100.1', 'a.test.', 600);
+    firewall.allow('198.51.100.2', 'b.test.', 60);
+    firewall.allow('198.51.100.3', 'c.test.', 60);
+    await firewall.settled();
+    expect(firewall.allow('198.51.100.4', 'd.test.', 60)).toBe('queued');
+    await firewall.settled();
+    firewall.stop();
+    expect(firewall.allowedCount).toBe(3);
+    expect(firewall.isAllowed('198.51.100.2')).toBe(false);
+    expect(comments(kernel.chain, '198.51.100.2')).toEqual([]);
+    expect(firewall.stats.evicted).toBe(1);
+    expect(lines.find((l) => l.msg.startsWith('address limit reached'))).toMatchObject({ address: '198.51.100.2', name: 'b.test.', maxIps: 3 });
+  });
+
+  it('restores a flushed chain and every live address on reconcile, saying what was missing', async () => {
+    const { clock, kernel, firewall, lines } = await setup();
+    firewall.allow('198.51.100.1', 'a.test.', 3600);
+    firewall.allow('198.51.100.2', 'b.test.', 0);
+    await firewall.settled();
+    const before = [...kernel.chain];
+    clock.now = T0 + 10;
+    kernel.chain.splice(1); // someone ran iptables -F DOCKER-USER
+    await firewall.reconcile();
+    firewall.stop();
+    expect(new Set(kernel.chain)).toEqual(new Set(before.filter((l) => l !== '-A DOCKER-USER -j RETURN')));
+    expect(kernel.chain.at(-1)).toContain('-j DROP');
+    const warning = lines.find((l) => l.level === 40 && String(l.msg).includes('missing'));
+    expect(warning).toMatchObject({ rebuilt: true, missing: 2, restoring: 2 });
+    expect(warning!.addresses).toEqual(expect.arrayContaining(['198.51.100.1', '198.51.100.2']));
+    expect(firewall.stats.restored).toBe(1);
+  });
+
+  it('restores one address whose rules someone deleted, and stays quiet when nothing is missing', async () => {
+    const { kernel, firewall, lines } = await setup();
+    firewall.allow('198.51.100.1', 'a.test.', 3600);
+    firewall.allow('198.51.100.2', 'b.test.', 3600);
+    await firewall.settled();
+    await firewall.reconcile();
+    expect(lines.filter((l) => l.level === 40)).toEqual([]);
+    const scripts = kernel.scripts.length;
+
+    for (let i = kernel.chain.length - 1; i >= 0; i--) if (kernel.chain[i]!.includes('198.51.100.2/32')) kernel.chain.splice(i, 1);
+    await firewall.reconcile();
+    firewall.stop();
+    expect(kernel.scripts).toHaveLength(scripts + 1);
+    expect(comments(kernel.chain, '198.51.100.2')).toHaveLength(1);
+    expect(accepts(kernel.chain)).toHaveLength(4);
+    expect(lines.find((l) => l.level === 40)).toMatchObject({ rebuilt: false, missing: 1, addresses: ['198.51.100.2'] });
+  });
+
+  it('recovers when its idea of a rule no longer matches the kernel: the apply fails, it reads again, and the refresh lands', async () => {
+    const { clock, kernel, firewall } = await setup();
+    firewall.allow('198.51.100.1', 'a.test.', 0);
+    await firewall.settled();
+    for (let i = kernel.chain.length - 1; i >= 0; i--) if (kernel.chain[i]!.includes('198.51.100.1/32')) kernel.chain.splice(i, 1);
+    clock.now += 100;
+    expect(firewall.allow('198.51.100.1', 'a.test.', 0)).toBe('refreshed');
+    await firewall.settled();
+    firewall.stop();
+    expect(firewall.stats.applyFailures).toBeGreaterThanOrEqual(1);
+    expect(comments(kernel.chain, '198.51.100.1')).toEqual([`on-his-name exp=${T0 + 100 + 180} a.test.`]);
   });
 });

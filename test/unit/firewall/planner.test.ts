@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { planAllow, planRemoval, planSync, ownedRules } from '../../../src/firewall/planner.js';
+import { planAllow, planApply, planRemoval, planSync, ownedRules } from '../../../src/firewall/planner.js';
 import { acceptRule, dropRule, establishedRule, sameNetworkRule } from '../../../src/firewall/rules.js';
 
 const layout = { bridge: 'br0', ports: [80, 443] };
@@ -104,5 +104,65 @@ describe('planRemoval', () => {
     expect(script?.split('\n').filter((l) => l.startsWith('-D'))).toHaveLength(5);
     expect(script).not.toContain('someone-else');
     expect(planRemoval(ownedRules(dockerDefault))).toBeUndefined();
+  });
+});
+
+describe('expiry in the kernel', () => {
+  const at = (exp: number) => acceptRule('br0', '198.51.100.7', 80, 'a.test.', exp);
+
+  it('adopts the expiry each address carries, and addresses from before expiry without one', () => {
+    const listing = [
+      '-N DOCKER-USER',
+      ...ourBlock(
+        acceptRule('br0', '198.51.100.7', 80, 'a.test.', 1_764_000_000),
+        acceptRule('br0', '198.51.100.7', 443, 'a.test.', 1_764_000_000),
+        acceptRule('br0', '198.51.100.8', 80, 'old.test.'),
+        acceptRule('br0', '198.51.100.8', 443, 'old.test.'),
+      ),
+    ];
+    const plan = planSync(listing, layout);
+    expect(plan.script).toBeUndefined();
+    expect(plan.adopted).toEqual([
+      { address: '198.51.100.7', name: 'a.test.', expiresAt: 1_764_000_000 },
+      { address: '198.51.100.8', name: 'old.test.' },
+    ]);
+  });
+
+  it('rebuilds when the rules of one address disagree on their expiry, keeping the latest', () => {
+    const plan = planSync(['-N DOCKER-USER', ...ourBlock(at(100), acceptRule('br0', '198.51.100.7', 443, 'a.test.', 200))], layout);
+    expect(plan.rebuilt).toBe(true);
+    expect(plan.adopted).toEqual([{ address: '198.51.100.7', name: 'a.test.', expiresAt: 200 }]);
+    expect(plan.script!.split('\n').filter((l) => l.startsWith('-I') && l.includes('ACCEPT'))).toEqual([
+      `-I DOCKER-USER 3 ${acceptRule('br0', '198.51.100.7', 80, 'a.test.', 200)}`,
+      `-I DOCKER-USER 4 ${acceptRule('br0', '198.51.100.7', 443, 'a.test.', 200)}`,
+    ]);
+  });
+});
+
+describe('planApply', () => {
+  const installed = new Map([['198.51.100.7', { address: '198.51.100.7', name: 'a.test.', expiresAt: 100 }]]);
+
+  it('refreshes by deleting the rules as installed and inserting the new ones, in one transaction', () => {
+    const script = planApply([{ address: '198.51.100.7', name: 'a.test.', expiresAt: 500 }], [], installed, layout, 3);
+    expect(script).toBe(
+      [
+        '*filter',
+        `-D DOCKER-USER ${acceptRule('br0', '198.51.100.7', 80, 'a.test.', 100)}`,
+        `-D DOCKER-USER ${acceptRule('br0', '198.51.100.7', 443, 'a.test.', 100)}`,
+        `-I DOCKER-USER 3 ${acceptRule('br0', '198.51.100.7', 80, 'a.test.', 500)}`,
+        `-I DOCKER-USER 3 ${acceptRule('br0', '198.51.100.7', 443, 'a.test.', 500)}`,
+        'COMMIT',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('removes what is installed, skips what is not, and has nothing to do for an empty batch', () => {
+    const script = planApply([], [{ address: '198.51.100.7' }, { address: '198.51.100.9' }], installed, layout, 3);
+    expect(script?.split('\n').filter((l) => l.startsWith('-'))).toEqual([
+      `-D DOCKER-USER ${acceptRule('br0', '198.51.100.7', 80, 'a.test.', 100)}`,
+      `-D DOCKER-USER ${acceptRule('br0', '198.51.100.7', 443, 'a.test.', 100)}`,
+    ]);
+    expect(planApply([], [{ address: '198.51.100.9' }], installed, layout, 3)).toBeUndefined();
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { acceptRule, dropRule, establishedRule, parseOwnedRule, sameNetworkRule, splitRule } from '../../../src/firewall/rules.js';
+import { MAX_COMMENT_BYTES, acceptComment, acceptRule, dropRule, establishedRule, parseAcceptComment, parseOwnedRule, sameNetworkRule, splitRule } from '../../../src/firewall/rules.js';
 
 describe('rule specs', () => {
   it('renders our four kinds of rule, each tagged with a comment', () => {
@@ -50,5 +50,31 @@ describe('parseOwnedRule', () => {
 
   it('splits quoted words as iptables prints them', () => {
     expect(splitRule('-A X -m comment --comment "a \\"b\\" c" -j DROP')).toEqual(['-A', 'X', '-m', 'comment', '--comment', 'a "b" c', '-j', 'DROP']);
+  });
+});
+
+describe('accept comments with an expiry', () => {
+  it('writes the expiry before the name and reads both back', () => {
+    const spec = acceptRule('br0', '198.51.100.7', 443, 'example.com.', 1764000000);
+    expect(spec).toContain('--comment "on-his-name exp=1764000000 example.com." -j ACCEPT');
+    expect(parseOwnedRule(`-A DOCKER-USER ${spec}`)).toMatchObject({ role: 'accept', name: 'example.com.', expiresAt: 1764000000 });
+    expect(parseAcceptComment('exp=1764000000')).toEqual({ expiresAt: 1764000000 });
+  });
+
+  it('reads the comment format from before expiry: a name, or nothing', () => {
+    const named = parseOwnedRule(`-A DOCKER-USER ${acceptRule('br0', '198.51.100.7', 80, 'old.test.')}`);
+    expect(named).toMatchObject({ name: 'old.test.' });
+    expect(named?.expiresAt).toBeUndefined();
+    expect(parseOwnedRule('-A DOCKER-USER -d 198.51.100.7/32 -i br0 -p tcp -m tcp --dport 80 -m comment --comment on-his-name -j ACCEPT')).toEqual(
+      expect.objectContaining({ role: 'accept', address: '198.51.100.7' }),
+    );
+  });
+
+  it('stays within the kernel limit of 255 bytes, leaving out a name that would not fit but never the expiry', () => {
+    const longest = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}.`; // 253 characters + dot
+    expect(acceptComment(longest, 9_999_999_999)).toBe('on-his-name exp=9999999999');
+    const fits = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(35)}.`;
+    expect(acceptComment(fits, 9_999_999_999)).toHaveLength(MAX_COMMENT_BYTES);
+    expect(acceptComment(fits, 9_999_999_999).endsWith(fits)).toBe(true);
   });
 });

@@ -1,0 +1,19 @@
+/**
+ * The seam between the Firewall (which addresses, until when, in what batches) and a
+ * backend that does the kernel work (iptables rules today; an ipset or ip6tables flavour
+ * fits the same shape). A backend keeps no policy: it installs what it is told and
+ * reports what the kernel holds, which is the single source of truth.
+ */
+export interface Entry {
+  address: string;
+  name?: string;
+  /** wall-clock unix seconds */
+  expiresAt?: number;
+}
+
+export interface FirewallBackend {
+  /** Install or repair the base rules; return the entries already in the kernel (adopted) and whether the base was rebuilt. */
+  sync(): Promise<{ adopted: Entry[]; rebuilt: boolean }>;
+  /** One kernel transaction: put `add` in (new, or refreshed expiry) and take `remove` out. Throws ApplyError on failure. */
+  apply(add: readonly Entry[], remove: readonly Entry[]): Promise<void>;
+}

@@ -1,0 +1,34 @@
+/**
+ * The iptables backend: per-address ACCEPT rules in DOCKER-USER, planned by planner.ts
+ * and applied by the runner in one iptables-restore per call. It remembers how each
+ * address's rules read (as written or as listed) so that a refresh or removal can
+ * delete them by their exact text; sync() reads that again from the kernel.
+ */
+import type { Entry, FirewallBackend } from './backend.js';
+import type { IptablesRunner } from './iptables.js';
+import { planApply, planSync, type Layout } from './planner.js';
+
+export class IptablesBackend implements FirewallBackend {
+  private installed = new Map<string, Entry>();
+  private insertAt = 3;
+
+  constructor(
+    private readonly runner: IptablesRunner,
+    readonly layout: Layout,
+  ) {}
+
+  async sync(): Promise<{ adopted: Entry[]; rebuilt: boolean }> {
+    const plan = planSync(await this.runner.list(), this.layout);
+    if (plan.script) await this.runner.restore(plan.script);
+    this.insertAt = plan.insertAt;
+    this.installed = new Map(plan.adopted.map((entry) => [entry.address, entry]));
+    return { adopted: plan.adopted, rebuilt: plan.rebuilt };
+  }
+
+  async apply(add: readonly Entry[], remove: readonly Entry[]): Promise<void> {
+    const script = planApply(add, remove, this.installed, this.layout, this.insertAt);
+    if (script) await this.runner.restore(script);
+    for (const entry of remove) this.installed.delete(entry.address);
+    for (const entry of add) this.installed.set(entry.address, entry);
+  }
+}
