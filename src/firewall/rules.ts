@@ -8,12 +8,14 @@
  *   -i BR -d IP/32 -p tcp --dport PORT                -j ACCEPT   one per allowed address and port
  *   -i BR                                             -j DROP     everything else from BR
  * Every rule carries a comment starting with TAG, which is how we find our own again.
+ * With `--backend ipset` the accept rules are one rule that matches an ipset instead:
+ *   -i BR -p tcp -m multiport --dports PORTS -m set --match-set SET dst -j ACCEPT
  */
 
 export const CHAIN = 'DOCKER-USER';
 export const TAG = 'on-his-name';
 
-export type Role = 'established' | 'same-network' | 'accept' | 'drop';
+export type Role = 'established' | 'same-network' | 'accept' | 'set-accept' | 'drop';
 
 export interface OwnedRule {
   role: Role;
@@ -21,6 +23,9 @@ export interface OwnedRule {
   /** For accept rules. */
   address?: string;
   port?: number;
+  /** For set-accept rules: the ipset matched and the ports as listed (e.g. "80,443"). */
+  set?: string;
+  ports?: string;
   /** The DNS name recorded in an accept rule's comment, when there is one. */
   name?: string;
   /** The rule spec as listed by `iptables -S`, without the leading `-A CHAIN`. */
@@ -38,6 +43,11 @@ export function sameNetworkRule(bridge: string): string {
 
 export function acceptRule(bridge: string, address: string, port: number, name?: string): string {
   return `-d ${address}/32 -i ${bridge} -p tcp -m tcp --dport ${port} -m comment --comment "${acceptComment(name)}" -j ACCEPT`;
+}
+
+/** The one accept rule of the ipset backend: new TCP connections to PORTS of an address in SET. */
+export function setAcceptRule(bridge: string, ports: readonly number[], set: string): string {
+  return `-i ${bridge} -p tcp -m multiport --dports ${ports.join(',')} -m set --match-set ${set} dst -m comment --comment "${TAG} allowed-set" -j ACCEPT`;
 }
 
 export function dropRule(bridge: string): string {
@@ -80,6 +90,8 @@ export function parseOwnedRule(line: string): OwnedRule | undefined {
   if (target === 'DROP') return { role: 'drop', bridge, spec };
   if (target === 'RETURN' && option('--ctstate') !== undefined) return { role: 'established', bridge, spec };
   if (target === 'RETURN' && option('-o') === bridge) return { role: 'same-network', bridge, spec };
+  const set = option('--match-set');
+  if (target === 'ACCEPT' && set !== undefined) return { role: 'set-accept', bridge, set, ports: option('--dports') ?? '', spec };
   if (target === 'ACCEPT') {
     const address = option('-d')?.replace(/\/32$/, '');
     const port = Number(option('--dport'));
