@@ -87,6 +87,8 @@ export function persistentIpset(options: IpsetRunnerOptions = {}): IpsetRunner {
       output += chunk.toString('utf8');
       waiter?.();
     };
+    // A write to a process that just died fails with EPIPE: its exit already rejects the batch.
+    spawned.stdin?.on('error', () => undefined);
     spawned.stdout?.on('data', take);
     spawned.stderr?.on('data', take);
     void spawned.then(() => {
