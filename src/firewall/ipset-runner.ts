@@ -80,7 +80,10 @@ export function persistentIpset(options: IpsetRunnerOptions = {}): IpsetRunner {
   let queue: Promise<void> = Promise.resolve();
 
   const start = (): ResultPromise => {
-    const [command, ...args] = [...(options.prefix ?? []), 'stdbuf', '-o0', binary, '-exist', '-'];
+    // One pipe for both streams (2>&1), so an error line always arrives before the answer to
+    // the `version` that follows it; two pipes could deliver them in either order.
+    const shell = ['sh', '-c', 'exec "$@" 2>&1', 'sh', 'stdbuf', '-o0', binary, '-exist', '-'];
+    const [command, ...args] = [...(options.prefix ?? []), ...shell];
     const spawned = execa(command!, args, { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', reject: false, buffer: false });
     output = '';
     const take = (chunk: Buffer) => {
