@@ -13,9 +13,10 @@
  * machine spreads over all of them. The tested destination's port-80 rule is either the
  * last accept rule (allowed first: new rules go to the top of the block), so every new
  * connection's SYN walks the whole list, or near the front (allowed last).
- * Bench-only variants, to compare backends: the same addresses in one ipset (hash:ip,port)
- * matched by one rule, in a native nftables set, and the per-address rules moved behind
- * one `-i BRIDGE` jump so that packets not from the bridge (replies) skip them.
+ * The ipset backend (`--backend ipset`) is installed by its own IpsetBackend: sync(), then one
+ * apply() of every address with a one-hour lifetime. Bench-only variants, to compare: the
+ * same addresses in a native nftables set, and the per-address rules moved behind one
+ * `-i BRIDGE` jump so that packets not from the bridge (replies) skip them.
  *
  *   sudo npx tsx bench/packet-path.ts [runs=5] [seconds=4]      (about 4.5 minutes)
  *
@@ -33,8 +34,11 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { Firewall } from '../src/firewall/firewall.js';
 import { iptablesRunner } from '../src/firewall/iptables.js';
+import { IpsetBackend } from '../src/firewall/ipset-backend.js';
+import { SET_V4 } from '../src/firewall/ipset.js';
+import { execIpset } from '../src/firewall/ipset-runner.js';
 import { restoreScript } from '../src/firewall/planner.js';
-import { CHAIN, TAG, acceptRule, dropRule, establishedRule, parseOwnedRule, sameNetworkRule } from '../src/firewall/rules.js';
+import { CHAIN, TAG, acceptRule, dropRule, establishedRule, parseOwnedRule } from '../src/firewall/rules.js';
 import { BRIDGE, CONTAINERS, FOREIGN_RULE, createFirewallLab, type FirewallLab } from '../test/lab/firewall-lab.js';
 import { median, printTable } from './stats.js';
 
@@ -50,7 +54,6 @@ const CONNECTIONS = Number(process.env.CONNECTIONS ?? 32);
 const CLIENT_CPU = '0';
 const SERVER_CPU = '1';
 const WARMUP_SECONDS = 1;
-const SET = 'ohn-bench';
 const HTTP_SERVER = fileURLToPath(new URL('./http-server.mjs', import.meta.url));
 const log = pino({ level: 'silent' });
 
@@ -71,7 +74,7 @@ async function resetHost(lab: FirewallLab): Promise<void> {
   await lab.iptables('-F', CHAIN);
   await lab.iptables(...FOREIGN_RULE.split(' '));
   await lab.iptables('-A', CHAIN, '-j', 'RETURN');
-  await execa('ip', ['netns', 'exec', lab.host.name, 'ipset', 'destroy', SET], { reject: false });
+  await execa('ip', ['netns', 'exec', lab.host.name, 'ipset', 'destroy', SET_V4], { reject: false });
   await execa('ip', ['netns', 'exec', lab.host.name, 'nft', 'delete', 'table', 'ip', 'ohnbench'], { reject: false });
   await lab.iptables('-F', 'OHN-ACCEPT').catch(() => undefined);
   await lab.iptables('-X', 'OHN-ACCEPT').catch(() => undefined);
@@ -100,24 +103,17 @@ function acceptPosition(listing: readonly string[]): string {
   return `${at + 1} of ${accepts.length}`;
 }
 
-/** Bench-only: our block with one ipset match in place of the per-address ACCEPTs. */
-function ipsetRule(count: number): Variant['setup'] {
+/** on-his-name's IpsetBackend: the set and its one rule, then every address in one apply. */
+function ipsetBackend(count: number): Variant['setup'] {
   return async (lab) => {
+    const prefix = ['ip', 'netns', 'exec', lab.host.name];
+    const backend = new IpsetBackend({ iptables: iptablesRunner({ prefix }), ipset: execIpset({ prefix }), layout: { bridge: BRIDGE, ports: PORTS } });
+    await backend.sync();
+    const expiresAt = Date.now() / 1000 + 3600;
     const entries = [TESTED, ...Array.from({ length: count - 1 }, (_, i) => filler(i))];
-    const input = [
-      `create ${SET} hash:ip,port counters timeout 0 maxelem ${Math.max(65536, count * PORTS.length * 2)}`,
-      ...entries.flatMap((a) => PORTS.map((p) => `add ${SET} ${a},tcp:${p}`)),
-      '',
-    ].join('\n');
-    await execa('ip', ['netns', 'exec', lab.host.name, 'ipset', 'restore'], { input });
-    const block = [
-      establishedRule(BRIDGE),
-      sameNetworkRule(BRIDGE),
-      `-i ${BRIDGE} -p tcp -m set --match-set ${SET} dst,dst -m comment --comment "${TAG} allowed-set" -j ACCEPT`,
-      dropRule(BRIDGE),
-    ];
-    await restore(lab, block.map((spec, i) => `-I ${CHAIN} ${i + 1} ${spec}`));
-    return `set of ${count * PORTS.length}`;
+    await backend.apply(entries.map((address, i) => ({ address, name: i ? `filler${i - 1}.test.` : 'tested.test.', expiresAt })), []);
+    const listed = await lab.hostExec('ipset', ['list', '-t', SET_V4]);
+    return `set of ${/Number of entries: (\d+)/.exec(listed)?.[1] ?? '?'}`;
   };
 }
 
@@ -304,7 +300,9 @@ async function main(): Promise<void> {
     { label: 'on-his-name, 10,000 addresses, tested last', setup: perAddressRules(10_000, 'end') },
     { label: 'on-his-name, 10,000 addresses, tested first', setup: perAddressRules(10_000, 'front') },
     { label: 'bench only: 10,000 per-address rules behind one `-i BRIDGE` jump, tested last', setup: jumpChain(10_000) },
-    { label: 'bench only: 10,000 addresses in one ipset hash:ip,port, one rule', setup: ipsetRule(10_000) },
+    { label: 'on-his-name --backend ipset, 1 address', setup: ipsetBackend(1) },
+    { label: 'on-his-name --backend ipset, 1,000 addresses', setup: ipsetBackend(1000) },
+    { label: 'on-his-name --backend ipset, 10,000 addresses', setup: ipsetBackend(10_000) },
     { label: 'bench only: 10,000 addresses in a native nftables set', setup: nftSet(10_000) },
   ];
   const only = process.env.VARIANTS?.split(',').map(Number);

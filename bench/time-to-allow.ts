@@ -4,6 +4,11 @@
  * rate (p50, p99), and a burst of 1,000 answers with distinct addresses (time until all
  * are in). Peer: the naive way, one `iptables -I` exec per rule as the Go original does.
  *
+ * The ipset backend's rows drive IpsetBackend.apply() the way the Firewall batches: one
+ * apply for everything queued in the same turn of the event loop (a single answer: one
+ * address; the burst: all 1,000), with ipset fed either by one `ipset restore` exec per
+ * batch or through stdin of one long-lived `ipset -` (acknowledged by a `version` line).
+ *
  *   sudo npx tsx bench/time-to-allow.ts [singles=200] [bursts=5]
  */
 import { execa } from 'execa';
@@ -12,6 +17,10 @@ import { pino } from 'pino';
 import { decide } from '../src/decision.js';
 import { Firewall } from '../src/firewall/firewall.js';
 import { iptablesRunner } from '../src/firewall/iptables.js';
+import type { Entry } from '../src/firewall/backend.js';
+import { IpsetBackend } from '../src/firewall/ipset-backend.js';
+import { SET_V4 } from '../src/firewall/ipset.js';
+import { execIpset, persistentIpset, type IpsetRunner } from '../src/firewall/ipset-runner.js';
 import { acceptRule } from '../src/firewall/rules.js';
 import { Policy } from '../src/policy/policy.js';
 import { clientResponse } from '../test/support/dnstap.js';
@@ -72,6 +81,58 @@ async function oursBurst(run: number): Promise<number> {
   return performance.now() - started;
 }
 
+type IpsetMode = 'exec' | 'persistent';
+
+/** A fresh chain and set, and the backend on the chosen runner; the runner is closed by the caller. */
+async function ipsetBackend(mode: IpsetMode): Promise<{ backend: IpsetBackend; runner: IpsetRunner }> {
+  await resetChain();
+  await execa('ipset', ['destroy', SET_V4], { reject: false });
+  const runner = mode === 'exec' ? execIpset() : persistentIpset();
+  const backend = new IpsetBackend({ iptables: iptablesRunner(), ipset: runner, layout });
+  await backend.sync();
+  return { backend, runner };
+}
+
+/** What the Firewall's drain does with one batch: every allowed address of the decisions, one apply. */
+async function decideAndApply(backend: IpsetBackend, frames: readonly Buffer[]): Promise<void> {
+  const entries: Entry[] = [];
+  const expiresAt = Date.now() / 1000 + 300;
+  for (const bytes of frames) {
+    const decision = decide(bytes, policy);
+    if (decision.outcome === 'allow') for (const r of decision.ipv4) entries.push({ address: r.address, name: decision.name, expiresAt });
+  }
+  await backend.apply(entries, []);
+}
+
+async function ipsetSingles(mode: IpsetMode): Promise<number[]> {
+  const { backend, runner } = await ipsetBackend(mode);
+  const latencies: number[] = [];
+  try {
+    for (let i = 0; i < SINGLES; i++) {
+      const bytes = frame(200_000 + i);
+      const started = performance.now();
+      await decideAndApply(backend, [bytes]);
+      latencies.push(performance.now() - started);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  } finally {
+    runner.close();
+  }
+  return latencies;
+}
+
+async function ipsetBurst(mode: IpsetMode, run: number): Promise<number> {
+  const { backend, runner } = await ipsetBackend(mode);
+  const frames = Array.from({ length: BURST_SIZE }, (_, i) => frame(300_000 + run * BURST_SIZE + i));
+  try {
+    const started = performance.now();
+    await decideAndApply(backend, frames);
+    return performance.now() - started;
+  } finally {
+    runner.close();
+  }
+}
+
 /** The Go original's way: two `iptables -I` per address, one exec each. */
 async function naive(addresses: string[]): Promise<void> {
   for (const a of addresses) {
@@ -104,6 +165,11 @@ async function inside(): Promise<void> {
   const ourSingles = await oursSingles();
   const ourBursts: number[] = [];
   for (let run = 0; run < BURSTS; run++) ourBursts.push(await oursBurst(run));
+  const ipset: Record<IpsetMode, { singles: number[]; bursts: number[] }> = { exec: { singles: [], bursts: [] }, persistent: { singles: [], bursts: [] } };
+  for (const mode of ['exec', 'persistent'] as const) {
+    ipset[mode].singles = await ipsetSingles(mode);
+    for (let run = 0; run < BURSTS; run++) ipset[mode].bursts.push(await ipsetBurst(mode, run));
+  }
   const peerSingles = await naiveSingles();
   const peerBurst = await naiveBurst();
   const ms = (x: number) => `${x.toFixed(2)} ms`;
@@ -111,6 +177,8 @@ async function inside(): Promise<void> {
     ['way', 'single answer p50', 'single answer p99', `burst of ${BURST_SIZE} distinct addresses, all in the kernel`],
     [
       ['on-his-name (decode + one iptables-restore per batch)', ms(median(ourSingles)), ms(percentile(ourSingles, 99)), `${ms(median(ourBursts))} (median of ${BURSTS})`],
+      ['on-his-name --backend ipset (decode + one `ipset restore` exec per batch)', ms(median(ipset.exec.singles)), ms(percentile(ipset.exec.singles, 99)), `${ms(median(ipset.exec.bursts))} (median of ${BURSTS})`],
+      ['on-his-name --backend ipset (decode + one long-lived `ipset -` fed through stdin)', ms(median(ipset.persistent.singles)), ms(percentile(ipset.persistent.singles, 99)), `${ms(median(ipset.persistent.bursts))} (median of ${BURSTS})`],
       ['naive: one `iptables -I` per rule (2 per address)', ms(median(peerSingles)), ms(percentile(peerSingles, 99)), `${ms(peerBurst)} (one run)`],
     ],
   );

@@ -7,13 +7,17 @@ import { dockerClient } from './docker/network.js';
 import { ApplyError, ConfigError } from './errors.js';
 import { iptablesRunner } from './firewall/iptables.js';
 import { removeOwnedRules } from './firewall/reset.js';
+import { destroyOwnedSet } from './firewall/ipset-backend.js';
+import { SET_V4 } from './firewall/ipset.js';
+import { execIpset, persistentIpset } from './firewall/ipset-runner.js';
 import { createLogger, type Logger } from './log.js';
 
 const HELP = `on-his-name - a DNS-driven egress firewall for Docker hosts
 
 Usage:
   on-his-name [options] PATTERN...     allow containers to reach what PATTERNs resolve to
-  on-his-name reset                    remove every rule on-his-name owns in DOCKER-USER
+  on-his-name reset                    remove every rule on-his-name owns in DOCKER-USER,
+                                       and its ipset
 
 Containers on the Docker network may open tcp connections (--ports) only to addresses
 that a DNS answer for an allowed name carried. Answers arrive as dnstap from the DNS
@@ -46,6 +50,8 @@ Options (environment fallback in brackets):
                        removed; 0 never (default ${DEFAULTS.reconcileInterval}) [RECONCILE_INTERVAL]
   --log-level LEVEL    fatal, error, warn, info, debug, trace, silent (default info) [LOG_LEVEL]
   --log-format FORMAT  auto (pretty on a terminal, else JSON), json, pretty [LOG_FORMAT]
+  --backend NAME       iptables: one rule per address and port (default); ipset: one set
+                       (${SET_V4}) matched by one rule, flat cost for many addresses [BACKEND]
   -h, --help           this text
   -V, --version        the version
 `;
@@ -66,7 +72,7 @@ async function main(): Promise<number> {
 }
 
 async function run(config: Config, log: Logger): Promise<number> {
-  const daemon = await startDaemon(config, { runner: iptablesRunner(), docker: () => dockerClient(), log });
+  const daemon = await startDaemon(config, { runner: iptablesRunner(), ipset: () => persistentIpset(), docker: () => dockerClient(), log });
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
@@ -80,6 +86,8 @@ async function reset(log: Logger): Promise<number> {
   const removed = await removeOwnedRules(iptablesRunner());
   for (const rule of removed) process.stdout.write(`removed: -A DOCKER-USER ${rule.spec}\n`);
   process.stdout.write(`removed ${removed.length} rule(s) owned by on-his-name from DOCKER-USER\n`);
+  // After the rules: the kernel refuses to destroy a set that a rule still names.
+  if (await destroyOwnedSet(execIpset())) process.stdout.write(`removed: ipset ${SET_V4}\n`);
   log.debug({ removed: removed.length }, 'reset done');
   return 0;
 }

@@ -10,6 +10,8 @@ import { parseCidr } from './policy/special-addresses.js';
 export type Command = 'run' | 'reset' | 'help' | 'version';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 export type LogFormat = 'auto' | 'json' | 'pretty';
+/** iptables: one rule per address and port (what `iptables -vL` shows); ipset: one set, one rule. */
+export type Backend = 'iptables' | 'ipset';
 
 export interface Config {
   command: Command;
@@ -33,6 +35,7 @@ export interface Config {
   reconcileInterval: number;
   logLevel: LogLevel;
   logFormat: LogFormat;
+  backend: Backend;
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -47,10 +50,14 @@ export const DEFAULTS = {
   ttlGrace: '600',
   maxIps: '5000',
   reconcileInterval: '15',
+  backend: 'iptables',
 } as const;
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const LOG_FORMATS: readonly LogFormat[] = ['auto', 'json', 'pretty'];
+const BACKENDS: readonly Backend[] = ['iptables', 'ipset'];
+/** iptables' multiport match, which the ipset backend's one rule uses, takes at most 15 ports. */
+const MAX_SET_PORTS = 15;
 /** Linux interface names: at most 15 bytes; we also keep them safe to place in iptables-restore text. */
 const INTERFACE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
 
@@ -68,6 +75,7 @@ const OPTIONS = {
   'reconcile-interval': { type: 'string' },
   'log-level': { type: 'string' },
   'log-format': { type: 'string' },
+  backend: { type: 'string' },
   'allow-all': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -87,6 +95,11 @@ export function parseConfig(argv: readonly string[], env: Env): Config {
   if (iface !== undefined && !INTERFACE_NAME.test(iface)) {
     throw new ConfigError(`--interface "${iface}" is not a Linux interface name (letters, digits, "_.-", at most 15)`);
   }
+  const backend = oneOf(values.backend ?? env.BACKEND ?? DEFAULTS.backend, BACKENDS, '--backend');
+  const ports = parsePorts(values.ports ?? env.PORTS ?? DEFAULTS.ports);
+  if (backend === 'ipset' && ports.length > MAX_SET_PORTS) {
+    throw new ConfigError(`--backend ipset opens at most ${MAX_SET_PORTS} ports (got ${ports.length}): give fewer --ports, or use --backend iptables`);
+  }
   return {
     command,
     patterns,
@@ -96,7 +109,7 @@ export function parseConfig(argv: readonly string[], env: Env): Config {
     ...(socketGid !== undefined ? { socketGid } : {}),
     network: values.network ?? env.DOCKER_BRIDGE_NAME ?? DEFAULTS.network,
     ...(iface !== undefined ? { interface: iface } : {}),
-    ports: parsePorts(values.ports ?? env.PORTS ?? DEFAULTS.ports),
+    ports,
     allowCidrs: parseCidrs(values['allow-cidr'] ?? (env.ALLOW_CIDR ? [env.ALLOW_CIDR] : [])),
     minTtl: parseCount(values['min-ttl'], env.MIN_TTL, DEFAULTS.minTtl, { flag: '--min-ttl', env: 'MIN_TTL', min: 1, max: WEEK, unit: 'seconds' }),
     ttlGrace: parseCount(values['ttl-grace'], env.TTL_GRACE, DEFAULTS.ttlGrace, { flag: '--ttl-grace', env: 'TTL_GRACE', min: 0, max: WEEK, unit: 'seconds' }),
@@ -110,6 +123,7 @@ export function parseConfig(argv: readonly string[], env: Env): Config {
     }),
     logLevel: oneOf(values['log-level'] ?? env.LOG_LEVEL ?? DEFAULTS.logLevel, LOG_LEVELS, '--log-level'),
     logFormat: oneOf(values['log-format'] ?? env.LOG_FORMAT ?? DEFAULTS.logFormat, LOG_FORMATS, '--log-format'),
+    backend,
   };
 }
 

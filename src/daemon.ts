@@ -15,6 +15,9 @@ import { decide, type Decision } from './decision.js';
 import { resolveBridgeNetwork, type DockerNetworks } from './docker/network.js';
 import { ConfigError, DecodeError } from './errors.js';
 import { Firewall } from './firewall/firewall.js';
+import { IpsetBackend } from './firewall/ipset-backend.js';
+import { DEFAULT_MAX_ELEMENTS } from './firewall/ipset.js';
+import type { IpsetRunner } from './firewall/ipset-runner.js';
 import type { IptablesRunner } from './firewall/iptables.js';
 import { listenFrameStreams, type FrameStreamListener, type Producer } from './framestream/listener.js';
 import { Policy } from './policy/policy.js';
@@ -22,6 +25,8 @@ import { AddressGuard } from './policy/special-addresses.js';
 
 export interface DaemonDeps {
   runner: IptablesRunner;
+  /** Needed for --backend ipset; a long-lived `ipset -` in production. */
+  ipset?: () => IpsetRunner;
   /** Needed unless config.interface names the bridge. */
   docker?: () => DockerNetworks;
   log: Logger;
@@ -47,9 +52,12 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   const policy = Policy.compile(config.patterns, { allowAll: config.allowAll });
   const { bridge, subnet } = await findBridge(config, deps);
   const guard = new AddressGuard(config.allowCidrs, subnet ? [subnet] : []);
+  const ipset = config.backend === 'ipset' ? requireIpset(deps) : undefined;
+  const layout = { bridge, ports: config.ports };
   const firewall = new Firewall({
-    runner: deps.runner,
-    layout: { bridge, ports: config.ports },
+    ...(ipset
+      ? { backend: new IpsetBackend({ iptables: deps.runner, ipset, layout, maxElements: Math.max(config.maxIps, DEFAULT_MAX_ELEMENTS) }) }
+      : { runner: deps.runner, layout }),
     log: deps.log.child({ component: 'firewall' }),
     minTtl: config.minTtl,
     ttlGrace: config.ttlGrace,
@@ -80,8 +88,14 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
       // Rules still queued are worth a moment; a kernel that keeps refusing them is not worth hanging for.
       const settled = await Promise.race([firewall.settled().then(() => true), sleep(SHUTDOWN_GRACE_MS, false, { ref: false })]);
       if (!settled) deps.log.warn({ graceMs: SHUTDOWN_GRACE_MS }, 'stopping with addresses still waiting for the kernel');
+      ipset?.close();
     },
   };
+}
+
+function requireIpset(deps: DaemonDeps): IpsetRunner {
+  if (!deps.ipset) throw new ConfigError('--backend ipset needs the ipset command: apt-get install ipset');
+  return deps.ipset();
 }
 
 async function findBridge(config: Config, deps: DaemonDeps): Promise<{ bridge: string; subnet?: string }> {

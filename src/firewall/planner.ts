@@ -3,7 +3,7 @@
  * Pure, so that tests compare text; applying it is one exec elsewhere.
  */
 import type { Entry } from './backend.js';
-import { CHAIN, acceptRule, dropRule, establishedRule, parseOwnedRule, sameNetworkRule, type OwnedRule } from './rules.js';
+import { CHAIN, acceptRule, dropRule, establishedRule, parseOwnedRule, sameNetworkRule, setAcceptRule, type OwnedRule } from './rules.js';
 
 export interface Layout {
   bridge: string;
@@ -53,6 +53,30 @@ export function planSync(listing: readonly string[], layout: Layout): SyncPlan {
   ];
   block.forEach((spec, i) => lines.push(`-I ${CHAIN} ${i + 1} ${spec}`));
   return { script: restoreScript(lines), adopted, insertAt: 3, rebuilt: true };
+}
+
+/**
+ * The ipset backend's block: established, same-network, one accept rule matching `set` on
+ * `layout.ports`, drop. Kept when it reads exactly so (ahead of any bare RETURN); otherwise
+ * all our rules for the bridge are replaced in one atomic restore. Per-address accept rules
+ * that a run with the iptables backend left are deleted too, and their addresses returned
+ * as adopted, so that they move into the set instead of closing.
+ */
+export function planSetSync(listing: readonly string[], layout: Layout, set: string): Omit<SyncPlan, 'insertAt'> {
+  const rules = listing.filter((line) => line.startsWith('-A '));
+  const owned = ownedRules(rules).filter((r) => r.bridge === layout.bridge);
+  const adopted = adoptedAddresses(owned);
+  const roles = owned.map((r) => r.role).join(' ');
+  const setRule = owned.find((r) => r.role === 'set-accept');
+  const inOrder =
+    roles === 'established same-network set-accept drop' &&
+    setRule?.set === set &&
+    setRule.ports === layout.ports.join(',') &&
+    dropAheadOfReturn(owned, rules);
+  if (inOrder) return { script: undefined, adopted, rebuilt: false };
+  const block = [establishedRule(layout.bridge), sameNetworkRule(layout.bridge), setAcceptRule(layout.bridge, layout.ports, set), dropRule(layout.bridge)];
+  const lines = [...owned.map((r) => `-D ${CHAIN} ${r.spec}`), ...block.map((spec, i) => `-I ${CHAIN} ${i + 1} ${spec}`)];
+  return { script: restoreScript(lines), adopted, rebuilt: true };
 }
 
 /** New accept rules, one per address and port, inserted just ahead of our DROP. */
@@ -115,7 +139,12 @@ function isInOrder(owned: readonly OwnedRule[], rules: readonly string[]): boole
     if ((comments.get(r.address!) ?? comment) !== comment) return false;
     comments.set(r.address!, comment);
   }
-  const dropAt = rules.findIndex((line) => line.includes(owned[last]!.spec));
+  return dropAheadOfReturn(owned, rules);
+}
+
+/** Our DROP (the last of ours) comes before the bare RETURN older Docker versions end the chain with. */
+function dropAheadOfReturn(owned: readonly OwnedRule[], rules: readonly string[]): boolean {
+  const dropAt = rules.findIndex((line) => line.includes(owned[owned.length - 1]!.spec));
   const bareReturnAt = rules.findIndex((line) => /^-A \S+ -j RETURN\s*$/.test(line));
   return bareReturnAt < 0 || dropAt < bareReturnAt;
 }

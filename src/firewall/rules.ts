@@ -12,12 +12,14 @@
  * `on-his-name exp=1764000000 example.com.`, so that the kernel alone says what is open
  * until when, and a restart reads it back. Rules written before expiry existed read
  * `on-his-name example.com.` and are still ours.
+ * With `--backend ipset` the accept rules are one rule that matches an ipset instead:
+ *   -i BR -p tcp -m multiport --dports PORTS -m set --match-set SET dst -j ACCEPT
  */
 
 export const CHAIN = 'DOCKER-USER';
 export const TAG = 'on-his-name';
 
-export type Role = 'established' | 'same-network' | 'accept' | 'drop';
+export type Role = 'established' | 'same-network' | 'accept' | 'set-accept' | 'drop';
 
 export interface OwnedRule {
   role: Role;
@@ -25,6 +27,9 @@ export interface OwnedRule {
   /** For accept rules. */
   address?: string;
   port?: number;
+  /** For set-accept rules: the ipset matched and the ports as listed (e.g. "80,443"). */
+  set?: string;
+  ports?: string;
   /** The DNS name recorded in an accept rule's comment, when there is one. */
   name?: string;
   /** Wall-clock unix seconds from an accept rule's comment; absent in the older format. */
@@ -44,6 +49,11 @@ export function sameNetworkRule(bridge: string): string {
 
 export function acceptRule(bridge: string, address: string, port: number, name?: string, expiresAt?: number): string {
   return `-d ${address}/32 -i ${bridge} -p tcp -m tcp --dport ${port} -m comment --comment "${acceptComment(name, expiresAt)}" -j ACCEPT`;
+}
+
+/** The one accept rule of the ipset backend: new TCP connections to PORTS of an address in SET. */
+export function setAcceptRule(bridge: string, ports: readonly number[], set: string): string {
+  return `-i ${bridge} -p tcp -m multiport --dports ${ports.join(',')} -m set --match-set ${set} dst -m comment --comment "${TAG} allowed-set" -j ACCEPT`;
 }
 
 export function dropRule(bridge: string): string {
@@ -99,6 +109,8 @@ export function parseOwnedRule(line: string): OwnedRule | undefined {
   if (target === 'DROP') return { role: 'drop', bridge, spec };
   if (target === 'RETURN' && option('--ctstate') !== undefined) return { role: 'established', bridge, spec };
   if (target === 'RETURN' && option('-o') === bridge) return { role: 'same-network', bridge, spec };
+  const set = option('--match-set');
+  if (target === 'ACCEPT' && set !== undefined) return { role: 'set-accept', bridge, set, ports: option('--dports') ?? '', spec };
   if (target === 'ACCEPT') {
     const address = option('-d')?.replace(/\/32$/, '');
     const port = Number(option('--dport'));

@@ -18,6 +18,7 @@ describe('parseConfig', () => {
       reconcileInterval: 15,
       logLevel: 'info',
       logFormat: 'auto',
+      backend: 'iptables',
     });
   });
 
@@ -30,6 +31,14 @@ describe('parseConfig', () => {
       maxIps: 7,
       reconcileInterval: 30,
     });
+  });
+
+  it('takes --backend ipset, or BACKEND from the environment, and the flag wins', () => {
+    expect(parseConfig(['--backend', 'ipset', 'a.test'], {}).backend).toBe('ipset');
+    expect(parseConfig(['a.test'], { BACKEND: 'ipset' }).backend).toBe('ipset');
+    expect(parseConfig(['--backend', 'iptables', 'a.test'], { BACKEND: 'ipset' }).backend).toBe('iptables');
+    const fifteen = Array.from({ length: 15 }, (_, i) => 8000 + i).join(',');
+    expect(parseConfig(['--backend', 'ipset', '--ports', fifteen, 'a.test'], {}).ports).toHaveLength(15);
   });
 
   it("reads the Go original's environment, and flags win over it", () => {
@@ -73,6 +82,8 @@ describe('parseConfig', () => {
     [['--listen', 'localhost:4807'], /TCP address/],
     [['--listen', 'relative.sock'], /Unix socket path/],
     [['reset', 'a.test'], /takes no pattern/],
+    [['--backend', 'nft', 'a.test'], /--backend "nft" is not one of iptables, ipset/],
+    [['--backend', 'ipset', '--ports', Array.from({ length: 16 }, (_, i) => 8000 + i).join(','), 'a.test'], /at most 15 ports \(got 16\).*--backend iptables/],
     [['--allow-cidr', '10.0.0.0/33', 'a.test'], /--allow-cidr "10.0.0.0\/33" is not an IPv4 range/],
     [['--min-ttl', '0', 'a.test'], /--min-ttl "0" must be a whole number from 1 to 604800 \(seconds\)/],
     [['--min-ttl', '5m', 'a.test'], /--min-ttl "5m" must be a whole number/],

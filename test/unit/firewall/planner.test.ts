@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { planAllow, planApply, planRemoval, planSync, ownedRules } from '../../../src/firewall/planner.js';
-import { acceptRule, dropRule, establishedRule, sameNetworkRule } from '../../../src/firewall/rules.js';
+import { planAllow, planApply, planRemoval, planSetSync, planSync, ownedRules } from '../../../src/firewall/planner.js';
+import { acceptRule, dropRule, establishedRule, sameNetworkRule, setAcceptRule } from '../../../src/firewall/rules.js';
 
 const layout = { bridge: 'br0', ports: [80, 443] };
 const A = (spec: string) => `-A DOCKER-USER ${spec}`;
@@ -164,5 +164,54 @@ describe('planApply', () => {
       `-D DOCKER-USER ${acceptRule('br0', '198.51.100.7', 443, 'a.test.', 100)}`,
     ]);
     expect(planApply([], [{ address: '198.51.100.9' }], installed, layout, 3)).toBeUndefined();
+  });
+});
+
+describe('planSetSync', () => {
+  const SET = 'on-his-name-v4';
+  const setBlock = (ports = [80, 443]) => [A(establishedRule('br0')), A(sameNetworkRule('br0')), A(setAcceptRule('br0', ports, SET)), A(dropRule('br0'))];
+  const installs = (ports = [80, 443]) =>
+    [establishedRule('br0'), sameNetworkRule('br0'), setAcceptRule('br0', ports, SET), dropRule('br0')].map((spec, i) => `-I DOCKER-USER ${i + 1} ${spec}`);
+
+  it('installs established, same-network, one set rule and the DROP at the top', () => {
+    expect(planSetSync(dockerDefault, layout, SET)).toEqual({
+      script: ['*filter', ...installs(), 'COMMIT', ''].join('\n'),
+      adopted: [],
+      rebuilt: true,
+    });
+  });
+
+  it('keeps a block that is already in order', () => {
+    expect(planSetSync(['-N DOCKER-USER', ...setBlock(), foreign, '-A DOCKER-USER -j RETURN'], layout, SET)).toEqual({
+      script: undefined,
+      adopted: [],
+      rebuilt: false,
+    });
+  });
+
+  it.each([
+    ['other ports', ['-N DOCKER-USER', ...setBlock([80]), '-A DOCKER-USER -j RETURN']],
+    ['behind a RETURN', ['-N DOCKER-USER', '-A DOCKER-USER -j RETURN', ...setBlock()]],
+    ['the set rule missing', ['-N DOCKER-USER', ...setBlock().filter((l) => !l.includes('match-set')), '-A DOCKER-USER -j RETURN']],
+    ['the set rule twice', ['-N DOCKER-USER', ...setBlock().slice(0, 3), A(setAcceptRule('br0', [80, 443], SET)), A(dropRule('br0'))]],
+  ])('rewrites the block with %s, keeping foreign rules', (_, listing) => {
+    const plan = planSetSync([...listing, foreign], layout, SET);
+    const owned = listing.filter((l) => l.includes('on-his-name'));
+    expect(plan.rebuilt).toBe(true);
+    expect(plan.script).toBe(['*filter', ...owned.map((l) => l.replace('-A DOCKER-USER', '-D DOCKER-USER')), ...installs(), 'COMMIT', ''].join('\n'));
+  });
+
+  it("replaces the iptables backend's per-address rules, returning their addresses to move into the set", () => {
+    const listing = ['-N DOCKER-USER', ...ourBlock(acceptRule('br0', '198.51.100.7', 443, 'x.test.'), acceptRule('br0', '198.51.100.7', 80, 'x.test.')), '-A DOCKER-USER -j RETURN'];
+    const plan = planSetSync(listing, layout, SET);
+    expect(plan.adopted).toEqual([{ address: '198.51.100.7', name: 'x.test.' }]);
+    expect(plan.script?.split('\n').filter((l) => l.startsWith('-D'))).toHaveLength(5);
+    expect(plan.script).toContain(`-I DOCKER-USER 3 ${setAcceptRule('br0', [80, 443], SET)}`);
+  });
+
+  it('and the iptables backend rewrites a set block back into per-address rules', () => {
+    const plan = planSync(['-N DOCKER-USER', ...setBlock(), '-A DOCKER-USER -j RETURN'], layout);
+    expect(plan.rebuilt).toBe(true);
+    expect(plan.script).toContain(`-D DOCKER-USER ${setAcceptRule('br0', [80, 443], SET)}`);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_COMMENT_BYTES, acceptComment, acceptRule, dropRule, establishedRule, parseAcceptComment, parseOwnedRule, sameNetworkRule, splitRule } from '../../../src/firewall/rules.js';
+import { MAX_COMMENT_BYTES, acceptComment, acceptRule, dropRule, establishedRule, parseAcceptComment, parseOwnedRule, sameNetworkRule, setAcceptRule, splitRule } from '../../../src/firewall/rules.js';
 
 describe('rule specs', () => {
   it('renders our four kinds of rule, each tagged with a comment', () => {
@@ -46,6 +46,19 @@ describe('parseOwnedRule', () => {
     '-A FORWARD -i br0 -m comment --comment "on-his-name default-drop" -j DROP',
   ])('does not claim a rule that is not ours: %s', (line) => {
     expect(parseOwnedRule(line)).toBeUndefined();
+  });
+
+  it('recognises the ipset backend\'s one accept rule, as iptables-nft lists it', () => {
+    const listed =
+      '-A DOCKER-USER -i br0 -p tcp -m multiport --dports 80,443 -m set --match-set on-his-name-v4 dst -m comment --comment "on-his-name allowed-set" -j ACCEPT';
+    expect(`-A DOCKER-USER ${setAcceptRule('br0', [80, 443], 'on-his-name-v4')}`).toBe(listed);
+    expect(parseOwnedRule(listed)).toEqual({
+      role: 'set-accept',
+      bridge: 'br0',
+      set: 'on-his-name-v4',
+      ports: '80,443',
+      spec: listed.slice('-A DOCKER-USER '.length),
+    });
   });
 
   it('splits quoted words as iptables prints them', () => {

@@ -1,0 +1,87 @@
+import { describe, expect, it } from 'vitest';
+import { ApplyError, ConfigError } from '../../../src/errors.js';
+import { IpsetBackend, destroyOwnedSet } from '../../../src/firewall/ipset-backend.js';
+import { acceptRule, dropRule, establishedRule, sameNetworkRule, setAcceptRule } from '../../../src/firewall/rules.js';
+import { fakeIptables } from '../../support/iptables.js';
+import { fakeIpset } from '../../support/ipset.js';
+
+const layout = { bridge: 'br0', ports: [80, 443] };
+const NOW = 1_700_000_000;
+const SET = 'on-his-name-v4';
+const ours = 'create on-his-name-v4 hash:ip family inet hashsize 1024 maxelem 262144 timeout 0 counters comment bucketsize 12 initval 0x1';
+
+function backend(ipset = fakeIpset(), iptables = fakeIptables()) {
+  return { ipset, iptables, backend: new IpsetBackend({ ipset: ipset.runner, iptables: iptables.runner, layout, nowSeconds: () => NOW, maxElements: 1000 }) };
+}
+
+describe('IpsetBackend', () => {
+  it('creates the set before the rule that names it, then installs the block ahead of the RETURN', async () => {
+    const { ipset, iptables, backend: b } = backend();
+    expect(await b.sync()).toEqual({ adopted: [], rebuilt: true });
+    expect(ipset.scripts).toEqual([`create ${SET} hash:ip family inet counters timeout 0 comment maxelem 1000\n`]);
+    expect(iptables.chain).toEqual([
+      '-N DOCKER-USER',
+      `-A DOCKER-USER ${establishedRule('br0')}`,
+      `-A DOCKER-USER ${sameNetworkRule('br0')}`,
+      `-A DOCKER-USER ${setAcceptRule('br0', [80, 443], SET)}`,
+      `-A DOCKER-USER ${dropRule('br0')}`,
+      '-A DOCKER-USER -j RETURN',
+    ]);
+  });
+
+  it('adopts the elements of an existing set with their expiries, and changes nothing', async () => {
+    const ipset = fakeIpset({ [SET]: { create: ours, adds: ['198.51.100.7 timeout 120 packets 4 bytes 240 comment "x.test."', '198.51.100.8 timeout 0 packets 0 bytes 0'] } });
+    const first = backend(ipset);
+    await first.backend.sync();
+    const scripts = ipset.scripts.length;
+    const again = backend(ipset, first.iptables);
+    expect(await again.backend.sync()).toEqual({
+      adopted: [{ address: '198.51.100.7', name: 'x.test.', expiresAt: NOW + 120 }, { address: '198.51.100.8' }],
+      rebuilt: false,
+    });
+    expect(ipset.scripts).toHaveLength(scripts);
+    expect(first.iptables.scripts).toHaveLength(1);
+  });
+
+  it('moves addresses opened by the iptables backend into the set before their rules go', async () => {
+    const iptables = fakeIptables([
+      '-N DOCKER-USER',
+      `-A DOCKER-USER ${establishedRule('br0')}`,
+      `-A DOCKER-USER ${sameNetworkRule('br0')}`,
+      `-A DOCKER-USER ${acceptRule('br0', '198.51.100.9', 80, 'old.test.')}`,
+      `-A DOCKER-USER ${dropRule('br0')}`,
+      '-A DOCKER-USER -j RETURN',
+    ]);
+    const { ipset, backend: b } = backend(fakeIpset(), iptables);
+    expect(await b.sync()).toEqual({ adopted: [{ address: '198.51.100.9', name: 'old.test.' }], rebuilt: true });
+    expect(ipset.scripts[1]).toBe(`add ${SET} 198.51.100.9 timeout 0 comment "old.test."\n`);
+    expect(iptables.chain.some((l) => l.includes('198.51.100.9'))).toBe(false);
+  });
+
+  it('refuses a set of the same name but another type, naming on-his-name reset', async () => {
+    const ipset = fakeIpset({ [SET]: { create: `create ${SET} hash:ip,port family inet hashsize 1024 maxelem 65536` } });
+    const { iptables, backend: b } = backend(ipset);
+    const failure = b.sync();
+    await expect(failure).rejects.toThrow(ConfigError);
+    await expect(failure).rejects.toThrow(/ipset "on-his-name-v4" exists but cannot be used: it needs type hash:ip \(it is hash:ip,port\).*"on-his-name reset"/);
+    expect(iptables.scripts).toEqual([]);
+  });
+
+  it('applies adds and removals in one restore, and passes its failure on', async () => {
+    const { ipset, backend: b } = backend();
+    await b.sync();
+    await b.apply([{ address: '198.51.100.7', name: 'x.test.', expiresAt: NOW + 60 }], [{ address: '198.51.100.1' }]);
+    expect(ipset.scripts.at(-1)).toBe(`del ${SET} 198.51.100.1\nadd ${SET} 198.51.100.7 timeout 60 comment "x.test."\n`);
+    expect([...ipset.sets.get(SET)!.members.keys()]).toEqual(['198.51.100.7']);
+    ipset.failNext(1);
+    await expect(b.apply([{ address: '198.51.100.8' }], [])).rejects.toThrow(ApplyError);
+  });
+
+  it('reset destroys the set, and says so only when there was one', async () => {
+    const { ipset, backend: b } = backend();
+    await b.sync();
+    expect(await destroyOwnedSet(ipset.runner)).toBe(true);
+    expect(ipset.sets.size).toBe(0);
+    expect(await destroyOwnedSet(ipset.runner)).toBe(false);
+  });
+});
