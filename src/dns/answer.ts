@@ -8,7 +8,9 @@
  */
 import dnsPacket from 'dns-packet';
 import { DecodeError } from '../errors.js';
+import { formatAddress, formatIPv6 } from '../dnstap/address.js';
 import { normaliseName } from '../policy/name.js';
+import { CLASS_IN, TYPE_A, TYPE_AAAA, TYPE_CNAME, decodeName, nameEquals, readRecords, type WireRecord } from './records.js';
 
 /** Longer chains are broken or hostile; resolvers give up well before this (BIND at 16). */
 export const MAX_CNAME_CHAIN = 16;
@@ -28,13 +30,11 @@ export interface Answer {
   ipv6: AddressRecord[];
 }
 
-type Record = dnsPacket.Answer;
-
 /** dns-packet's per-section codecs, which its type definitions leave out. */
 interface SectionCodec<T> {
   decode: ((buf: Buffer, offset: number) => T) & { bytes: number };
 }
-const codecs = dnsPacket as unknown as { question: SectionCodec<dnsPacket.Question>; answer: SectionCodec<Record> };
+const codecs = dnsPacket as unknown as { question: SectionCodec<dnsPacket.Question> };
 
 const HEADER_BYTES = 12;
 const RCODES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED'];
@@ -52,8 +52,8 @@ export interface Question {
 }
 
 /**
- * Only the header, the question and the answer section are ever read (with dns-packet's
- * section codecs); authority and additional records are never used, so never decoded.
+ * Only the header, the question (with dns-packet's codec) and the answer section (in place,
+ * records.ts) are ever read; authority and additional records are never used, so never decoded.
  */
 export function readQuestion(bytes: Uint8Array): Question {
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -77,31 +77,21 @@ export function readQuestion(bytes: Uint8Array): Question {
 /** The CNAME chain from the question name and every address owned by a name on it. */
 export function readAddresses(question: Question): Answer {
   const { name, rcode, buf } = question;
-  const answer: Answer = { name, rcode, chain: [name], ipv4: [], ipv6: [] };
-  const records: Record[] = [];
-  let offset = question.answersAt;
-  for (let i = 0; i < question.answerCount; i++) {
-    const record = decodeSection(codecs.answer, buf, offset);
-    if (isInternetClass(record.value)) records.push(record.value);
-    offset = record.next;
-  }
-  answer.chain = followCnameChain(name, records);
+  const records = readRecords(buf, question.answersAt, question.answerCount).filter((r) => r.class === CLASS_IN);
+  const chain = followCnameChain(buf, name, records);
+  const answer: Answer = { name, rcode, chain, ipv4: [], ipv6: [] };
   for (const record of records) {
-    if (record.type !== 'A' && record.type !== 'AAAA') continue;
-    if (!answer.chain.some((link) => sameName(record.name, link))) continue;
-    addAddress(record.type === 'A' ? answer.ipv4 : answer.ipv6, record.data, record.ttl ?? 0);
+    if (record.type === TYPE_A && record.rdlength === 4) {
+      if (onChain(buf, record, chain)) addAddress(answer.ipv4, formatAddress(buf.subarray(record.rdataAt, record.rdataAt + 4)), record.ttl);
+    } else if (record.type === TYPE_AAAA && record.rdlength === 16) {
+      if (onChain(buf, record, chain)) addAddress(answer.ipv6, formatIPv6(buf.subarray(record.rdataAt, record.rdataAt + 16)), record.ttl);
+    }
   }
   return answer;
 }
 
 export function extractAnswer(bytes: Uint8Array): Answer {
   return readAddresses(readQuestion(bytes));
-}
-
-/** OPT pseudo-records carry no class; everything else must be IN to name an address. */
-function isInternetClass(record: Record): boolean {
-  const recordClass = (record as { class?: string }).class;
-  return recordClass === undefined || recordClass === 'IN';
 }
 
 function decodeSection<T>(codec: SectionCodec<T>, buf: Buffer, offset: number): { value: T; next: number } {
@@ -113,13 +103,13 @@ function decodeSection<T>(codec: SectionCodec<T>, buf: Buffer, offset: number): 
   }
 }
 
-function followCnameChain(start: string, records: Record[]): string[] {
+function followCnameChain(buf: Buffer, start: string, records: readonly WireRecord[]): string[] {
   const chain = [start];
   let current = start;
   while (chain.length <= MAX_CNAME_CHAIN) {
-    const cname = records.find((r) => r.type === 'CNAME' && sameName(r.name, current));
-    if (!cname || cname.type !== 'CNAME') break;
-    const target = normaliseName(cname.data);
+    const cname = records.find((r) => r.type === TYPE_CNAME && nameEquals(buf, r.ownerAt, current));
+    if (!cname) break;
+    const target = normaliseName(decodeName(buf, cname.rdataAt));
     if (chain.includes(target)) break; // a loop: the chain so far is all there is
     chain.push(target);
     current = target;
@@ -127,19 +117,11 @@ function followCnameChain(start: string, records: Record[]): string[] {
   return chain;
 }
 
-/**
- * Does a name as dns-packet decoded it equal a normalised name? The same test as
- * normaliseName(wire) === normalised, without building a string per record.
- */
-function sameName(wire: string, normalised: string): boolean {
-  const length = wire.endsWith('.') ? wire.length - 1 : wire.length;
-  if (length + 1 !== normalised.length) return false;
-  for (let i = 0; i < length; i++) {
-    let c = wire.charCodeAt(i);
-    if (c >= 0x41 && c <= 0x5a) c += 0x20; // ASCII letters only, as in normaliseName
-    if (c !== normalised.charCodeAt(i)) return false;
-  }
-  return true;
+/** The usual owner is a pointer to the question's name: that needs no comparison at all. */
+function onChain(buf: Buffer, record: WireRecord, chain: readonly string[]): boolean {
+  if (buf[record.ownerAt] === 0xc0 && buf[record.ownerAt + 1] === HEADER_BYTES) return true;
+  for (const link of chain) if (nameEquals(buf, record.ownerAt, link)) return true;
+  return false;
 }
 
 /** A name may list the same address twice (once per chain step); keep the longest TTL. */

@@ -20,7 +20,7 @@ function isIPv4Mapped(bytes: Uint8Array): boolean {
 }
 
 /** RFC 5952 text: lower-case hex, the longest run of two or more zero groups as "::". */
-function formatIPv6(bytes: Uint8Array): string {
+export function formatIPv6(bytes: Uint8Array): string {
   const groups: number[] = [];
   for (let i = 0; i < 16; i += 2) groups.push(((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0));
   let bestStart = -1;
