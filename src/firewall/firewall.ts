@@ -7,7 +7,7 @@
  * the chain is read again, and the batch retried with backoff. Nothing is ever lost from
  * the queue except by the bound, which is counted.
  */
-import { isIPv4 } from 'node:net';
+import { isIP } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { IptablesRunner } from './iptables.js';
@@ -81,7 +81,7 @@ export class Firewall {
 
   allow(address: string, name?: string): AllowResult {
     if (this.allowed.has(address) || this.pending.has(address)) return 'known';
-    if (!isIPv4(address)) return 'invalid';
+    if (isIP(address) !== (this.options.layout.family ?? 4)) return 'invalid';
     if (this.pending.size >= (this.options.maxPending ?? DEFAULT_MAX_PENDING)) {
       this.stats.droppedFromQueue++;
       this.log.warn({ address, name, dropped: this.stats.droppedFromQueue }, 'firewall queue full: address not opened');
