@@ -57,7 +57,7 @@ async function main(): Promise<number> {
 }
 
 async function run(config: Config, log: Logger): Promise<number> {
-  const daemon = await startDaemon(config, { runner: iptablesRunner(), docker: () => dockerClient(), log });
+  const daemon = await startDaemon(config, { runner: iptablesRunner(), runner6: ip6tablesRunner(), docker: () => dockerClient(), log });
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
@@ -71,8 +71,19 @@ async function reset(log: Logger): Promise<number> {
   const removed = await removeOwnedRules(iptablesRunner());
   for (const rule of removed) process.stdout.write(`removed: -A DOCKER-USER ${rule.spec}\n`);
   process.stdout.write(`removed ${removed.length} rule(s) owned by on-his-name from DOCKER-USER\n`);
-  log.debug({ removed: removed.length }, 'reset done');
+  // ip6tables may be missing, or have no DOCKER-USER (Docker 20.10): then there is nothing of ours there.
+  const removed6 = await removeOwnedRules(ip6tablesRunner()).catch((err: Error) => {
+    log.debug({ err: err.message }, 'no IPv6 rules to remove');
+    return [];
+  });
+  for (const rule of removed6) process.stdout.write(`removed (ip6tables): -A DOCKER-USER ${rule.spec}\n`);
+  if (removed6.length) process.stdout.write(`removed ${removed6.length} rule(s) owned by on-his-name from ip6tables DOCKER-USER\n`);
+  log.debug({ removed: removed.length, removed6: removed6.length }, 'reset done');
   return 0;
+}
+
+function ip6tablesRunner() {
+  return iptablesRunner({ iptables: 'ip6tables', restore: 'ip6tables-restore' });
 }
 
 function version(): string {
