@@ -13,7 +13,7 @@ const HELP = `on-his-name - a DNS-driven egress firewall for Docker hosts
 
 Usage:
   on-his-name [options] PATTERN...     allow containers to reach what PATTERNs resolve to
-  on-his-name reset                    remove every rule on-his-name owns in DOCKER-USER
+  on-his-name reset                    remove every rule on-his-name owns in DOCKER-USER (iptables and ip6tables)
 
 Containers on the Docker network may open tcp connections (--ports) only to addresses
 that a DNS answer for an allowed name carried. Answers arrive as dnstap from the DNS
@@ -33,7 +33,7 @@ Options (environment fallback in brackets):
   --interface IFACE    use this host bridge directly, no Docker lookup [INTERFACE]
   --ports LIST         tcp ports to open (default ${DEFAULTS.ports}) [PORTS]
   --allow-all          accept the patterns '*' and '**' that allow every name
-  --allow-cidr CIDR    open a private/loopback/link-local IPv4 range on purpose;
+  --allow-cidr CIDR    open a private/loopback/link-local IPv4 or IPv6 range on purpose;
                        repeatable or comma-separated [ALLOW_CIDR]
   --log-level LEVEL    fatal, error, warn, info, debug, trace, silent (default info) [LOG_LEVEL]
   --log-format FORMAT  auto (pretty on a terminal, else JSON), json, pretty [LOG_FORMAT]
