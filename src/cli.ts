@@ -16,8 +16,8 @@ const HELP = `on-his-name - a DNS-driven egress firewall for Docker hosts
 
 Usage:
   on-his-name [options] PATTERN...     allow containers to reach what PATTERNs resolve to
-  on-his-name reset                    remove every rule on-his-name owns in DOCKER-USER,
-                                       and its ipset
+  on-his-name reset                    remove every rule on-his-name owns in DOCKER-USER
+                                       (iptables and ip6tables), and its ipset
 
 Containers on the Docker network may open tcp connections (--ports) only to addresses
 that a DNS answer for an allowed name carried. Answers arrive as dnstap from the DNS
@@ -37,7 +37,7 @@ Options (environment fallback in brackets):
   --interface IFACE    use this host bridge directly, no Docker lookup [INTERFACE]
   --ports LIST         tcp ports to open (default ${DEFAULTS.ports}) [PORTS]
   --allow-all          accept the patterns '*' and '**' that allow every name
-  --allow-cidr CIDR    open a private/loopback/link-local IPv4 range on purpose;
+  --allow-cidr CIDR    open a private/loopback/link-local IPv4 or IPv6 range on purpose;
                        repeatable or comma-separated [ALLOW_CIDR]
   --min-ttl SECONDS    the shortest TTL counted: a shorter one counts as this long
                        (default ${DEFAULTS.minTtl}) [MIN_TTL]
@@ -72,7 +72,7 @@ async function main(): Promise<number> {
 }
 
 async function run(config: Config, log: Logger): Promise<number> {
-  const daemon = await startDaemon(config, { runner: iptablesRunner(), ipset: () => persistentIpset(), docker: () => dockerClient(), log });
+  const daemon = await startDaemon(config, { runner: iptablesRunner(), runner6: ip6tablesRunner(), ipset: () => persistentIpset(), docker: () => dockerClient(), log });
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
@@ -86,10 +86,21 @@ async function reset(log: Logger): Promise<number> {
   const removed = await removeOwnedRules(iptablesRunner());
   for (const rule of removed) process.stdout.write(`removed: -A DOCKER-USER ${rule.spec}\n`);
   process.stdout.write(`removed ${removed.length} rule(s) owned by on-his-name from DOCKER-USER\n`);
+  // ip6tables may be missing, or have no DOCKER-USER (Docker 20.10): then there is nothing of ours there.
+  const removed6 = await removeOwnedRules(ip6tablesRunner()).catch((err: Error) => {
+    log.debug({ err: err.message }, 'no IPv6 rules to remove');
+    return [];
+  });
+  for (const rule of removed6) process.stdout.write(`removed (ip6tables): -A DOCKER-USER ${rule.spec}\n`);
+  if (removed6.length) process.stdout.write(`removed ${removed6.length} rule(s) owned by on-his-name from ip6tables DOCKER-USER\n`);
   // After the rules: the kernel refuses to destroy a set that a rule still names.
   if (await destroyOwnedSet(execIpset())) process.stdout.write(`removed: ipset ${SET_V4}\n`);
-  log.debug({ removed: removed.length }, 'reset done');
+  log.debug({ removed: removed.length, removed6: removed6.length }, 'reset done');
   return 0;
+}
+
+function ip6tablesRunner() {
+  return iptablesRunner({ iptables: 'ip6tables', restore: 'ip6tables-restore' });
 }
 
 function version(): string {

@@ -27,6 +27,8 @@ export interface DaemonDeps {
   runner: IptablesRunner;
   /** Needed for --backend ipset; a long-lived `ipset -` in production. */
   ipset?: () => IpsetRunner;
+  /** ip6tables; AAAA answers open rules there. Without it IPv6 is refused if the network has IPv6. */
+  runner6?: IptablesRunner;
   /** Needed unless config.interface names the bridge. */
   docker?: () => DockerNetworks;
   log: Logger;
@@ -35,6 +37,8 @@ export interface DaemonDeps {
 export interface Daemon {
   bridge: string;
   firewall: Firewall;
+  /** The ip6tables firewall, when IPv6 filtering is installed. */
+  firewall6?: Firewall;
   listener: FrameStreamListener;
   stats: PipelineStats;
   close(): Promise<void>;
@@ -50,8 +54,8 @@ const SHUTDOWN_GRACE_MS = 5_000;
 
 export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Daemon> {
   const policy = Policy.compile(config.patterns, { allowAll: config.allowAll });
-  const { bridge, subnet } = await findBridge(config, deps);
-  const guard = new AddressGuard(config.allowCidrs, subnet ? [subnet] : []);
+  const { bridge, subnet, ipv6, subnet6 } = await findBridge(config, deps);
+  const guard = new AddressGuard(config.allowCidrs, [subnet, subnet6].filter((s): s is string => s !== undefined));
   const ipset = config.backend === 'ipset' ? requireIpset(deps) : undefined;
   const layout = { bridge, ports: config.ports };
   const firewall = new Firewall({
@@ -59,15 +63,13 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
       ? { backend: new IpsetBackend({ iptables: deps.runner, ipset, layout, maxElements: Math.max(config.maxIps, DEFAULT_MAX_ELEMENTS) }) }
       : { runner: deps.runner, layout }),
     log: deps.log.child({ component: 'firewall' }),
-    minTtl: config.minTtl,
-    ttlGrace: config.ttlGrace,
-    maxIps: config.maxIps,
-    reconcileIntervalMs: config.reconcileInterval * 1000,
+    ...lifetimes(config),
   });
   await firewall.start();
+  const firewall6 = await startIpv6Firewall(config, deps, bridge, ipv6);
 
   const stats: PipelineStats = { decisions: { allow: 0, deny: 0, skip: 0 }, decodeErrors: 0 };
-  const onFrame = frameHandler(policy, guard, firewall, stats, deps.log.child({ component: 'policy' }));
+  const onFrame = frameHandler(policy, guard, { 4: firewall, 6: firewall6 }, stats, deps.log.child({ component: 'policy' }));
   const listener = await listenFrameStreams({
     path: config.listen,
     ...(config.socketUid !== undefined ? { socketUid: config.socketUid } : {}),
@@ -80,16 +82,29 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   return {
     bridge,
     firewall,
+    ...(firewall6 ? { firewall6 } : {}),
     listener,
     stats,
     async close() {
       await listener.close();
       firewall.stop();
+      firewall6?.stop();
       // Rules still queued are worth a moment; a kernel that keeps refusing them is not worth hanging for.
-      const settled = await Promise.race([firewall.settled().then(() => true), sleep(SHUTDOWN_GRACE_MS, false, { ref: false })]);
+      const settledAll = Promise.all([firewall.settled(), firewall6?.settled()]);
+      const settled = await Promise.race([settledAll.then(() => true), sleep(SHUTDOWN_GRACE_MS, false, { ref: false })]);
       if (!settled) deps.log.warn({ graceMs: SHUTDOWN_GRACE_MS }, 'stopping with addresses still waiting for the kernel');
       ipset?.close();
     },
+  };
+}
+
+/** Expiry, bound and reconcile: the same for both address families. */
+function lifetimes(config: Config) {
+  return {
+    minTtl: config.minTtl,
+    ttlGrace: config.ttlGrace,
+    maxIps: config.maxIps,
+    reconcileIntervalMs: config.reconcileInterval * 1000,
   };
 }
 
@@ -98,10 +113,44 @@ function requireIpset(deps: DaemonDeps): IpsetRunner {
   return deps.ipset();
 }
 
-async function findBridge(config: Config, deps: DaemonDeps): Promise<{ bridge: string; subnet?: string }> {
+/**
+ * The same block in ip6tables, so that egress never leaks over IPv6. A network with IPv6
+ * that we cannot filter is refused; without IPv6 on the network, a missing ip6tables (or
+ * Docker 20.10's missing ip6tables DOCKER-USER) is said once and IPv6 answers open nothing.
+ */
+async function startIpv6Firewall(config: Config, deps: DaemonDeps, bridge: string, ipv6: boolean): Promise<Firewall | undefined> {
+  const log = deps.log.child({ component: 'firewall', family: 6 });
+  const refuse = (why: string, cause?: unknown) =>
+    new ConfigError(
+      `the network has IPv6 but ip6tables filtering cannot be installed (${why}): install ip6tables and ` +
+        `let Docker create its ip6tables DOCKER-USER chain ("experimental": true, "ip6tables": true in /etc/docker/daemon.json), ` +
+        `or re-create the network without --ipv6`,
+      { cause },
+    );
+  if (!deps.runner6) {
+    if (ipv6) throw refuse('no ip6tables runner');
+    return undefined;
+  }
+  const firewall6 = new Firewall({
+    runner: deps.runner6,
+    layout: { bridge, ports: config.ports, family: 6 },
+    log,
+    ...lifetimes(config),
+  });
+  try {
+    await firewall6.start();
+    return firewall6;
+  } catch (err) {
+    if (ipv6) throw refuse((err as Error).message, err);
+    log.warn({ err: (err as Error).message }, 'no IPv6 filtering (the network has no IPv6): AAAA answers open nothing');
+    return undefined;
+  }
+}
+
+async function findBridge(config: Config, deps: DaemonDeps): Promise<{ bridge: string; ipv6: boolean; subnet?: string; subnet6?: string }> {
   if (config.interface) {
     deps.log.info({ interface: config.interface }, 'using host bridge interface, no Docker lookup');
-    return { bridge: config.interface };
+    return { bridge: config.interface, ipv6: false };
   }
   if (!deps.docker) throw new ConfigError('no Docker client: name the bridge with --interface');
   const network = await resolveBridgeNetwork(deps.docker(), config.network);
@@ -112,10 +161,15 @@ async function findBridge(config: Config, deps: DaemonDeps): Promise<{ bridge: s
     { network: network.name, bridge: network.bridge, subnet: network.subnet, dns: network.gateway },
     `containers should use --dns=${network.gateway ?? '<the network gateway>'} with the DNS server bound there`,
   );
-  return { bridge: network.bridge, ...(network.subnet ? { subnet: network.subnet } : {}) };
+  return {
+    bridge: network.bridge,
+    ipv6: network.ipv6,
+    ...(network.subnet ? { subnet: network.subnet } : {}),
+    ...(network.subnet6 ? { subnet6: network.subnet6 } : {}),
+  };
 }
 
-function frameHandler(policy: Policy, guard: AddressGuard, firewall: Firewall, stats: PipelineStats, log: Logger) {
+function frameHandler(policy: Policy, guard: AddressGuard, firewalls: { 4: Firewall; 6: Firewall | undefined }, stats: PipelineStats, log: Logger) {
   let warnedNotFull = false;
   return (payload: Buffer, producer: Producer): void => {
     let decision: Decision;
@@ -133,7 +187,10 @@ function frameHandler(policy: Policy, guard: AddressGuard, firewall: Firewall, s
         for (const { address, why } of decision.refused) {
           log.warn({ name: decision.name, client: decision.client, address, why }, 'refused to open a special-purpose address; open it on purpose with --allow-cidr');
         }
-        const added = decision.ipv4.filter((r) => firewall.allow(r.address, decision.name, r.ttl) === 'queued');
+        const added = [
+          ...decision.ipv4.filter((r) => firewalls[4].allow(r.address, decision.name, r.ttl) === 'queued'),
+          ...decision.ipv6.filter((r) => firewalls[6]?.allow(r.address, decision.name, r.ttl) === 'queued'),
+        ];
         if (added.length === 0 && !log.isLevelEnabled('debug')) return; // a repeat answer: nothing to say
         const fields = { name: decision.name, client: decision.client, pattern: decision.pattern, ips: addresses(decision) };
         if (added.length > 0) log.info({ ...fields, added: added.map((r) => r.address) }, 'allow');

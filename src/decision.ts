@@ -43,10 +43,12 @@ export function decide(frame: Uint8Array, policy: Policy, guard: AddressGuard = 
     return { outcome: 'skip', reason: 'no-addresses', name: answer.name, ...withClient };
   }
   const refused: Refused[] = [];
-  const ipv4 = answer.ipv4.filter((record) => {
+  const openable = (record: AddressRecord): boolean => {
     const why = guard.refusal(record.address);
     if (why) refused.push({ address: record.address, why });
     return !why;
-  });
-  return { outcome: 'allow', name: answer.name, ...withClient, pattern: pattern.source, ipv4, ipv6: answer.ipv6, refused };
+  };
+  const ipv4 = answer.ipv4.filter(openable);
+  const ipv6 = answer.ipv6.filter(openable);
+  return { outcome: 'allow', name: answer.name, ...withClient, pattern: pattern.source, ipv4, ipv6, refused };
 }

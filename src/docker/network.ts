@@ -11,6 +11,10 @@ export interface BridgeNetwork {
   bridge: string;
   gateway?: string;
   subnet?: string;
+  /** Created with --ipv6 (EnableIPv6): IPv6 egress must then be filtered too. */
+  ipv6: boolean;
+  /** Its IPv6 subnet from the IPAM config, when it names one. */
+  subnet6?: string;
 }
 
 /** The slice of dockerode we use, so tests can pass a fake. */
@@ -22,6 +26,7 @@ interface NetworkInspect {
   Id: string;
   Name: string;
   Driver?: string;
+  EnableIPv6?: boolean;
   Options?: Record<string, string>;
   IPAM?: { Config?: Array<{ Gateway?: string; Subnet?: string }> };
 }
@@ -50,7 +55,13 @@ export async function resolveBridgeNetwork(docker: DockerNetworks, name: string)
     bridge: bridgeInterfaceName(info),
     ...(ipv4?.Gateway ? { gateway: ipv4.Gateway } : {}),
     ...(ipv4?.Subnet ? { subnet: ipv4.Subnet } : {}),
+    ipv6: info.EnableIPv6 === true,
+    ...(ipv6Subnet(info) ? { subnet6: ipv6Subnet(info) } : {}),
   };
+}
+
+function ipv6Subnet(info: NetworkInspect): string | undefined {
+  return info.EnableIPv6 ? info.IPAM?.Config?.find((c) => c.Subnet?.includes(':'))?.Subnet : undefined;
 }
 
 export function bridgeInterfaceName(info: Pick<NetworkInspect, 'Id' | 'Options'>): string {

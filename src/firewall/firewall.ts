@@ -15,7 +15,7 @@
  * with each rule), so a restart adopts them; a heap orders them for the expiry timer and
  * for --max-ips, which evicts the address closest to expiry.
  */
-import { isIPv4 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Entry, FirewallBackend } from './backend.js';
@@ -123,7 +123,7 @@ export class Firewall {
     this.context = 'layout' in options ? { bridge: options.layout.bridge, ports: options.layout.ports } : {};
     this.now = options.now ?? (() => performance.now());
     this.clock = options.clock ?? (() => Date.now() / 1000);
-    this.isAddress = options.isAddress ?? isIPv4;
+    this.isAddress = options.isAddress ?? ('layout' in options && options.layout.family === 6 ? isIPv6 : isIPv4);
     this.policy = { minTtl: options.minTtl ?? EXPIRY_DEFAULTS.minTtl, ttlGrace: options.ttlGrace ?? EXPIRY_DEFAULTS.ttlGrace };
     this.maxIps = options.maxIps ?? DEFAULT_MAX_IPS;
     this.log = options.log;

@@ -46,7 +46,7 @@ export function iptablesRunner(options: RunnerOptions = {}): IptablesRunner {
       } catch (err) {
         const failure = err as ExecaError;
         // iptables-nft says "incompatible" both for a missing chain and for rules it cannot read.
-        if (/incompatible/i.test(String(failure.stderr)) && !(await chainExists())) throw missingChain(failure);
+        if (/incompatible/i.test(String(failure.stderr)) && !(await chainExists())) throw missingChain(failure, binaries.iptables);
         throw explain(failure, binaries.iptables);
       }
     },
@@ -77,7 +77,7 @@ function explain(err: ExecaError, binary: string): Error {
       cause: err,
     });
   }
-  if (/No chain\/target\/match|does not exist/i.test(stderr)) return missingChain(err);
+  if (/No chain\/target\/match|does not exist/i.test(stderr)) return missingChain(err, binary);
   if (/incompatible/i.test(stderr)) {
     return new ConfigError(
       `${binary} cannot read the ${CHAIN} chain (${firstLine(stderr)}): Docker and on-his-name must use the same ` +
@@ -92,10 +92,10 @@ function explain(err: ExecaError, binary: string): Error {
   });
 }
 
-function missingChain(err: ExecaError): ConfigError {
+function missingChain(err: ExecaError, binary: string): ConfigError {
   return new ConfigError(
-    `the ${CHAIN} chain does not exist: start Docker (it creates the chain), or for a plain bridge ` +
-      `create it with "iptables -N ${CHAIN} && iptables -I FORWARD -j ${CHAIN}"`,
+    `the ${binary} ${CHAIN} chain does not exist: start Docker (it creates the chain), or for a plain bridge ` +
+      `create it with "${binary} -N ${CHAIN} && ${binary} -I FORWARD -j ${CHAIN}"`,
     { cause: err },
   );
 }

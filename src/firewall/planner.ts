@@ -8,6 +8,8 @@ import { CHAIN, acceptRule, dropRule, establishedRule, parseOwnedRule, sameNetwo
 export interface Layout {
   bridge: string;
   ports: readonly number[];
+  /** Address family of the table (iptables 4, ip6tables 6); 4 when absent. */
+  family?: 4 | 6;
 }
 
 export type AllowEntry = Entry;

@@ -5,7 +5,7 @@
  * For a bridge BR, our block reads, top to bottom:
  *   -i BR -m conntrack --ctstate RELATED,ESTABLISHED  -j RETURN   replies and established flows
  *   -i BR -o BR                                       -j RETURN   containers of the same network
- *   -i BR -d IP/32 -p tcp --dport PORT                -j ACCEPT   one per allowed address and port
+ *   -i BR -d IP/32 -p tcp --dport PORT                -j ACCEPT   one per allowed address and port (/128 in ip6tables)
  *   -i BR                                             -j DROP     everything else from BR
  * Every rule carries a comment starting with TAG, which is how we find our own again. An
  * accept rule's comment also holds when it expires and the name that opened it,
@@ -48,7 +48,7 @@ export function sameNetworkRule(bridge: string): string {
 }
 
 export function acceptRule(bridge: string, address: string, port: number, name?: string, expiresAt?: number): string {
-  return `-d ${address}/32 -i ${bridge} -p tcp -m tcp --dport ${port} -m comment --comment "${acceptComment(name, expiresAt)}" -j ACCEPT`;
+  return `-d ${address}/${address.includes(':') ? 128 : 32} -i ${bridge} -p tcp -m tcp --dport ${port} -m comment --comment "${acceptComment(name, expiresAt)}" -j ACCEPT`;
 }
 
 /** The one accept rule of the ipset backend: new TCP connections to PORTS of an address in SET. */
@@ -112,7 +112,7 @@ export function parseOwnedRule(line: string): OwnedRule | undefined {
   const set = option('--match-set');
   if (target === 'ACCEPT' && set !== undefined) return { role: 'set-accept', bridge, set, ports: option('--dports') ?? '', spec };
   if (target === 'ACCEPT') {
-    const address = option('-d')?.replace(/\/32$/, '');
+    const address = option('-d')?.replace(/\/(32|128)$/, '');
     const port = Number(option('--dport'));
     const details = parseAcceptComment(comment.slice(TAG.length + 1));
     if (address && Number.isInteger(port)) return { role: 'accept', bridge, address, port, spec, ...details };

@@ -2,19 +2,19 @@
  * Addresses nobody should open by accident. An allowed name that resolves to loopback,
  * the cloud metadata address or a private range is more likely a mistake or an attack
  * (DNS rebinding) than a wish, so such addresses are refused, with a warning, unless an
- * --allow-cidr range covers them.
+ * --allow-cidr range covers them. Both families; node's BlockList does the arithmetic and
+ * judges an IPv4-mapped IPv6 address (::ffff:a.b.c.d) by the IPv4 address inside it.
  */
-import { isIPv4 } from 'node:net';
+import { BlockList, isIP } from 'node:net';
 import { ConfigError } from '../errors.js';
 
 interface Range {
   cidr: string;
-  base: number;
-  mask: number;
+  list: BlockList;
 }
 
-/** IANA's special-purpose IPv4 ranges that are reachable and dangerous (documentation ranges are neither). */
-const SPECIAL_IPV4: ReadonlyArray<[cidr: string, why: string]> = [
+/** IANA's special-purpose ranges that are reachable and dangerous (documentation ranges are neither). */
+const SPECIAL: ReadonlyArray<[cidr: string, why: string]> = [
   ['0.0.0.0/8', 'unspecified ("this network")'],
   ['10.0.0.0/8', 'private'],
   ['100.64.0.0/10', 'carrier-grade NAT'],
@@ -24,6 +24,14 @@ const SPECIAL_IPV4: ReadonlyArray<[cidr: string, why: string]> = [
   ['192.168.0.0/16', 'private'],
   ['224.0.0.0/4', 'multicast'],
   ['240.0.0.0/4', 'reserved or broadcast'],
+  ['::/128', 'unspecified'],
+  ['::1/128', 'loopback'],
+  ['fe80::/10', 'link-local'],
+  ['fc00::/7', 'unique local (private)'],
+  ['ff00::/8', 'multicast'],
+  // NAT64 reaches IPv4 through a translator, past the IPv4 rules: open it on purpose only.
+  ['64:ff9b::/96', 'NAT64 (reaches IPv4 through a translator)'],
+  ['64:ff9b:1::/48', 'NAT64 (reaches IPv4 through a translator)'],
 ];
 
 export class AddressGuard {
@@ -35,34 +43,31 @@ export class AddressGuard {
     this.allowed = allowCidrs.map((cidr) => parseCidr(cidr, '--allow-cidr'));
     this.special = [
       ...networks.map((cidr) => ({ ...parseCidr(cidr, 'network subnet'), why: "the Docker network's own subnet" })),
-      ...SPECIAL_IPV4.map(([cidr, why]) => ({ ...parseCidr(cidr, 'built-in range'), why })),
+      ...SPECIAL.map(([cidr, why]) => ({ ...parseCidr(cidr, 'built-in range'), why })),
     ];
   }
 
   /** Why this address must not be opened, or undefined when it may. */
   refusal(address: string): string | undefined {
-    if (!isIPv4(address)) return undefined;
-    const value = toNumber(address);
-    if (this.allowed.some((r) => contains(r, value))) return undefined;
-    const range = this.special.find((r) => contains(r, value));
+    const family = isIP(address);
+    if (family === 0) return undefined;
+    const type = family === 4 ? 'ipv4' : 'ipv6';
+    if (this.allowed.some((r) => r.list.check(address, type))) return undefined;
+    const range = this.special.find((r) => r.list.check(address, type));
     return range ? `${range.cidr} is ${range.why}` : undefined;
   }
 }
 
 export function parseCidr(text: string, source: string): Range {
-  const [address = '', bits = '32'] = text.split('/');
+  const slash = text.indexOf('/');
+  const address = slash < 0 ? text : text.slice(0, slash);
+  const family = isIP(address);
+  const bits = slash < 0 ? String(family === 6 ? 128 : 32) : text.slice(slash + 1);
   const prefix = Number(bits);
-  if (!isIPv4(address) || !/^\d{1,2}$/.test(bits) || prefix > 32) {
-    throw new ConfigError(`${source} "${text}" is not an IPv4 range such as 198.51.100.0/24`);
+  if (family === 0 || !/^\d{1,3}$/.test(bits) || prefix > (family === 4 ? 32 : 128)) {
+    throw new ConfigError(`${source} "${text}" is not an IPv4 or IPv6 range such as 198.51.100.0/24 or 2001:db8::/32`);
   }
-  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-  return { cidr: `${address}/${prefix}`, base: (toNumber(address) & mask) >>> 0, mask };
-}
-
-function contains(range: Range, value: number): boolean {
-  return ((value & range.mask) >>> 0) === range.base;
-}
-
-function toNumber(address: string): number {
-  return address.split('.').reduce((n, octet) => ((n << 8) | Number(octet)) >>> 0, 0);
+  const list = new BlockList();
+  list.addSubnet(address, prefix, family === 4 ? 'ipv4' : 'ipv6');
+  return { cidr: `${address}/${prefix}`, list };
 }

@@ -116,3 +116,60 @@ describe('the daemon, end to end in process', () => {
     expect(kernel.scripts).toEqual([]);
   });
 });
+
+describe('the daemon with IPv6', () => {
+  const AAAA = (name: string, data: string) => ({ type: 'AAAA' as const, name, data, ttl: 60 });
+  const failing = { list: async () => { throw new ConfigError('the DOCKER-USER chain does not exist: start Docker'); }, restore: async () => {} };
+  const dockerWith = (EnableIPv6: boolean) => () => ({
+    getNetwork: () => ({
+      inspect: async () => ({ Id: 'a'.repeat(64), Name: 'on-his-name', Driver: 'bridge', EnableIPv6, IPAM: { Config: [{ Subnet: '172.18.0.0/16' }, { Subnet: 'fd00:18::/64' }] } }),
+    }),
+  });
+
+  it('opens AAAA answers in ip6tables and A answers in iptables, and nothing of one family in the other', async () => {
+    const v4 = fakeIptables();
+    const v6 = fakeIptables();
+    const config = parseConfig(['--interface', 'br0', '--listen', join(dir, 'dnstap.sock'), 'allowed.test.', 'v4only.test.'], {});
+    daemon = await startDaemon(config, { runner: v4.runner, runner6: v6.runner, log: recordingLogger().log });
+    expect(v6.chain.join('\n')).toContain('-j DROP');
+    await send([
+      clientResponse('192.0.2.10', 'allowed.test', [A('allowed.test', '198.51.100.10'), AAAA('allowed.test', '2001:db8::10')]),
+      clientResponse('192.0.2.10', 'v4only.test', [A('v4only.test', '198.51.100.11')]),
+    ]);
+    await daemon.firewall6!.settled();
+    expect(v6.chain.filter((l) => l.includes('-j ACCEPT')).map((l) => /-d (\S+) .*--dport (\d+)/.exec(l)?.slice(1).join(' ')).sort()).toEqual(
+      ['2001:db8::10/128 443', '2001:db8::10/128 80'],
+    );
+    expect(v4.chain.filter((l) => l.includes('-j ACCEPT')).map((l) => /-d (\S+) /.exec(l)?.[1]).sort()).toEqual(
+      ['198.51.100.10/32', '198.51.100.10/32', '198.51.100.11/32', '198.51.100.11/32'],
+    );
+  });
+
+  it('refuses to start, naming the fix, when the network has IPv6 and ip6tables filtering cannot be installed', async () => {
+    const config = parseConfig(['--listen', join(dir, 'dnstap.sock'), 'a.test'], {});
+    const deps = { runner: fakeIptables().runner, docker: dockerWith(true) as never, log: recordingLogger().log };
+    await expect(startDaemon(config, { ...deps, runner6: failing })).rejects.toThrow(ConfigError);
+    await expect(startDaemon(config, { ...deps, runner6: failing })).rejects.toThrow(/network has IPv6 but ip6tables filtering cannot be installed.*"ip6tables": true/);
+    await expect(startDaemon(config, deps)).rejects.toThrow(/network has IPv6/);
+  });
+
+  it('says so once and carries on when the network has no IPv6 and ip6tables cannot be used', async () => {
+    const config = parseConfig(['--listen', join(dir, 'dnstap.sock'), 'a.test'], {});
+    const recorder = recordingLogger();
+    daemon = await startDaemon(config, { runner: fakeIptables().runner, runner6: failing, docker: dockerWith(false) as never, log: recorder.log });
+    expect(daemon.firewall6).toBeUndefined();
+    expect(recorder.lines.filter((l) => String(l.msg).startsWith('no IPv6 filtering'))).toHaveLength(1);
+  });
+
+  it("refuses addresses in the network's own IPv6 subnet", async () => {
+    const v6 = fakeIptables();
+    const config = parseConfig(['--listen', join(dir, 'dnstap.sock'), 'allowed.test.'], {});
+    const recorder = recordingLogger();
+    daemon = await startDaemon(config, { runner: fakeIptables().runner, runner6: v6.runner, docker: dockerWith(true) as never, log: recorder.log });
+    await send([clientResponse('192.0.2.10', 'allowed.test', [AAAA('allowed.test', 'fd00:18::5'), AAAA('allowed.test', '2001:db8::5')])]);
+    await daemon.firewall6!.settled();
+    expect(v6.chain.join('\n')).not.toContain('fd00:18::5');
+    expect(v6.chain.filter((l) => l.includes('2001:db8::5/128'))).toHaveLength(2);
+    expect(recorder.lines.find((l) => l.address === 'fd00:18::5')?.why).toMatch(/own subnet/);
+  });
+});

@@ -33,6 +33,16 @@ describe('decide', () => {
     expect(decide(response, policy, new AddressGuard(['169.254.169.254/32']))).toMatchObject({ ipv4: [{ address: '169.254.169.254' }, { address: '198.51.100.1' }], refused: [] });
   });
 
+  it('refuses special-purpose IPv6 addresses of an allowed name too, and keeps the others', () => {
+    const AAAA = (data: string) => ({ type: 'AAAA' as const, name: 'allowed.test', data, ttl: 60 });
+    const response = clientResponse('192.0.2.10', 'allowed.test', [AAAA('::1'), AAAA('::ffff:169.254.169.254'), AAAA('2001:db8::1')]);
+    expect(decide(response, policy)).toMatchObject({
+      outcome: 'allow',
+      ipv6: [{ address: '2001:db8::1' }],
+      refused: [{ address: '::1', why: expect.stringMatching(/loopback/) }, { address: '::ffff:a9fe:a9fe', why: expect.stringMatching(/metadata/) }],
+    });
+  });
+
   it('denies by the question name, whatever the CNAME chain leads to', () => {
     const response = dnsResponse('evil.test', [{ type: 'CNAME', name: 'evil.test', data: 'www.cdn.test', ttl: 60 }, A('www.cdn.test', '198.51.100.2')]);
     expect(decide(frame(response), policy)).toEqual({ outcome: 'deny', name: 'evil.test.', client: '192.0.2.10' });

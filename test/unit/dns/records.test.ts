@@ -20,7 +20,7 @@ function reference(bytes: Buffer) {
   for (let current = name; chain.length <= MAX_CNAME_CHAIN; ) {
     const cname = records.find((r) => r.type === 'CNAME' && normaliseName(r.name) === current);
     if (!cname) break;
-    const target = normaliseName(cname.data as string);
+    const target = normaliseName((cname as { data: string }).data);
     if (chain.includes(target)) break;
     chain.push(target);
     current = target;

@@ -29,7 +29,20 @@ describe('resolveBridgeNetwork', () => {
       bridge: 'br-3f0c1a2b4d5e',
       gateway: '172.18.0.1',
       subnet: '172.18.0.0/16',
+      ipv6: false,
     });
+  });
+
+  it('reports IPv6 and its subnet when the network was created with --ipv6', async () => {
+    expect(await resolveBridgeNetwork(fakeDocker({ ...network, EnableIPv6: true }), 'on-his-name')).toMatchObject({
+      ipv6: true,
+      subnet6: 'fd00::/64',
+      subnet: '172.18.0.0/16',
+    });
+    const noSubnet = { ...network, EnableIPv6: true, IPAM: { Config: [{ Subnet: '172.18.0.0/16' }] } };
+    const reported = await resolveBridgeNetwork(fakeDocker(noSubnet), 'on-his-name');
+    expect(reported.ipv6).toBe(true);
+    expect(reported.subnet6).toBeUndefined();
   });
 
   it('uses com.docker.network.bridge.name when the network sets it', async () => {

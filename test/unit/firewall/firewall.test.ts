@@ -22,6 +22,19 @@ describe('Firewall', () => {
     expect(firewall.stats).toMatchObject({ applies: 1, addressesAllowed: 50 });
   });
 
+  it('opens only addresses of its own family: IPv6 in an ip6tables firewall, IPv4 in an iptables one', async () => {
+    const kernel = fakeIptables();
+    const v6 = new Firewall({ runner: kernel.runner, layout: { ...layout, family: 6 }, log: recordingLogger().log });
+    await v6.start();
+    expect(v6.allow('198.51.100.1')).toBe('invalid');
+    expect(v6.allow('2001:db8::1', 'six.test.')).toBe('queued');
+    await v6.settled();
+    expect(kernel.chain.filter((l) => l.includes('-d 2001:db8::1/128'))).toHaveLength(2);
+    const v4 = new Firewall({ runner: fakeIptables().runner, layout, log: recordingLogger().log });
+    await v4.start();
+    expect(v4.allow('2001:db8::1')).toBe('invalid');
+  });
+
   it('never adds the same address twice', async () => {
     const kernel = fakeIptables();
     const firewall = new Firewall({ runner: kernel.runner, layout, log: recordingLogger().log });

@@ -32,6 +32,14 @@ describe('parseOwnedRule', () => {
     });
   });
 
+  it('renders and reads back an IPv6 accept rule as ip6tables -S lists it (/128)', () => {
+    expect(acceptRule('br0', '2001:db8::7', 443, 'example.com.')).toBe(
+      '-d 2001:db8::7/128 -i br0 -p tcp -m tcp --dport 443 -m comment --comment "on-his-name example.com." -j ACCEPT',
+    );
+    const listed = '-A DOCKER-USER -d 2001:db8::7/128 -i br0 -p tcp -m tcp --dport 443 -m comment --comment "on-his-name example.com." -j ACCEPT';
+    expect(parseOwnedRule(listed)).toMatchObject({ role: 'accept', bridge: 'br0', address: '2001:db8::7', port: 443, name: 'example.com.' });
+  });
+
   it('reads nf_tables listings, where options come in another order', () => {
     const line = '-A DOCKER-USER -i br-1a2b3c4d5e6f -m comment --comment "on-his-name default-drop" -j DROP';
     expect(parseOwnedRule(line)).toMatchObject({ role: 'drop', bridge: 'br-1a2b3c4d5e6f' });

@@ -19,7 +19,7 @@ describe('AddressGuard', () => {
     expect(guard.refusal(address)).toMatch(why);
   });
 
-  it.each(['198.51.100.7', '203.0.113.10', '93.184.215.14', '172.32.0.1', '11.0.0.1', '2001:db8::1'])('lets %s through', (address) => {
+  it.each(['198.51.100.7', '203.0.113.10', '93.184.215.14', '172.32.0.1', '11.0.0.1', '2001:db8::1', '2606:2800:220:1::1', '::ffff:198.51.100.7'])('lets %s through', (address) => {
     expect(guard.refusal(address)).toBeUndefined();
   });
 
@@ -29,12 +29,33 @@ describe('AddressGuard', () => {
     expect(opened.refusal('10.21.0.1')).toMatch(/private/);
   });
 
+  it.each([
+    ['::1', /loopback/],
+    ['::', /unspecified/],
+    ['fe80::1', /link-local/],
+    ['fd00:ec2::254', /unique local/],
+    ['ff02::fb', /multicast/],
+    ['::ffff:127.0.0.1', /loopback/],
+    ['::ffff:a9fe:a9fe', /cloud metadata/],
+    ['64:ff9b::a9fe:a9fe', /NAT64/],
+  ])('refuses the IPv6 address %s, saying why', (address, why) => {
+    expect(guard.refusal(address)).toMatch(why);
+  });
+
+  it('opens an IPv6 range on purpose with --allow-cidr, and refuses the IPv6 subnet of the network', () => {
+    const opened = new AddressGuard(['fd00:1::/64'], ['2001:db8:5::/64']);
+    expect(opened.refusal('fd00:1::7')).toBeUndefined();
+    expect(opened.refusal('fd00:2::7')).toMatch(/unique local/);
+    expect(opened.refusal('2001:db8:5::9')).toMatch(/Docker network's own subnet/);
+    expect(opened.refusal('2001:db8:6::9')).toBeUndefined();
+  });
+
   it("refuses the Docker networks' own subnets", () => {
     expect(new AddressGuard([], ['198.51.100.0/28']).refusal('198.51.100.3')).toMatch(/Docker network's own subnet/);
   });
 
-  it.each(['10.0.0.0/33', '10.0.0/8', 'example.com/8', '10.0.0.0/x'])('rejects the range %j with a clear error', (cidr) => {
+  it.each(['10.0.0.0/33', '10.0.0/8', 'example.com/8', '10.0.0.0/x', '2001:db8::/129', '2001:db8:::/32'])('rejects the range %j with a clear error', (cidr) => {
     expect(() => parseCidr(cidr, '--allow-cidr')).toThrow(ConfigError);
-    expect(() => parseCidr(cidr, '--allow-cidr')).toThrow(`--allow-cidr "${cidr}" is not an IPv4 range`);
+    expect(() => parseCidr(cidr, '--allow-cidr')).toThrow(`--allow-cidr "${cidr}" is not an IPv4 or IPv6 range`);
   });
 });
