@@ -11,6 +11,8 @@ import { ConfigError } from '../errors.js';
 interface Range {
   cidr: string;
   list: BlockList;
+  /** For IPv4 ranges: the same test in integer arithmetic, since BlockList costs microseconds a call. */
+  v4?: { base: number; mask: number };
 }
 
 /** IANA's special-purpose ranges that are reachable and dangerous (documentation ranges are neither). */
@@ -37,6 +39,9 @@ const SPECIAL: ReadonlyArray<[cidr: string, why: string]> = [
 export class AddressGuard {
   private readonly special: ReadonlyArray<Range & { why: string }>;
   private readonly allowed: readonly Range[];
+  /** Every range of a kind in one list, so that an ordinary IPv6 address costs one check each. */
+  private readonly anySpecial = new BlockList();
+  private readonly anyAllowed = new BlockList();
 
   /** `allowCidrs` open ranges on purpose; `networks` are the Docker networks' own subnets, always refused. */
   constructor(allowCidrs: readonly string[] = [], networks: readonly string[] = []) {
@@ -45,17 +50,49 @@ export class AddressGuard {
       ...networks.map((cidr) => ({ ...parseCidr(cidr, 'network subnet'), why: "the Docker network's own subnet" })),
       ...SPECIAL.map(([cidr, why]) => ({ ...parseCidr(cidr, 'built-in range'), why })),
     ];
+    for (const range of this.allowed) addRange(this.anyAllowed, range.cidr);
+    for (const range of this.special) addRange(this.anySpecial, range.cidr);
   }
 
   /** Why this address must not be opened, or undefined when it may. */
   refusal(address: string): string | undefined {
     const family = isIP(address);
-    if (family === 0) return undefined;
-    const type = family === 4 ? 'ipv4' : 'ipv6';
-    if (this.allowed.some((r) => r.list.check(address, type))) return undefined;
-    const range = this.special.find((r) => r.list.check(address, type));
+    if (family === 4) return this.refusalV4(ipv4Number(address));
+    if (family !== 6) return undefined;
+    if (this.anyAllowed.check(address, 'ipv6') || !this.anySpecial.check(address, 'ipv6')) return undefined;
+    const range = this.special.find((r) => r.list.check(address, 'ipv6'));
     return range ? `${range.cidr} is ${range.why}` : undefined;
   }
+
+  /** Once per allowed IPv4 answer: integer tests only. */
+  private refusalV4(value: number): string | undefined {
+    if (this.allowed.some((r) => r.v4 !== undefined && inV4(r.v4, value))) return undefined;
+    const range = this.special.find((r) => r.v4 !== undefined && inV4(r.v4, value));
+    return range ? `${range.cidr} is ${range.why}` : undefined;
+  }
+}
+
+function addRange(list: BlockList, cidr: string): void {
+  const [address = '', prefix = ''] = cidr.split('/');
+  list.addSubnet(address, Number(prefix), isIP(address) === 4 ? 'ipv4' : 'ipv6');
+}
+
+function inV4(range: { base: number; mask: number }, value: number): boolean {
+  return ((value & range.mask) >>> 0) === range.base;
+}
+
+/** A dotted quad already checked by isIP, as an unsigned 32-bit integer. */
+function ipv4Number(address: string): number {
+  let value = 0;
+  let octet = 0;
+  for (let i = 0; i < address.length; i++) {
+    const c = address.charCodeAt(i);
+    if (c === 0x2e) {
+      value = ((value << 8) | octet) >>> 0;
+      octet = 0;
+    } else octet = octet * 10 + (c - 0x30);
+  }
+  return ((value << 8) | octet) >>> 0;
 }
 
 export function parseCidr(text: string, source: string): Range {
@@ -69,5 +106,7 @@ export function parseCidr(text: string, source: string): Range {
   }
   const list = new BlockList();
   list.addSubnet(address, prefix, family === 4 ? 'ipv4' : 'ipv6');
-  return { cidr: `${address}/${prefix}`, list };
+  if (family === 6) return { cidr: `${address}/${prefix}`, list };
+  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  return { cidr: `${address}/${prefix}`, list, v4: { base: (ipv4Number(address) & mask) >>> 0, mask } };
 }

@@ -1,3 +1,5 @@
+import { BlockList } from 'node:net';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/errors.js';
 import { AddressGuard, parseCidr } from '../../../src/policy/special-addresses.js';
@@ -57,5 +59,28 @@ describe('AddressGuard', () => {
   it.each(['10.0.0.0/33', '10.0.0/8', 'example.com/8', '10.0.0.0/x', '2001:db8::/129', '2001:db8:::/32'])('rejects the range %j with a clear error', (cidr) => {
     expect(() => parseCidr(cidr, '--allow-cidr')).toThrow(ConfigError);
     expect(() => parseCidr(cidr, '--allow-cidr')).toThrow(`--allow-cidr "${cidr}" is not an IPv4 or IPv6 range`);
+  });
+});
+
+describe('the IPv4 fast path', () => {
+  it('refuses exactly what node:net BlockList says the special ranges and --allow-cidr leave closed', () => {
+    const guard = new AddressGuard(['10.1.0.0/16', '198.51.100.0/28'], ['172.18.0.0/16']);
+    const special = new BlockList();
+    for (const cidr of ['0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.168.0.0/16', '224.0.0.0/4', '240.0.0.0/4']) {
+      const [address, prefix] = cidr.split('/');
+      special.addSubnet(address!, Number(prefix), 'ipv4');
+    }
+    const allowed = new BlockList();
+    allowed.addSubnet('10.1.0.0', 16, 'ipv4');
+    allowed.addSubnet('198.51.100.0', 28, 'ipv4');
+    const octet = fc.oneof(fc.constantFrom(0, 10, 100, 127, 169, 172, 192, 198, 224, 255), fc.nat(255));
+    fc.assert(
+      fc.property(fc.tuple(octet, octet, octet, octet), (octets) => {
+        const address = octets.join('.');
+        const closed = !allowed.check(address, 'ipv4') && special.check(address, 'ipv4');
+        expect(guard.refusal(address) !== undefined).toBe(closed);
+      }),
+      { numRuns: 2000, seed: 4 },
+    );
   });
 });
