@@ -12,12 +12,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
-import { decide } from '../src/decision.js';
 import { encodeData } from '../src/framestream/control.js';
-import { listenFrameStreams } from '../src/framestream/listener.js';
-import { Policy } from '../src/policy/policy.js';
 import { clientResponse } from '../test/support/dnstap.js';
 import { median, printTable } from './stats.js';
+
+/** The hot path as users run it: compiled dist/ (npm run build), not the TypeScript loader's transform of src/. */
+const fromDist = (path: string): Promise<unknown> => import(new URL(`../dist/${path}`, import.meta.url).href);
+const { decide } = (await fromDist('decision.js')) as typeof import('../src/decision.js');
+const { listenFrameStreams } = (await fromDist('framestream/listener.js')) as typeof import('../src/framestream/listener.js');
+const { Policy } = (await fromDist('policy/policy.js')) as typeof import('../src/policy/policy.js');
 
 const FRAMES = Number(process.argv[2] ?? 200_000);
 const RUNS = Number(process.argv[3] ?? 5);
