@@ -7,10 +7,11 @@
  * CoreDNS is not packaged in Debian; without it the labs use unbound with dnstap directly.
  */
 import { execa, type ResultPromise } from 'execa';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { onExit, removeDirectorySync } from './cleanup.js';
+import { stopper } from './exec.js';
 import type { Namespace } from './netns.js';
 
 export const COREFILE = new URL('../../coredns/Corefile', import.meta.url);
@@ -63,18 +64,7 @@ export async function startCoreDns(options: CoreDnsOptions): Promise<CoreDns> {
   });
   let log = '';
   child.all?.on('data', (chunk: Buffer) => (log += chunk.toString()));
-  let stopped: Promise<void> | undefined;
-  const stop = () =>
-    (stopped ??= (async () => {
-      if (child.exitCode === null) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-        await child;
-        clearTimeout(timer);
-      }
-      await rm(dir, { recursive: true, force: true });
-      unregister();
-    })());
+  const stop = stopper(child, dir, unregister);
   await waitForStart(child, () => log).catch(async (err: unknown) => {
     await stop();
     throw err;

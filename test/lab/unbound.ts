@@ -14,11 +14,11 @@
  *   when 32 are queued), and those still queued when unbound stops are lost.
  */
 import { execa, type ResultPromise } from 'execa';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { onExit, removeDirectorySync } from './cleanup.js';
-import { run } from './exec.js';
+import { run, stopper } from './exec.js';
 import type { Namespace } from './netns.js';
 
 export interface ZoneRecord {
@@ -72,18 +72,7 @@ export async function startUnbound(options: UnboundOptions): Promise<Unbound> {
   let log = '';
   child.stderr?.on('data', (chunk: Buffer) => (log += chunk.toString()));
 
-  let stopped: Promise<void> | undefined;
-  const stop = () =>
-    (stopped ??= (async () => {
-      if (child.exitCode === null) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-        await child;
-        clearTimeout(timer);
-      }
-      await rm(dir, { recursive: true, force: true });
-      unregister();
-    })());
+  const stop = stopper(child, dir, unregister);
 
   try {
     await waitUntilAnswering(options, child, () => log);
