@@ -61,10 +61,21 @@ export function query(name: string, options: { id?: number; type?: 'A' | 'AAAA' 
     type: 'query',
     flags: dnsPacket.RECURSION_DESIRED,
     questions: [{ name, type: options.type ?? 'A', class: 'IN' }],
+    // A DNS cookie option (code 10), which a proxy must pass on untouched.
     ...(options.edns
-      ? { additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232, flags: 0, options: [{ code: 10, data: Buffer.from('0123456789abcdef', 'hex') }] } as dnsPacket.Answer] }
+      ? { additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [{ code: 10, data: Buffer.from('0123456789abcdef', 'hex') }] } as unknown as dnsPacket.Answer] }
       : {}),
   });
+}
+
+/** The addresses (or other data) of a reply's answer section. */
+export function answerData(reply: Buffer | undefined): unknown[] | undefined {
+  return reply ? (dnsPacket.decode(reply).answers ?? []).map((a) => ('data' in a ? a.data : undefined)) : undefined;
+}
+
+/** A reply's rcode (dns-packet decodes it; its types leave it out). */
+export function rcodeOf(reply: Buffer): string {
+  return (dnsPacket.decode(reply) as unknown as { rcode: string }).rcode;
 }
 
 /** One UDP exchange; undefined when nothing came back within timeoutMs. */

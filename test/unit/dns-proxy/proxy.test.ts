@@ -7,7 +7,7 @@ import { Firewall } from '../../../src/firewall/firewall.js';
 import { Pipeline } from '../../../src/pipeline.js';
 import { Policy } from '../../../src/policy/policy.js';
 import { AddressGuard } from '../../../src/policy/special-addresses.js';
-import { answerTo, askTcp, askUdp, query, startFakeUpstream, type FakeUpstream, type Script } from '../../support/dns.js';
+import { answerData, answerTo, askTcp, askUdp, rcodeOf, query, startFakeUpstream, type FakeUpstream, type Script } from '../../support/dns.js';
 import { recordingLogger } from '../../support/log.js';
 
 /** A kernel that takes each batch only when the test lets it. */
@@ -71,7 +71,7 @@ async function start(options: { script?: Script; holdMs?: number; denyNxdomain?:
   return { kernel, hold, pipeline, firewall, upstream, proxy, ...recorder };
 }
 
-const addressesOf = (reply: Buffer | undefined) => (reply ? dnsPacket.decode(reply).answers!.map((a) => a.data) : undefined);
+const addressesOf = answerData;
 
 describe('inline DNS proxy', () => {
   it('holds an allowed answer until every one of its addresses is in the kernel', async () => {
@@ -173,7 +173,7 @@ describe('inline DNS proxy', () => {
 
   it('ignores a reply from the upstream that does not answer the query (wrong id)', async () => {
     const lab = await start({ script: (q) => ({ ...answerTo(q, ZONE['allowed.test']!), id: (q.id! + 1) & 0xffff }), upstreamTimeoutMs: 150 });
-    expect(dnsPacket.decode((await askUdp(lab.proxy.address.port, query('allowed.test')))!).rcode).toBe('SERVFAIL');
+    expect(rcodeOf((await askUdp(lab.proxy.address.port, query('allowed.test')))!)).toBe('SERVFAIL');
     expect(lab.firewall.isAllowed('198.51.100.10')).toBe(false);
   });
 });
