@@ -99,6 +99,8 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
       const settled = await Promise.race([settledAll.then(() => true), sleep(SHUTDOWN_GRACE_MS, false, { ref: false })]);
       if (!settled) deps.log.warn({ graceMs: SHUTDOWN_GRACE_MS }, 'stopping with addresses still waiting for the kernel');
       ipset?.close();
+      deps.runner.close?.();
+      deps.runner6?.close?.();
     },
   };
 }
