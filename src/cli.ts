@@ -52,6 +52,18 @@ Options (environment fallback in brackets):
   --log-format FORMAT  auto (pretty on a terminal, else JSON), json, pretty [LOG_FORMAT]
   --backend NAME       iptables: one rule per address and port (default); ipset: one set
                        (${SET_V4}) matched by one rule, flat cost for many addresses [BACKEND]
+
+Inline DNS mode (no first packet lost): containers use on-his-name as their DNS server;
+it forwards each query and releases an allowed answer once its rules are in the kernel.
+  --dns-listen ADDR    answer DNS here over UDP and TCP, e.g. 172.18.0.1:53, or "gateway"
+                       for the Docker network's gateway (port 53 unless given) [DNS_LISTEN]
+  --dns-upstream ADDR  the resolver to forward to, e.g. CoreDNS on 127.0.0.1:5300 [DNS_UPSTREAM]
+  --dns-hold-ms MS     longest an allowed answer waits for its rules, then goes anyway
+                       (counted and logged) (default ${DEFAULTS.dnsHoldMs}) [DNS_HOLD_MS]
+  --dns-timeout-ms MS  the upstream's time to answer before the client gets SERVFAIL
+                       (default ${DEFAULTS.dnsTimeoutMs}) [DNS_TIMEOUT_MS]
+  --deny-nxdomain      answer NXDOMAIN for names no pattern allows, without asking
+                       upstream (no DNS tunnelling through denied names) [DENY_NXDOMAIN=1]
   -h, --help           this text
   -V, --version        the version
 `;
@@ -72,7 +84,19 @@ async function main(): Promise<number> {
 }
 
 async function run(config: Config, log: Logger): Promise<number> {
-  const daemon = await startDaemon(config, { runner: iptablesRunner(), runner6: ip6tablesRunner(), ipset: () => persistentIpset(), docker: () => dockerClient(), log });
+  // Long-lived iptables-restore (and ipset) processes: an answer's rules reach the kernel in about a millisecond.
+  const runners = { runner: iptablesRunner({ persistent: true }), runner6: ip6tablesRunner({ persistent: true }) };
+  const longLived: Array<{ close?(): void }> = [runners.runner, runners.runner6];
+  const ipset = () => {
+    const runner = persistentIpset();
+    longLived.push(runner);
+    return runner;
+  };
+  const daemon = await startDaemon(config, { ...runners, ipset, docker: () => dockerClient(), log }).catch((err: unknown) => {
+    // A child process left running would keep node alive after the error line.
+    for (const process of longLived) process.close?.();
+    throw err;
+  });
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
@@ -99,8 +123,8 @@ async function reset(log: Logger): Promise<number> {
   return 0;
 }
 
-function ip6tablesRunner() {
-  return iptablesRunner({ iptables: 'ip6tables', restore: 'ip6tables-restore' });
+function ip6tablesRunner(options: { persistent?: boolean } = {}) {
+  return iptablesRunner({ iptables: 'ip6tables', restore: 'ip6tables-restore', ...options });
 }
 
 function version(): string {

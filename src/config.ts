@@ -3,6 +3,7 @@
  * ConfigError that names the problem and the fix. Flags win over the environment; the
  * environment names are the Go original's.
  */
+import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { ConfigError } from './errors.js';
 import { parseCidr } from './policy/special-addresses.js';
@@ -36,6 +37,24 @@ export interface Config {
   logLevel: LogLevel;
   logFormat: LogFormat;
   backend: Backend;
+  /** Inline mode: answer the containers' DNS here and hold allowed answers until their rules are in. */
+  dns?: InlineDns;
+}
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface InlineDns {
+  /** 'gateway': the Docker network's gateway address, port 53 unless given. */
+  listen: HostPort | { host: 'gateway'; port: number };
+  upstream: HostPort;
+  /** Longest an allowed answer waits for its rules, in milliseconds. */
+  holdMs: number;
+  upstreamTimeoutMs: number;
+  /** Answer NXDOMAIN for names no pattern allows, without asking upstream. */
+  denyNxdomain: boolean;
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -51,6 +70,8 @@ export const DEFAULTS = {
   maxIps: '5000',
   reconcileInterval: '15',
   backend: 'iptables',
+  dnsHoldMs: '200',
+  dnsTimeoutMs: '2000',
 } as const;
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -76,6 +97,11 @@ const OPTIONS = {
   'log-level': { type: 'string' },
   'log-format': { type: 'string' },
   backend: { type: 'string' },
+  'dns-listen': { type: 'string' },
+  'dns-upstream': { type: 'string' },
+  'dns-hold-ms': { type: 'string' },
+  'dns-timeout-ms': { type: 'string' },
+  'deny-nxdomain': { type: 'boolean' },
   'allow-all': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -97,6 +123,7 @@ export function parseConfig(argv: readonly string[], env: Env): Config {
   }
   const backend = oneOf(values.backend ?? env.BACKEND ?? DEFAULTS.backend, BACKENDS, '--backend');
   const ports = parsePorts(values.ports ?? env.PORTS ?? DEFAULTS.ports);
+  const dns = parseInlineDns(values, env);
   if (backend === 'ipset' && ports.length > MAX_SET_PORTS) {
     throw new ConfigError(`--backend ipset opens at most ${MAX_SET_PORTS} ports (got ${ports.length}): give fewer --ports, or use --backend iptables`);
   }
@@ -124,7 +151,62 @@ export function parseConfig(argv: readonly string[], env: Env): Config {
     logLevel: oneOf(values['log-level'] ?? env.LOG_LEVEL ?? DEFAULTS.logLevel, LOG_LEVELS, '--log-level'),
     logFormat: oneOf(values['log-format'] ?? env.LOG_FORMAT ?? DEFAULTS.logFormat, LOG_FORMATS, '--log-format'),
     backend,
+    ...(dns ? { dns } : {}),
   };
+}
+
+type Flags = ReturnType<typeof parseFlags>['values'];
+
+/** --dns-listen turns inline mode on; the other --dns-* flags only make sense with it. */
+function parseInlineDns(values: Flags, env: Env): InlineDns | undefined {
+  const listen = values['dns-listen'] ?? (env.DNS_LISTEN || undefined);
+  const upstream = values['dns-upstream'] ?? (env.DNS_UPSTREAM || undefined);
+  const denyNxdomain = values['deny-nxdomain'] ?? isTrue(env.DENY_NXDOMAIN);
+  if (listen === undefined) {
+    const orphan = upstream !== undefined ? '--dns-upstream' : denyNxdomain ? '--deny-nxdomain' : values['dns-hold-ms'] ? '--dns-hold-ms' : undefined;
+    if (orphan) throw new ConfigError(`${orphan} needs inline mode: add --dns-listen ADDRESS:53 (e.g. --dns-listen gateway)`);
+    return undefined;
+  }
+  if (upstream === undefined) {
+    throw new ConfigError('--dns-listen needs --dns-upstream ADDRESS:PORT, the resolver to forward to (e.g. CoreDNS on 127.0.0.1:5300)');
+  }
+  return {
+    listen: listen === 'gateway' || listen.startsWith('gateway:') ? { host: 'gateway', port: parsePort(listen.slice('gateway'.length + 1) || '53', '--dns-listen') } : parseHostPort(listen, 53, '--dns-listen'),
+    upstream: parseHostPort(upstream, 53, '--dns-upstream'),
+    holdMs: parseCount(values['dns-hold-ms'], env.DNS_HOLD_MS, DEFAULTS.dnsHoldMs, { flag: '--dns-hold-ms', env: 'DNS_HOLD_MS', min: 0, max: 10_000, unit: 'milliseconds' }),
+    upstreamTimeoutMs: parseCount(values['dns-timeout-ms'], env.DNS_TIMEOUT_MS, DEFAULTS.dnsTimeoutMs, {
+      flag: '--dns-timeout-ms',
+      env: 'DNS_TIMEOUT_MS',
+      min: 100,
+      max: 30_000,
+      unit: 'milliseconds',
+    }),
+    denyNxdomain,
+  };
+}
+
+/** HOST, HOST:PORT, or [IPv6]:PORT; the host must be an IP address (nothing to resolve before DNS works). */
+export function parseHostPort(value: string, defaultPort: number, flag: string): HostPort {
+  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(value);
+  const [host, port] = bracketed
+    ? [bracketed[1]!, bracketed[2]]
+    : isIP(value) === 6
+      ? [value, undefined]
+      : ((m) => [m[1]!, m[2]])(/^([^:]*)(?::(\d+))?$/.exec(value) ?? ['', '', undefined]);
+  if (!isIP(host)) {
+    throw new ConfigError(`${flag} "${value}" must be an IP address with an optional port, e.g. 127.0.0.1:5300 or [::1]:53`);
+  }
+  return { host, port: port === undefined ? defaultPort : parsePort(port, flag) };
+}
+
+function parsePort(value: string, flag: string): number {
+  const port = /^\d{1,5}$/.test(value) ? Number(value) : NaN;
+  if (port >= 1 && port <= 65535) return port;
+  throw new ConfigError(`${flag}: port "${value}" must be a number from 1 to 65535`);
+}
+
+function isTrue(value: string | undefined): boolean {
+  return value !== undefined && /^(1|true|yes|on)$/i.test(value);
 }
 
 function parseFlags(argv: readonly string[]) {

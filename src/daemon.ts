@@ -1,8 +1,10 @@
 /**
  * The daemon: wires the pipeline and owns its lifecycle.
  *
- *   DNS server ─dnstap over Frame Streams─▶ framestream/listener ─data frame─▶ decision
- *     (dnstap/decode → dns/answer → policy) ─allow─▶ firewall ─iptables-restore─▶ DOCKER-USER
+ *   DNS server ─dnstap over Frame Streams─▶ framestream/listener ─data frame─┐
+ *   containers ─DNS─▶ dns-proxy ─query─▶ upstream resolver ─answer (held)────┤
+ *                                                                            ▼
+ *     pipeline: decision (dnstap/decode → dns/answer → policy) ─allow─▶ firewall ─▶ DOCKER-USER
  *
  * docker/network turns --network into the bridge interface once, at start. The firewall's
  * base rules (DROP included) are in place before the socket accepts a single producer,
@@ -10,16 +12,18 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import type { Config } from './config.js';
-import { decide, type Decision } from './decision.js';
+import type { Config, InlineDns } from './config.js';
 import { resolveBridgeNetwork, type DockerNetworks } from './docker/network.js';
-import { ConfigError, DecodeError } from './errors.js';
+import { holdUntilOpen, type HoldStats } from './dns-proxy/hold.js';
+import { startDnsProxy, type DnsProxy } from './dns-proxy/server.js';
+import { ConfigError } from './errors.js';
 import { Firewall } from './firewall/firewall.js';
 import { IpsetBackend } from './firewall/ipset-backend.js';
 import { DEFAULT_MAX_ELEMENTS } from './firewall/ipset.js';
 import type { IpsetRunner } from './firewall/ipset-runner.js';
 import type { IptablesRunner } from './firewall/iptables.js';
-import { listenFrameStreams, type FrameStreamListener, type Producer } from './framestream/listener.js';
+import { listenFrameStreams, type FrameStreamListener } from './framestream/listener.js';
+import { Pipeline, type PipelineStats } from './pipeline.js';
 import { Policy } from './policy/policy.js';
 import { AddressGuard } from './policy/special-addresses.js';
 
@@ -41,12 +45,9 @@ export interface Daemon {
   firewall6?: Firewall;
   listener: FrameStreamListener;
   stats: PipelineStats;
+  /** Inline mode's DNS proxy and its hold on allowed answers, when --dns-listen is given. */
+  dns?: { proxy: DnsProxy; hold: Readonly<HoldStats> };
   close(): Promise<void>;
-}
-
-export interface PipelineStats {
-  decisions: Record<Decision['outcome'], number>;
-  decodeErrors: number;
 }
 
 const BRIDGE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
@@ -54,7 +55,7 @@ const SHUTDOWN_GRACE_MS = 5_000;
 
 export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Daemon> {
   const policy = Policy.compile(config.patterns, { allowAll: config.allowAll });
-  const { bridge, subnet, ipv6, subnet6 } = await findBridge(config, deps);
+  const { bridge, subnet, ipv6, subnet6, gateway } = await findBridge(config, deps);
   const guard = new AddressGuard(config.allowCidrs, [subnet, subnet6].filter((s): s is string => s !== undefined));
   const ipset = config.backend === 'ipset' ? requireIpset(deps) : undefined;
   const layout = { bridge, ports: config.ports };
@@ -68,14 +69,17 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   await firewall.start();
   const firewall6 = await startIpv6Firewall(config, deps, bridge, ipv6);
 
-  const stats: PipelineStats = { decisions: { allow: 0, deny: 0, skip: 0 }, decodeErrors: 0 };
-  const onFrame = frameHandler(policy, guard, { 4: firewall, 6: firewall6 }, stats, deps.log.child({ component: 'policy' }));
+  const pipeline = new Pipeline(policy, guard, { 4: firewall, 6: firewall6 }, deps.log.child({ component: 'policy' }));
+  const dns = config.dns ? await startInlineDns(config.dns, pipeline, gateway, deps.log) : undefined;
   const listener = await listenFrameStreams({
     path: config.listen,
     ...(config.socketUid !== undefined ? { socketUid: config.socketUid } : {}),
     ...(config.socketGid !== undefined ? { socketGid: config.socketGid } : {}),
     log: deps.log.child({ component: 'dnstap' }),
-    onData: onFrame,
+    onData: pipeline.onFrame,
+  }).catch(async (err: unknown) => {
+    await dns?.proxy.close();
+    throw err;
   });
   deps.log.info({ patterns: policy.patterns.map((p) => p.source) }, 'on-his-name is running');
 
@@ -84,9 +88,10 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     firewall,
     ...(firewall6 ? { firewall6 } : {}),
     listener,
-    stats,
+    stats: pipeline.stats,
+    ...(dns ? { dns } : {}),
     async close() {
-      await listener.close();
+      await Promise.all([listener.close(), dns?.proxy.close()]);
       firewall.stop();
       firewall6?.stop();
       // Rules still queued are worth a moment; a kernel that keeps refusing them is not worth hanging for.
@@ -94,6 +99,8 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
       const settled = await Promise.race([settledAll.then(() => true), sleep(SHUTDOWN_GRACE_MS, false, { ref: false })]);
       if (!settled) deps.log.warn({ graceMs: SHUTDOWN_GRACE_MS }, 'stopping with addresses still waiting for the kernel');
       ipset?.close();
+      deps.runner.close?.();
+      deps.runner6?.close?.();
     },
   };
 }
@@ -147,7 +154,28 @@ async function startIpv6Firewall(config: Config, deps: DaemonDeps, bridge: strin
   }
 }
 
-async function findBridge(config: Config, deps: DaemonDeps): Promise<{ bridge: string; ipv6: boolean; subnet?: string; subnet6?: string }> {
+/** Inline mode: the proxy on --dns-listen, releasing allowed answers once their rules are in. */
+async function startInlineDns(dns: InlineDns, pipeline: Pipeline, gateway: string | undefined, log: Logger) {
+  const hold = holdUntilOpen({ pipeline, holdMs: dns.holdMs, denyNxdomain: dns.denyNxdomain, log: log.child({ component: 'dns-proxy' }) });
+  const host = dns.listen.host === 'gateway' ? gateway : dns.listen.host;
+  if (!host) throw new ConfigError('--dns-listen gateway needs a Docker network with a gateway: give an address instead, e.g. --dns-listen 192.0.2.1:53');
+  const proxy = await startDnsProxy({
+    listen: { host, port: dns.listen.port },
+    upstream: dns.upstream,
+    upstreamTimeoutMs: dns.upstreamTimeoutMs,
+    hooks: hold,
+    log: log.child({ component: 'dns-proxy' }),
+  }).catch((err: NodeJS.ErrnoException) => {
+    throw new ConfigError(
+      `cannot answer DNS on ${host}:${dns.listen.port} (${err.code ?? err.message}): ` +
+        (err.code === 'EADDRINUSE' ? 'another DNS server listens there; move it to another port and give that as --dns-upstream' : 'check --dns-listen'),
+      { cause: err },
+    );
+  });
+  return { proxy, hold: hold.stats };
+}
+
+async function findBridge(config: Config, deps: DaemonDeps): Promise<{ bridge: string; ipv6: boolean; subnet?: string; subnet6?: string; gateway?: string }> {
   if (config.interface) {
     deps.log.info({ interface: config.interface }, 'using host bridge interface, no Docker lookup');
     return { bridge: config.interface, ipv6: false };
@@ -166,54 +194,6 @@ async function findBridge(config: Config, deps: DaemonDeps): Promise<{ bridge: s
     ipv6: network.ipv6,
     ...(network.subnet ? { subnet: network.subnet } : {}),
     ...(network.subnet6 ? { subnet6: network.subnet6 } : {}),
+    ...(network.gateway ? { gateway: network.gateway } : {}),
   };
-}
-
-function frameHandler(policy: Policy, guard: AddressGuard, firewalls: { 4: Firewall; 6: Firewall | undefined }, stats: PipelineStats, log: Logger) {
-  let warnedNotFull = false;
-  return (payload: Buffer, producer: Producer): void => {
-    let decision: Decision;
-    try {
-      decision = decide(payload, policy, guard);
-    } catch (err) {
-      if (!(err instanceof DecodeError)) throw err;
-      stats.decodeErrors++;
-      log.warn({ producer: producer.id, reason: err.message, decodeErrors: stats.decodeErrors }, 'skipped a dnstap frame');
-      return;
-    }
-    stats.decisions[decision.outcome]++;
-    switch (decision.outcome) {
-      case 'allow': {
-        for (const { address, why } of decision.refused) {
-          log.warn({ name: decision.name, client: decision.client, address, why }, 'refused to open a special-purpose address; open it on purpose with --allow-cidr');
-        }
-        const added = [
-          ...decision.ipv4.filter((r) => firewalls[4].allow(r.address, decision.name, r.ttl) === 'queued'),
-          ...decision.ipv6.filter((r) => firewalls[6]?.allow(r.address, decision.name, r.ttl) === 'queued'),
-        ];
-        if (added.length === 0 && !log.isLevelEnabled('debug')) return; // a repeat answer: nothing to say
-        const fields = { name: decision.name, client: decision.client, pattern: decision.pattern, ips: addresses(decision) };
-        if (added.length > 0) log.info({ ...fields, added: added.map((r) => r.address) }, 'allow');
-        else log.debug(fields, 'allow (already open)');
-        return;
-      }
-      case 'deny':
-        log.info({ name: decision.name, client: decision.client }, 'deny');
-        return;
-      case 'skip':
-        if (log.isLevelEnabled('trace')) log.trace({ reason: decision.reason, name: decision.name, rcode: decision.rcode, client: decision.client }, 'skip');
-        if (decision.reason === 'no-response-message' && !warnedNotFull) {
-          warnedNotFull = true;
-          log.warn(
-            'dnstap CLIENT_RESPONSE carries no response message: add "full" to the dnstap line of the Corefile ' +
-              '(dnstap unix:///run/on-his-name/dnstap.sock full), or enable client response logging in your DNS server',
-          );
-        }
-        return;
-    }
-  };
-}
-
-function addresses(decision: { ipv4: { address: string }[]; ipv6: { address: string }[] }): string[] {
-  return [...decision.ipv4, ...decision.ipv6].map((r) => r.address);
 }

@@ -1,6 +1,8 @@
 /**
- * One dnstap frame → one decision. Pure: bytes and the policy in, a plain object out.
- * Decoders throw DecodeError for bad bytes; the caller counts it and skips the frame.
+ * One DNS answer → one decision. Pure: bytes and the policy in, a plain object out.
+ * Two sources feed it: a dnstap frame (decide) and a response the inline DNS proxy got from
+ * its upstream (decideResponse). Decoders throw DecodeError for bad bytes; the caller
+ * counts it and skips the answer.
  */
 import { readAddresses, readQuestion, type AddressRecord } from './dns/answer.js';
 import { decodeDnstap } from './dnstap/decode.js';
@@ -29,8 +31,13 @@ export function decide(frame: Uint8Array, policy: Policy, guard: AddressGuard = 
   const client = message.queryAddress;
   const withClient = client ? { client } : {};
   if (!message.responseMessage) return { outcome: 'skip', reason: 'no-response-message', ...withClient };
+  return decideResponse(message.responseMessage, client, policy, guard);
+}
 
-  const question = readQuestion(message.responseMessage);
+/** A DNS response sent (or about to be sent) to `client`. */
+export function decideResponse(response: Uint8Array, client: string | undefined, policy: Policy, guard: AddressGuard = DEFAULT_GUARD): Decision {
+  const withClient = client ? { client } : {};
+  const question = readQuestion(response);
   if (question.rcode !== 'NOERROR') {
     return { outcome: 'skip', reason: 'not-noerror', name: question.name, rcode: question.rcode, ...withClient };
   }

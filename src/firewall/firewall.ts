@@ -103,6 +103,8 @@ export class Firewall {
   private readonly dirty = new Set<string>();
   /** When each address not yet in the kernel was first asked for (monotonic ms). */
   private readonly queuedAt = new Map<string, number>();
+  /** Who waits for an address to reach the kernel (inline DNS holds its answer until then). */
+  private readonly waiters = new Map<string, Array<(inKernel: boolean) => void>>();
   private readonly heap = new ExpiryHeap();
   private readonly policy: ExpiryPolicy;
   private readonly maxIps: number;
@@ -192,6 +194,21 @@ export class Firewall {
     return current ? 'known' : 'queued';
   }
 
+  /**
+   * Resolves true once the kernel holds `address` (at once if it does already), false if
+   * it will not: not wanted (never allowed, dropped, evicted or expired). Callers bound the
+   * wait; a kernel that keeps refusing leaves the promise pending until it recovers.
+   */
+  whenInKernel(address: string): Promise<boolean> {
+    if (this.kernel.has(address)) return Promise.resolve(true);
+    if (!this.wanted.has(address)) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const waiting = this.waiters.get(address);
+      if (waiting) waiting.push(resolve);
+      else this.waiters.set(address, [resolve]);
+    });
+  }
+
   /** Close every address whose time has come, in one batch; returns how many. */
   expire(): number {
     const now = this.clock();
@@ -238,6 +255,14 @@ export class Firewall {
   private unwant(address: string): void {
     this.wanted.delete(address);
     this.dirty.add(address);
+    this.wake(address, false);
+  }
+
+  private wake(address: string, inKernel: boolean): void {
+    const waiting = this.waiters.get(address);
+    if (!waiting) return;
+    this.waiters.delete(address);
+    for (const resolve of waiting) resolve(inKernel);
   }
 
   /** The heap's soonest item that still describes a wanted address, dropping stale ones. */
@@ -357,6 +382,7 @@ export class Firewall {
       if (this.kernel.has(entry.address)) this.stats.refreshes++;
       else opened++;
       this.kernel.set(entry.address, entry);
+      this.wake(entry.address, true);
       if (this.wanted.get(entry.address) === entry) this.dirty.delete(entry.address);
       const since = this.queuedAt.get(entry.address);
       if (since !== undefined) oldest = Math.min(oldest, since);
@@ -399,6 +425,7 @@ export class Firewall {
     const found = new Map(adopted.map((entry) => [entry.address, entry]));
     const missing = [...this.kernel.keys()].filter((address) => !found.has(address));
     this.kernel = found;
+    for (const address of [...this.waiters.keys()]) if (found.has(address)) this.wake(address, true);
     for (const address of missing) this.dirty.add(address);
     for (const entry of adopted) {
       if (!this.wanted.has(entry.address) && !this.dirty.has(entry.address)) this.adopt(entry, now);

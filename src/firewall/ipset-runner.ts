@@ -2,14 +2,14 @@
  * The ipset runner: the only place that execs ipset. Two ways to feed it restore lines:
  *
  * - execIpset: one `ipset -exist restore` per batch. Simple; costs an exec (~2-3 ms) per batch.
- * - persistentIpset: one long-lived `ipset -exist -` (interactive mode) fed through stdin.
- *   Interactive mode runs each line as it arrives and prints nothing on success, so after a
- *   batch we send `version`: its reply comes back only once every line before it ran, and
- *   any other line that came back before it is an error for this batch. stdout is made
- *   unbuffered (stdbuf) and merged with stderr into one pipe, so the order holds.
+ * - persistentIpset: one long-lived `ipset -exist -` (interactive mode) fed through stdin
+ *   (acked-pipe.ts). Interactive mode runs each line as it arrives and prints nothing on
+ *   success, so after a batch we send `version`: its reply comes back only once every line
+ *   before it ran, and any other line that came back before it is an error for this batch.
  */
-import { execa, type ExecaError, type ResultPromise } from 'execa';
+import { execa, type ExecaError } from 'execa';
 import { ApplyError, ConfigError } from '../errors.js';
+import { AckedPipe } from './acked-pipe.js';
 
 export interface IpsetRunner {
   /** `ipset list -o save SET`, or undefined when there is no such set. */
@@ -74,77 +74,29 @@ export function execIpset(options: IpsetRunnerOptions = {}): IpsetRunner {
 export function persistentIpset(options: IpsetRunnerOptions = {}): IpsetRunner {
   const binary = options.ipset ?? 'ipset';
   const oneShot = execIpset(options);
-  let child: ResultPromise | undefined;
-  let output = '';
-  let waiter: (() => void) | undefined;
-  let queue: Promise<void> = Promise.resolve();
-
-  const start = (): ResultPromise => {
-    // One pipe for both streams (2>&1), so an error line always arrives before the answer to
-    // the `version` that follows it; two pipes could deliver them in either order.
-    const shell = ['sh', '-c', 'exec "$@" 2>&1', 'sh', 'stdbuf', '-o0', binary, '-exist', '-'];
-    const [command, ...args] = [...(options.prefix ?? []), ...shell];
-    const spawned = execa(command!, args, { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', reject: false, buffer: false });
-    output = '';
-    const take = (chunk: Buffer) => {
-      output += chunk.toString('utf8');
-      waiter?.();
-    };
-    // A write to a process that just died fails with EPIPE: its exit already rejects the batch.
-    spawned.stdin?.on('error', () => undefined);
-    spawned.stdout?.on('data', take);
-    spawned.stderr?.on('data', take);
-    void spawned.then(() => {
-      if (child === spawned) child = undefined;
-      waiter?.();
-    });
-    return spawned;
-  };
-  const stop = () => {
-    child?.kill('SIGTERM');
-    child = undefined;
-  };
-
-  const send = async (script: string): Promise<void> => {
-    const proc = (child ??= start());
-    output = '';
-    const acknowledged = new Promise<string[]>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no answer from ${binary} within ${ACK_TIMEOUT_MS} ms`)), ACK_TIMEOUT_MS);
-      waiter = () => {
-        const lines = output.replace(PROMPT, '').split('\n');
-        const at = lines.findIndex((line) => ACK.test(line));
-        if (at < 0 && child === proc) return;
-        clearTimeout(timer);
-        waiter = undefined;
-        if (at < 0) reject(new Error(`${binary} exited: ${lines.join(' ').trim()}`));
-        else resolve(lines.slice(0, at).map((l) => l.trim()).filter(Boolean));
-      };
-    });
-    proc.stdin?.write(`${script.endsWith('\n') ? script : `${script}\n`}version\n`);
-    let errors: string[];
-    try {
-      errors = await acknowledged;
-    } catch (err) {
-      stop();
-      throw new ApplyError(`${binary} failed: ${(err as Error).message}`, { cause: err });
-    }
-    if (errors.length) {
-      // -exist: lines that did run are harmless to run again, so the caller may retry all.
-      throw new ApplyError(`${binary} failed: ${errors[0]}`, { stderr: errors.join('\n') });
-    }
-  };
-
+  // Interactive mode prints nothing on success and buffers stdout: stdbuf unbuffers it.
+  const pipe = new AckedPipe({
+    argv: [...(options.prefix ?? []), 'stdbuf', '-o0', binary, '-exist', '-'],
+    ackRequest: () => 'version',
+    isAck: (line) => ACK.test(line),
+    noise: PROMPT,
+    timeoutMs: ACK_TIMEOUT_MS,
+  });
   return {
     save: (set) => oneShot.save(set),
     destroy: (set) => oneShot.destroy(set),
-    restore(script) {
-      if (!script) return Promise.resolve();
-      // One batch at a time on the one pipe: acknowledgements must not interleave.
-      const result = queue.then(() => send(script));
-      queue = result.catch(() => undefined);
-      return result;
+    async restore(script) {
+      if (!script) return;
+      let errors: string[];
+      try {
+        errors = await pipe.send(script);
+      } catch (err) {
+        throw new ApplyError(`${binary} failed: ${(err as Error).message}`, { cause: err });
+      }
+      // -exist: lines that did run are harmless to run again, so the caller may retry all.
+      if (errors.length) throw new ApplyError(`${binary} failed: ${errors[0]}`, { stderr: errors.join('\n') });
     },
-    close: stop,
+    close: () => pipe.close(),
   };
 }
 

@@ -4,6 +4,7 @@
  */
 import { execa, type ExecaError } from 'execa';
 import { ApplyError, ConfigError } from '../errors.js';
+import { AckedPipe } from './acked-pipe.js';
 import { CHAIN } from './rules.js';
 
 export interface IptablesRunner {
@@ -11,6 +12,8 @@ export interface IptablesRunner {
   list(): Promise<string[]>;
   /** `iptables-restore --noflush`, all of `script` in one transaction. */
   restore(script: string): Promise<void>;
+  /** End a long-lived iptables-restore, if there is one. */
+  close?(): void;
 }
 
 /** How long to wait for the xtables lock another program holds, in seconds. */
@@ -21,6 +24,13 @@ export interface RunnerOptions {
   restore?: string;
   /** A command to run iptables through, e.g. ['ip', 'netns', 'exec', 'lab'] in tests. */
   prefix?: readonly string[];
+  /**
+   * Feed restores to one long-lived `iptables-restore -v --noflush` instead of an exec per
+   * batch. Each batch is followed by a comment, which -v echoes only once the COMMIT before
+   * it is in the kernel: about 1 ms a batch instead of 3-10. A failed batch ends that
+   * process (its error is the batch's) and the next batch starts another.
+   */
+  persistent?: boolean;
 }
 
 export function iptablesRunner(options: RunnerOptions = {}): IptablesRunner {
@@ -38,6 +48,7 @@ export function iptablesRunner(options: RunnerOptions = {}): IptablesRunner {
       return true; // the whole table is unreadable: report that, not a missing chain
     }
   };
+  const restore = options.persistent ? persistentRestore(binaries.restore, options.prefix ?? []) : undefined;
   return {
     async list() {
       try {
@@ -51,6 +62,7 @@ export function iptablesRunner(options: RunnerOptions = {}): IptablesRunner {
       }
     },
     async restore(script) {
+      if (restore) return restore.apply(script);
       try {
         await run(binaries.restore, ['--noflush', '--wait', LOCK_WAIT_SECONDS], script);
       } catch (err) {
@@ -63,6 +75,27 @@ export function iptablesRunner(options: RunnerOptions = {}): IptablesRunner {
         });
       }
     },
+    close: () => restore?.close(),
+  };
+}
+
+function persistentRestore(binary: string, prefix: readonly string[]) {
+  const ack = (sequence: number) => `# on-his-name ack ${sequence}`;
+  const pipe = new AckedPipe({
+    argv: [...prefix, binary, '-v', '--noflush', '--wait', LOCK_WAIT_SECONDS],
+    ackRequest: ack,
+    isAck: (line, sequence) => line === ack(sequence),
+  });
+  return {
+    async apply(script: string): Promise<void> {
+      try {
+        await pipe.send(script);
+      } catch (err) {
+        const message = (err as Error).message.replace(/^exited: /, '');
+        throw new ApplyError(`${binary} failed: ${message}`, { stderr: message, cause: err });
+      }
+    },
+    close: () => pipe.close(),
   };
 }
 

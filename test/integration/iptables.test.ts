@@ -4,7 +4,9 @@
  * must find exactly our rules.
  */
 import { execa } from 'execa';
+import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ApplyError } from '../../src/errors.js';
 import { Firewall } from '../../src/firewall/firewall.js';
 import { iptablesRunner, type IptablesRunner } from '../../src/firewall/iptables.js';
 import { removeOwnedRules } from '../../src/firewall/reset.js';
@@ -73,5 +75,60 @@ describe.skipIf(!canUseNamespaces())(`firewall on real iptables in a namespace${
     await inNs('iptables', ['-F', 'DOCKER-USER']);
     await inNs('iptables', ['-X', 'DOCKER-USER']);
     await expect(runner.list()).rejects.toThrow(/DOCKER-USER chain does not exist: start Docker/);
+  });
+});
+
+describe.skipIf(!canUseNamespaces())(`a long-lived iptables-restore on real iptables${skipNote()}`, () => {
+  const pns = `ohn-iptp-${process.pid}`;
+  const inPns = (cmd: string, args: string[]) => execa('ip', ['netns', 'exec', pns, cmd, ...args]);
+  let runner: IptablesRunner;
+
+  beforeAll(async () => {
+    await execa('ip', ['netns', 'add', pns]);
+    await inPns('iptables', ['-N', 'DOCKER-USER']);
+    runner = iptablesRunner({ prefix: ['ip', 'netns', 'exec', pns], persistent: true });
+  });
+  afterAll(async () => {
+    runner?.close?.();
+    await execa('ip', ['netns', 'del', pns]).catch(() => undefined);
+  });
+
+  const accept = (address: string) => `*filter\n-A DOCKER-USER -d ${address}/32 -j ACCEPT\nCOMMIT\n`;
+  /** Pids of the iptables-restore processes in this suite's namespace. */
+  const processes = async () => {
+    const pids = (await execa('ip', ['netns', 'pids', pns])).stdout.split('\n').filter(Boolean);
+    const names = await Promise.all(pids.map((pid) => readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '')));
+    return pids.filter((_, i) => names[i]!.startsWith('iptables'));
+  };
+  let first: string[] = [];
+
+  it('has each batch in the kernel when it resolves, all through one process', async () => {
+    for (let i = 1; i <= 5; i++) {
+      await runner.restore(accept(`198.51.100.${i}`));
+      expect((await inPns('iptables', ['-S', 'DOCKER-USER'])).stdout).toContain(`-d 198.51.100.${i}/32`);
+      if (i === 1) first = await processes();
+      expect(await processes()).toEqual(first);
+    }
+    expect(first).toHaveLength(1);
+  });
+
+  it('fails a batch the kernel refuses with its error, and serves the next batch with a new process', async () => {
+    const refused = runner.restore('*filter\n-D DOCKER-USER -d 203.0.113.1/32 -j ACCEPT\nCOMMIT\n');
+    await expect(refused).rejects.toThrow(ApplyError);
+    await expect(refused).rejects.toThrow(/iptables-restore failed: .*Bad rule/);
+    await runner.restore(accept('198.51.100.6'));
+    expect((await inPns('iptables', ['-S', 'DOCKER-USER'])).stdout).toContain('-d 198.51.100.6/32');
+    const second = await processes();
+    expect(second).toHaveLength(1);
+    expect(second).not.toEqual(first);
+  });
+
+  it('drives the Firewall: a burst opened through the long-lived process', async () => {
+    const firewall = new Firewall({ runner, layout: { bridge: 'br-long', ports: [443] }, log: recordingLogger().log });
+    await firewall.start();
+    for (let i = 1; i <= 50; i++) firewall.allow(`203.0.113.${i}`, 'long.test.');
+    await firewall.settled();
+    expect(firewall.allowedCount).toBe(50);
+    expect((await inPns('iptables', ['-S', 'DOCKER-USER'])).stdout.split('\n').filter((l) => l.includes('-i br-long') && l.includes('-j ACCEPT'))).toHaveLength(50);
   });
 });

@@ -23,8 +23,8 @@ import { startUnbound, unboundUid, type Unbound, type ZoneRecord } from './unbou
 /** The lab's DNS server with dnstap, whichever it is. */
 export type LabDns = ({ kind: 'unbound' } & Unbound) | ({ kind: 'coredns' } & CoreDns);
 
-/** Where unbound answers the lab's zone for CoreDNS to forward to. */
-const UPSTREAM_PORT = 5300;
+/** Where unbound answers the lab's zone for CoreDNS (or on-his-name in inline mode) to forward to. */
+export const UPSTREAM_PORT = 5300;
 
 export const NETWORK = 'on-his-name';
 
@@ -61,6 +61,8 @@ export interface DockerLab {
   daemon(): CliProcess | undefined;
   /** CoreDNS with the repository's Corefile when `coredns` is on the PATH, else unbound with dnstap. */
   startDns(): Promise<LabDns>;
+  /** unbound without dnstap on 127.0.0.1:UPSTREAM_PORT: the resolver behind on-his-name in inline mode. */
+  startUpstreamDns(): Promise<Unbound>;
   /** `docker run --rm` of the lab image; on the on-his-name network with --dns=gateway unless told otherwise. */
   run(command: readonly string[], options?: { network?: 'on-his-name' | 'default'; extra?: readonly string[]; timeoutSeconds?: number }): Promise<RunResult>;
   /** curl from a fresh container (trusting the internet's certificate); ok when the HTTP exchange completed. */
@@ -142,6 +144,12 @@ export async function createDockerLab(options: DockerLabOptions = {}): Promise<D
         const unbound = await startUnbound({ namespace: host, listen: network.gateway, zone: 'test.', records, dnstapSocket });
         cleanups.push(() => unbound.stop());
         return { kind: 'unbound', ...unbound };
+      },
+      async startUpstreamDns() {
+        say(`starting unbound on 127.0.0.1:${UPSTREAM_PORT}, without dnstap, behind on-his-name's inline DNS`);
+        const upstream = await startUnbound({ namespace: host, listen: '127.0.0.1', port: UPSTREAM_PORT, zone: 'test.', records: options.records ?? DEFAULT_RECORDS });
+        cleanups.push(() => upstream.stop());
+        return upstream;
       },
       run,
       curl: (url, opts = {}) => {

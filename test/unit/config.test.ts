@@ -91,9 +91,35 @@ describe('parseConfig', () => {
     [['--ttl-grace=-1', 'a.test'], /--ttl-grace "-1" must be a whole number from 0/],
     [['--max-ips', '0', 'a.test'], /--max-ips "0" must be a whole number from 1 to 1000000 \(addresses\)/],
     [['--reconcile-interval', '1.5', 'a.test'], /--reconcile-interval "1.5".*0 turns it off/],
+    [['--dns-listen', '192.0.2.1', 'a.test'], /--dns-listen needs --dns-upstream ADDRESS:PORT/],
+    [['--dns-upstream', '127.0.0.1:5300', 'a.test'], /--dns-upstream needs inline mode: add --dns-listen/],
+    [['--deny-nxdomain', 'a.test'], /--deny-nxdomain needs inline mode/],
+    [['--dns-listen', 'localhost:53', '--dns-upstream', '127.0.0.1', 'a.test'], /--dns-listen "localhost:53" must be an IP address/],
+    [['--dns-listen', '192.0.2.1:99999', '--dns-upstream', '127.0.0.1', 'a.test'], /--dns-listen: port "99999" must be a number from 1 to 65535/],
+    [['--dns-listen', 'gateway', '--dns-upstream', '127.0.0.1', '--dns-hold-ms', '20000', 'a.test'], /--dns-hold-ms "20000" must be a whole number from 0 to 10000/],
   ])('rejects %j with a clear ConfigError', (argv, message) => {
     expect(() => parseConfig(argv, {})).toThrow(ConfigError);
     expect(() => parseConfig(argv, {})).toThrow(message);
+  });
+
+  it('turns inline DNS mode on with --dns-listen, from flags or the environment', () => {
+    expect(parseConfig(['--dns-listen', '192.0.2.1', '--dns-upstream', '127.0.0.1:5300', 'a.test'], {}).dns).toEqual({
+      listen: { host: '192.0.2.1', port: 53 },
+      upstream: { host: '127.0.0.1', port: 5300 },
+      holdMs: 200,
+      upstreamTimeoutMs: 2000,
+      denyNxdomain: false,
+    });
+    const env = { DNS_LISTEN: 'gateway:5353', DNS_UPSTREAM: '[2001:db8::53]:53', DNS_HOLD_MS: '50', DNS_TIMEOUT_MS: '500', DENY_NXDOMAIN: '1' };
+    expect(parseConfig(['a.test'], env).dns).toEqual({
+      listen: { host: 'gateway', port: 5353 },
+      upstream: { host: '2001:db8::53', port: 53 },
+      holdMs: 50,
+      upstreamTimeoutMs: 500,
+      denyNxdomain: true,
+    });
+    expect(parseConfig(['--dns-listen', '::1', '--dns-upstream', '::1', 'a.test'], {}).dns?.listen).toEqual({ host: '::1', port: 53 });
+    expect(parseConfig(['a.test'], {}).dns).toBeUndefined();
   });
 
   it('names the environment variable when the bad value came from it', () => {

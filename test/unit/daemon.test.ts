@@ -1,3 +1,4 @@
+import { createSocket } from 'node:dgram';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +8,7 @@ import { startDaemon, type Daemon } from '../../src/daemon.js';
 import { ConfigError } from '../../src/errors.js';
 import { MessageType } from '../../src/dnstap/schema.js';
 import { addressBytes, clientResponse, dnsResponse, dnstapFrame } from '../support/dnstap.js';
+import { answerData, answerTo, askUdp, query, startFakeUpstream } from '../support/dns.js';
 import { bidirectionalStream } from '../support/framestream.js';
 import { fakeIptables } from '../support/iptables.js';
 import { recordingLogger } from '../support/log.js';
@@ -173,3 +175,45 @@ describe('the daemon with IPv6', () => {
     expect(recorder.lines.find((l) => l.address === 'fd00:18::5')?.why).toMatch(/own subnet/);
   });
 });
+
+describe('the daemon in inline DNS mode', () => {
+  it('answers a container only once the ACCEPT rules of the answer are in the kernel, and names the container', async () => {
+    const upstream = await startFakeUpstream((q) => answerTo(q, [A('allowed.test', '198.51.100.10')]));
+    try {
+      const port = await freePort();
+      const kernel = fakeIptables();
+      const { lines } = await start(['--dns-listen', `127.0.0.1:${port}`, '--dns-upstream', `127.0.0.1:${upstream.port}`, 'allowed.test.'], kernel);
+      let rulesOnArrival: string[] = [];
+      const reply = await askUdp(port, query('allowed.test'), 5_000, () => {
+        rulesOnArrival = kernel.chain.filter((l) => l.includes('198.51.100.10/32'));
+      });
+      expect(answerData(reply)).toEqual(['198.51.100.10']);
+      expect(rulesOnArrival).toHaveLength(2);
+      expect(lines.find((l) => l.msg === 'allow')).toMatchObject({ name: 'allowed.test.', client: '127.0.0.1' });
+      expect(daemon!.dns?.hold).toMatchObject({ held: 1, releasedEarly: 0 });
+    } finally {
+      await upstream.close();
+    }
+  });
+
+  it('refuses to start with a clear error when the DNS address is taken', async () => {
+    const upstream = await startFakeUpstream(() => 'silent');
+    try {
+      await expect(start(['--dns-listen', `127.0.0.1:${upstream.port}`, '--dns-upstream', '127.0.0.1:1', 'a.test'])).rejects.toThrow(
+        /cannot answer DNS on 127.0.0.1:\d+ \(EADDRINUSE\): another DNS server listens there/,
+      );
+    } finally {
+      await upstream.close();
+    }
+  });
+});
+
+function freePort(): Promise<number> {
+  const socket = createSocket('udp4');
+  return new Promise((resolve) =>
+    socket.bind(0, '127.0.0.1', () => {
+      const { port } = socket.address();
+      socket.close(() => resolve(port));
+    }),
+  );
+}

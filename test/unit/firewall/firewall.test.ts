@@ -321,3 +321,35 @@ describe('Firewall expiry, refresh, limits and reconcile', () => {
     expect(comments(kernel.chain, '198.51.100.1')).toEqual([`on-his-name exp=${T0 + 100 + 180} a.test.`]);
   });
 });
+
+describe('Firewall.whenInKernel', () => {
+  it('resolves true once the kernel took the address, at once if it already has it, false if it is not wanted', async () => {
+    const kernel = fakeIptables();
+    const firewall = new Firewall({ runner: kernel.runner, layout, log: recordingLogger().log });
+    await firewall.start();
+    expect(await firewall.whenInKernel('198.51.100.1')).toBe(false);
+    firewall.allow('198.51.100.1', 'a.test.');
+    let inKernelWhenResolved: boolean | undefined;
+    const waiting = firewall.whenInKernel('198.51.100.1').then((inKernel) => {
+      inKernelWhenResolved = kernel.chain.some((l) => l.includes('198.51.100.1/32'));
+      return inKernel;
+    });
+    expect(await waiting).toBe(true);
+    expect(inKernelWhenResolved).toBe(true);
+    expect(await firewall.whenInKernel('198.51.100.1')).toBe(true);
+  });
+
+  it('resolves false for an address evicted before the kernel took it, and waits through a failed apply', async () => {
+    const kernel = fakeIptables();
+    const firewall = new Firewall({ runner: kernel.runner, layout, log: recordingLogger().log, maxIps: 1, retryDelayMs: { first: 1, max: 2 } });
+    await firewall.start();
+    firewall.allow('198.51.100.1', 'a.test.', 60);
+    const first = firewall.whenInKernel('198.51.100.1');
+    firewall.allow('198.51.100.2', 'b.test.', 3600);
+    expect(await first).toBe(false);
+    kernel.failNext(1);
+    firewall.allow('198.51.100.3', 'c.test.', 7200);
+    expect(await firewall.whenInKernel('198.51.100.3')).toBe(true);
+    expect(firewall.stats.applyFailures).toBe(1);
+  });
+});

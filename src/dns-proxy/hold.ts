@@ -1,0 +1,80 @@
+/**
+ * Inline mode's promise to its clients: an allowed answer reaches the container only once
+ * the firewall has its addresses, so the first SYN meets an ACCEPT, not the DROP. The wait
+ * is bounded (--dns-hold-ms): a kernel slower than that gets the answer released anyway,
+ * counted and logged, since a late answer costs the client more than a retransmitted SYN.
+ * With --deny-nxdomain a denied name is answered NXDOMAIN here and never asked upstream,
+ * which also keeps containers from tunnelling data out through DNS queries.
+ */
+import type { Logger } from 'pino';
+import type { Pipeline } from '../pipeline.js';
+import { reply, type Query } from './message.js';
+import type { ProxyHooks } from './server.js';
+
+export interface HoldOptions {
+  pipeline: Pipeline;
+  holdMs: number;
+  denyNxdomain: boolean;
+  log: Logger;
+  now?: () => number;
+}
+
+export interface HoldStats {
+  /** Allowed answers that waited for their rules. */
+  held: number;
+  /** ... and were released before the rules were in (hold bound reached). */
+  releasedEarly: number;
+  /** ... whose addresses will never open (dropped or refused by the firewall's bounds). */
+  notOpened: number;
+  /** Denied names answered NXDOMAIN (--deny-nxdomain). */
+  nxdomain: number;
+  lastHoldMs: number;
+  maxHoldMs: number;
+}
+
+export function holdUntilOpen(options: HoldOptions): ProxyHooks & { stats: Readonly<HoldStats> } {
+  const { pipeline, log } = options;
+  const now = options.now ?? (() => performance.now());
+  const stats: HoldStats = { held: 0, releasedEarly: 0, notOpened: 0, nxdomain: 0, lastHoldMs: 0, maxHoldMs: 0 };
+
+  const nxdomain = (query: Query): Buffer => {
+    stats.nxdomain++;
+    return reply(query, 'NXDOMAIN');
+  };
+
+  return {
+    stats,
+    answerLocally(query, client) {
+      if (!options.denyNxdomain || pipeline.admits(query.name, client)) return undefined;
+      return nxdomain(query);
+    },
+    async release(upstreamReply, query, client) {
+      const opened = pipeline.onResponse(upstreamReply, client);
+      if (!opened || opened.decision.outcome !== 'allow') return upstreamReply;
+      const started = now();
+      const outcome = await within(opened.inKernel, options.holdMs);
+      const waited = now() - started;
+      stats.held++;
+      stats.lastHoldMs = waited;
+      stats.maxHoldMs = Math.max(stats.maxHoldMs, waited);
+      if (outcome === 'timeout') {
+        stats.releasedEarly++;
+        log.warn(
+          { name: opened.decision.name, client, holdMs: options.holdMs, releasedEarly: stats.releasedEarly },
+          'released a DNS answer before its rules reached the kernel: the first packets may be dropped (is the firewall slow? raise --dns-hold-ms)',
+        );
+      } else if (outcome === false) {
+        stats.notOpened++;
+      }
+      return upstreamReply;
+    },
+  };
+}
+
+function within(promise: Promise<boolean>, ms: number): Promise<boolean | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

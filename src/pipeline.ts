@@ -1,0 +1,140 @@
+/**
+ * The middle of the pipeline, shared by every source of DNS answers: an answer becomes a
+ * decision (policy and address guard), an allowed decision opens its addresses in the
+ * firewall of their family, and each decision is one log line.
+ *
+ *   dnstap frame ─────────────┐
+ *                             ├─▶ decision ─▶ Firewall (IPv4) / Firewall (IPv6)
+ *   inline DNS proxy answer ──┘
+ *
+ * The dnstap source hands over a frame and moves on; the inline source also gets a promise
+ * that settles when the answer's addresses are in the kernel, and holds the answer until then.
+ */
+import type { Logger } from 'pino';
+import { decide, decideResponse, type Decision } from './decision.js';
+import { DecodeError } from './errors.js';
+import type { Firewall } from './firewall/firewall.js';
+import type { Producer } from './framestream/listener.js';
+import type { Policy } from './policy/policy.js';
+import type { AddressGuard } from './policy/special-addresses.js';
+
+export interface PipelineStats {
+  decisions: Record<Decision['outcome'], number>;
+  decodeErrors: number;
+}
+
+export interface Firewalls {
+  4: Firewall;
+  /** Absent when IPv6 filtering is not installed: AAAA answers open nothing. */
+  6?: Firewall | undefined;
+}
+
+export interface Opened {
+  decision: Decision;
+  /** True once every address the decision opens is in the kernel; false if one never will be. */
+  inKernel: Promise<boolean>;
+}
+
+export class Pipeline {
+  readonly stats: PipelineStats = { decisions: { allow: 0, deny: 0, skip: 0 }, decodeErrors: 0 };
+  private warnedNotFull = false;
+
+  constructor(
+    private readonly policy: Policy,
+    private readonly guard: AddressGuard,
+    private readonly firewalls: Firewalls,
+    private readonly log: Logger,
+  ) {}
+
+  /** A dnstap data frame: decide and open; bad bytes are counted, logged and skipped. */
+  readonly onFrame = (payload: Buffer, producer: Producer): void => {
+    const decision = this.attempt(() => decide(payload, this.policy, this.guard), { producer: producer.id }, 'skipped a dnstap frame');
+    if (decision) this.act(decision);
+  };
+
+  /**
+   * A response the inline DNS proxy is about to send to `client`. Undefined for bytes that
+   * are not a DNS response (counted and logged; the proxy passes them on untouched).
+   */
+  onResponse(response: Uint8Array, client: string): Opened | undefined {
+    const decision = this.attempt(() => decideResponse(response, client, this.policy, this.guard), { client }, 'upstream answer not understood');
+    if (!decision) return undefined;
+    const opening = this.act(decision);
+    return { decision, inKernel: Promise.all(opening).then((all) => all.every(Boolean)) };
+  }
+
+  /**
+   * A question not yet asked upstream (inline mode with --deny-nxdomain): does a pattern
+   * allow its name? A denied name is counted and logged here, as its answer would have been.
+   */
+  admits(name: string, client: string): boolean {
+    if (this.policy.match(name)) return true;
+    this.stats.decisions.deny++;
+    this.log.info({ name, client }, 'deny');
+    return false;
+  }
+
+  private attempt(decideIt: () => Decision, context: Record<string, unknown>, message: string): Decision | undefined {
+    try {
+      return decideIt();
+    } catch (err) {
+      if (!(err instanceof DecodeError)) throw err;
+      this.stats.decodeErrors++;
+      this.log.warn({ ...context, reason: err.message, decodeErrors: this.stats.decodeErrors }, message);
+      return undefined;
+    }
+  }
+
+  /** Count, log and open; returns, for an allowed answer, when each of its addresses reaches the kernel. */
+  private act(decision: Decision): Promise<boolean>[] {
+    this.stats.decisions[decision.outcome]++;
+    switch (decision.outcome) {
+      case 'allow':
+        return this.open(decision);
+      case 'deny':
+        this.log.info({ name: decision.name, client: decision.client }, 'deny');
+        return [];
+      case 'skip':
+        this.skip(decision);
+        return [];
+    }
+  }
+
+  private open(decision: Extract<Decision, { outcome: 'allow' }>): Promise<boolean>[] {
+    for (const { address, why } of decision.refused) {
+      this.log.warn(
+        { name: decision.name, client: decision.client, address, why },
+        'refused to open a special-purpose address; open it on purpose with --allow-cidr',
+      );
+    }
+    const added: string[] = [];
+    const opening: Promise<boolean>[] = [];
+    for (const [family, records] of [[4, decision.ipv4], [6, decision.ipv6]] as const) {
+      const firewall = this.firewalls[family];
+      if (!firewall) continue;
+      for (const { address, ttl } of records) {
+        if (firewall.allow(address, decision.name, ttl) === 'queued') added.push(address);
+        opening.push(firewall.whenInKernel(address));
+      }
+    }
+    if (added.length === 0 && !this.log.isLevelEnabled('debug')) return opening; // a repeat answer: nothing to say
+    const ips = [...decision.ipv4, ...decision.ipv6].map((r) => r.address);
+    const fields = { name: decision.name, client: decision.client, pattern: decision.pattern, ips };
+    if (added.length > 0) this.log.info({ ...fields, added }, 'allow');
+    else this.log.debug(fields, 'allow (already open)');
+    return opening;
+  }
+
+  private skip(decision: Extract<Decision, { outcome: 'skip' }>): void {
+    if (this.log.isLevelEnabled('trace')) {
+      this.log.trace({ reason: decision.reason, name: decision.name, rcode: decision.rcode, client: decision.client }, 'skip');
+    }
+    if (decision.reason === 'no-response-message' && !this.warnedNotFull) {
+      this.warnedNotFull = true;
+      this.log.warn(
+        'dnstap CLIENT_RESPONSE carries no response message: add "full" to the dnstap line of the Corefile ' +
+          '(dnstap unix:///run/on-his-name/dnstap.sock full), or enable client response logging in your DNS server',
+      );
+    }
+  }
+}

@@ -1,0 +1,118 @@
+/** A scriptable upstream DNS server and plain clients, over real sockets on loopback. */
+import { createSocket } from 'node:dgram';
+import { connect, createServer } from 'node:net';
+import dnsPacket from 'dns-packet';
+import { TcpMessages, withLength } from '../../src/dns-proxy/tcp-framing.js';
+
+export type Transport = 'udp' | 'tcp';
+/** A packet to send back, raw bytes, or 'silent' to never answer. */
+export type Script = (query: dnsPacket.Packet, transport: Transport) => dnsPacket.Packet | Buffer | 'silent';
+
+export interface FakeUpstream {
+  port: number;
+  /** Every query as it arrived, raw. */
+  received: Array<{ bytes: Buffer; transport: Transport }>;
+  close(): Promise<void>;
+}
+
+export async function startFakeUpstream(script: Script): Promise<FakeUpstream> {
+  const received: FakeUpstream['received'] = [];
+  const answer = (bytes: Buffer, transport: Transport): Buffer | undefined => {
+    received.push({ bytes: Buffer.from(bytes), transport });
+    const out = script(dnsPacket.decode(bytes), transport);
+    if (out === 'silent') return undefined;
+    return Buffer.isBuffer(out) ? out : dnsPacket.encode(out);
+  };
+  const udp = createSocket('udp4');
+  udp.on('message', (bytes, peer) => {
+    const out = answer(bytes, 'udp');
+    if (out) udp.send(out, peer.port, peer.address);
+  });
+  await new Promise<void>((resolve) => udp.bind(0, '127.0.0.1', () => resolve()));
+  const port = udp.address().port;
+  const tcp = createServer((socket) => {
+    const messages = new TcpMessages();
+    socket.on('data', (chunk) => {
+      for (const bytes of messages.push(chunk)) {
+        const out = answer(bytes, 'tcp');
+        if (out) socket.write(withLength(out));
+      }
+    });
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => tcp.listen(port, '127.0.0.1', () => resolve()));
+  return {
+    port,
+    received,
+    close: async () => {
+      await Promise.all([new Promise<void>((r) => udp.close(() => r())), new Promise<void>((r) => tcp.close(() => r()))]);
+    },
+  };
+}
+
+/** An answer to `query` with the given records (A, AAAA, CNAME...) and flags. */
+export function answerTo(query: dnsPacket.Packet, answers: dnsPacket.Answer[], extra: Partial<dnsPacket.Packet> = {}): dnsPacket.Packet {
+  return { id: query.id, type: 'response', flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE, questions: query.questions, answers, ...extra };
+}
+
+export function query(name: string, options: { id?: number; type?: 'A' | 'AAAA' | 'MX'; edns?: boolean } = {}): Buffer {
+  return dnsPacket.encode({
+    id: options.id ?? 4242,
+    type: 'query',
+    flags: dnsPacket.RECURSION_DESIRED,
+    questions: [{ name, type: options.type ?? 'A', class: 'IN' }],
+    // A DNS cookie option (code 10), which a proxy must pass on untouched.
+    ...(options.edns
+      ? { additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [{ code: 10, data: Buffer.from('0123456789abcdef', 'hex') }] } as unknown as dnsPacket.Answer] }
+      : {}),
+  });
+}
+
+/** The addresses (or other data) of a reply's answer section. */
+export function answerData(reply: Buffer | undefined): unknown[] | undefined {
+  return reply ? (dnsPacket.decode(reply).answers ?? []).map((a) => ('data' in a ? a.data : undefined)) : undefined;
+}
+
+/** A reply's rcode (dns-packet decodes it; its types leave it out). */
+export function rcodeOf(reply: Buffer): string {
+  return (dnsPacket.decode(reply) as unknown as { rcode: string }).rcode;
+}
+
+/** One UDP exchange; undefined when nothing came back within timeoutMs. */
+export function askUdp(port: number, bytes: Buffer, timeoutMs = 2000, onReply?: (reply: Buffer) => void): Promise<Buffer | undefined> {
+  const socket = createSocket('udp4');
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => done(undefined), timeoutMs);
+    const done = (reply: Buffer | undefined) => {
+      clearTimeout(timer);
+      socket.close();
+      resolve(reply);
+    };
+    socket.on('message', (reply) => {
+      onReply?.(reply);
+      done(reply);
+    });
+    socket.send(bytes, port, '127.0.0.1');
+  });
+}
+
+/** Several queries on one TCP connection; resolves with the replies in arrival order. */
+export function askTcp(port: number, queries: Buffer[], timeoutMs = 2000): Promise<Buffer[]> {
+  const socket = connect(port, '127.0.0.1');
+  const messages = new TcpMessages();
+  const replies: Buffer[] = [];
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => done(), timeoutMs);
+    const done = () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(replies);
+    };
+    socket.on('connect', () => socket.write(Buffer.concat(queries.map(withLength))));
+    socket.on('data', (chunk) => {
+      replies.push(...messages.push(chunk));
+      if (replies.length >= queries.length) done();
+    });
+    socket.on('error', done);
+  });
+}

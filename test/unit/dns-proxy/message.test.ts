@@ -1,0 +1,103 @@
+import dnsPacket from 'dns-packet';
+import { describe, expect, it } from 'vitest';
+import { CLASSIC_UDP_LIMIT, answers, checkQuery, fitForUdp, isTruncated, reply, type Query } from '../../../src/dns-proxy/message.js';
+import { TcpMessages, withLength } from '../../../src/dns-proxy/tcp-framing.js';
+import { answerTo, query, rcodeOf } from '../../support/dns.js';
+
+function parsed(bytes: Buffer): Query {
+  const check = checkQuery(bytes);
+  if (!check.ok) throw new Error(check.why);
+  return check.query;
+}
+
+describe('checkQuery', () => {
+  it('reads the id, the normalised name, and the client UDP limit (512 without EDNS, its payload size with)', () => {
+    const plain = parsed(query('Example.COM', { id: 7 }));
+    expect(plain).toMatchObject({ id: 7, name: 'example.com.', udpLimit: CLASSIC_UDP_LIMIT, edns: false });
+    const edns = parsed(query('example.com', { edns: true }));
+    expect(edns).toMatchObject({ udpLimit: 1232, edns: true });
+  });
+
+  it('drops runts and responses without a reply, so the proxy never feeds a loop or a reflection', () => {
+    expect(checkQuery(Buffer.alloc(5))).toMatchObject({ ok: false, why: expect.stringContaining('shorter than a DNS header') });
+    const response = dnsPacket.encode({ id: 1, type: 'response', questions: [{ name: 'a.test', type: 'A', class: 'IN' }] });
+    const check = checkQuery(response);
+    expect(check.ok).toBe(false);
+    expect(check.ok === false && check.reply).toBeFalsy();
+  });
+
+  it('answers NOTIMP to another opcode and FORMERR to a broken or multi-question query, with the client id', () => {
+    const notify = query('a.test', { id: 99 });
+    notify.writeUInt16BE(notify.readUInt16BE(2) | (4 << 11), 2); // NOTIFY
+    const notimp = checkQuery(notify);
+    expect(notimp.ok === false && dnsPacket.decode(notimp.reply!)).toMatchObject({ id: 99, rcode: 'NOTIMP', type: 'response' });
+
+    const two = dnsPacket.encode({ id: 5, type: 'query', questions: [{ name: 'a.test', type: 'A' }, { name: 'b.test', type: 'A' }] });
+    const formerr = checkQuery(two);
+    expect(formerr.ok === false && dnsPacket.decode(formerr.reply!)).toMatchObject({ id: 5, rcode: 'FORMERR' });
+
+    const cut = query('a.long.name.test').subarray(0, 18);
+    const broken = checkQuery(cut);
+    expect(broken).toMatchObject({ ok: false, why: expect.stringContaining('malformed') });
+    expect(broken.ok === false && rcodeOf(broken.reply!)).toBe('FORMERR');
+  });
+});
+
+describe('reply', () => {
+  it('keeps the id, RD and the question, and answers EDNS with EDNS', () => {
+    const q = parsed(query('a.test', { id: 321, edns: true }));
+    const out = dnsPacket.decode(reply(q, 'SERVFAIL'));
+    expect(out).toMatchObject({ id: 321, type: 'response', rcode: 'SERVFAIL', flag_rd: true, flag_ra: true, questions: [{ name: 'a.test', type: 'A', class: 'IN' }] });
+    expect(out.additionals).toEqual([expect.objectContaining({ type: 'OPT', udpPayloadSize: 1232 })]);
+    expect(dnsPacket.decode(reply(parsed(query('a.test')), 'NXDOMAIN')).additionals).toEqual([]);
+  });
+});
+
+describe('fitForUdp', () => {
+  const q = parsed(query('big.test', { id: 11 }));
+  const big = dnsPacket.encode(
+    answerTo(dnsPacket.decode(query('big.test', { id: 11 })), Array.from({ length: 40 }, (_, i) => ({ type: 'A' as const, name: 'big.test', ttl: 60, data: `198.51.100.${i}` }))),
+  );
+
+  it('passes a reply that fits and truncates one that does not, keeping the rcode and setting TC', () => {
+    const small = reply(q, 'NOERROR');
+    expect(fitForUdp(small, q)).toBe(small);
+    expect(big.length).toBeGreaterThan(CLASSIC_UDP_LIMIT);
+    const cut = fitForUdp(big, q);
+    expect(cut.length).toBeLessThanOrEqual(CLASSIC_UDP_LIMIT);
+    expect(isTruncated(cut)).toBe(true);
+    expect(dnsPacket.decode(cut)).toMatchObject({ id: 11, rcode: 'NOERROR', answers: [], questions: [{ name: 'big.test' }] });
+  });
+
+  it('lets an EDNS client take up to its payload size', () => {
+    const edns = parsed(query('big.test', { id: 11, edns: true }));
+    expect(fitForUdp(big, edns)).toBe(big);
+  });
+});
+
+describe('answers', () => {
+  const q = parsed(query('Mixed.Test', { id: 8 }));
+  const response = (id: number, name: string) => dnsPacket.encode({ id, type: 'response', questions: [{ name, type: 'A', class: 'IN' }] });
+
+  it('matches the id and the question, whatever the letter case', () => {
+    expect(answers(response(8, 'mixed.test'), q)).toBe(true);
+    expect(answers(response(8, 'MIXED.TEST'), q)).toBe(true);
+    expect(answers(response(9, 'mixed.test'), q)).toBe(false);
+    expect(answers(response(8, 'other.test'), q)).toBe(false);
+    expect(answers(query('mixed.test', { id: 8 }), q)).toBe(false); // a query, not a response
+  });
+});
+
+describe('TcpMessages', () => {
+  it('gives whole messages whatever the chunking', () => {
+    const messages = [query('a.test'), query('b.test', { edns: true }), Buffer.alloc(0), query('c.test')];
+    const stream = Buffer.concat(messages.map(withLength));
+    for (let size = 1; size <= stream.length; size += 7) {
+      const reader = new TcpMessages();
+      const out: Buffer[] = [];
+      for (let at = 0; at < stream.length; at += size) out.push(...reader.push(stream.subarray(at, at + size)));
+      expect(out).toEqual(messages);
+      expect(reader.buffered).toBe(0);
+    }
+  });
+});

@@ -1,0 +1,179 @@
+import dnsPacket from 'dns-packet';
+import { afterEach, describe, expect, it } from 'vitest';
+import { holdUntilOpen } from '../../../src/dns-proxy/hold.js';
+import { startDnsProxy, type DnsProxy } from '../../../src/dns-proxy/server.js';
+import type { Entry, FirewallBackend } from '../../../src/firewall/backend.js';
+import { Firewall } from '../../../src/firewall/firewall.js';
+import { Pipeline } from '../../../src/pipeline.js';
+import { Policy } from '../../../src/policy/policy.js';
+import { AddressGuard } from '../../../src/policy/special-addresses.js';
+import { answerData, answerTo, askTcp, askUdp, rcodeOf, query, startFakeUpstream, type FakeUpstream, type Script } from '../../support/dns.js';
+import { recordingLogger } from '../../support/log.js';
+
+/** A kernel that takes each batch only when the test lets it. */
+function gatedBackend() {
+  const applied: string[] = [];
+  let opened = true;
+  let waiting: Array<() => void> = [];
+  const backend: FirewallBackend = {
+    sync: async () => ({ adopted: [], rebuilt: true }),
+    async apply(add: readonly Entry[]) {
+      if (!opened) await new Promise<void>((resolve) => waiting.push(resolve));
+      applied.push(...add.map((e) => e.address));
+    },
+  };
+  return {
+    backend,
+    applied,
+    close() {
+      opened = false;
+    },
+    open() {
+      opened = true;
+      for (const resolve of waiting.splice(0)) resolve();
+    },
+  };
+}
+
+const A = (name: string, data: string) => ({ type: 'A' as const, name, ttl: 60, data });
+const ZONE: Record<string, dnsPacket.Answer[]> = {
+  'allowed.test': [A('allowed.test', '198.51.100.10'), A('allowed.test', '198.51.100.11')],
+  'denied.test': [A('denied.test', '203.0.113.10')],
+  'big.test': Array.from({ length: 40 }, (_, i) => A('big.test', `198.51.100.${100 + i}`)),
+};
+const zoneScript: Script = (q) => answerTo(q, ZONE[q.questions![0]!.name.toLowerCase()] ?? []);
+
+let upstream: FakeUpstream | undefined;
+let proxy: DnsProxy | undefined;
+let firewall: Firewall | undefined;
+afterEach(async () => {
+  await proxy?.close();
+  await upstream?.close();
+  firewall?.stop();
+  proxy = upstream = firewall = undefined;
+});
+
+async function start(options: { script?: Script; holdMs?: number; denyNxdomain?: boolean; upstreamTimeoutMs?: number } = {}) {
+  const kernel = gatedBackend();
+  const recorder = recordingLogger();
+  firewall = new Firewall({ backend: kernel.backend, log: recorder.log });
+  await firewall.start();
+  const pipeline = new Pipeline(Policy.compile(['allowed.test', '*.big.test', 'big.test']), new AddressGuard(), { 4: firewall }, recorder.log);
+  const hold = holdUntilOpen({ pipeline, holdMs: options.holdMs ?? 5_000, denyNxdomain: options.denyNxdomain ?? false, log: recorder.log });
+  upstream = await startFakeUpstream(options.script ?? zoneScript);
+  proxy = await startDnsProxy({
+    listen: { host: '127.0.0.1', port: 0 },
+    upstream: { host: '127.0.0.1', port: upstream.port },
+    upstreamTimeoutMs: options.upstreamTimeoutMs ?? 2_000,
+    hooks: hold,
+    log: recorder.log,
+  });
+  return { kernel, hold, pipeline, firewall, upstream, proxy, ...recorder };
+}
+
+const addressesOf = answerData;
+
+describe('inline DNS proxy', () => {
+  it('holds an allowed answer until every one of its addresses is in the kernel', async () => {
+    const lab = await start();
+    lab.kernel.close();
+    let inKernelOnArrival: boolean[] = [];
+    const asked = askUdp(lab.proxy.address.port, query('allowed.test'), 5_000, () => {
+      inKernelOnArrival = ['198.51.100.10', '198.51.100.11'].map((a) => lab.firewall.isAllowed(a));
+    });
+    // The upstream has answered and the rules are queued, but the kernel has not taken them.
+    while (lab.upstream.received.length === 0 || lab.firewall.stats.applies > 0) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(inKernelOnArrival).toEqual([]);
+    lab.kernel.open();
+    expect(addressesOf(await asked)).toEqual(['198.51.100.10', '198.51.100.11']);
+    expect(inKernelOnArrival).toEqual([true, true]);
+    expect(lab.hold.stats).toMatchObject({ held: 1, releasedEarly: 0 });
+    expect(lab.lines.find((l) => l.msg === 'allow')).toMatchObject({ name: 'allowed.test.', client: '127.0.0.1', added: ['198.51.100.10', '198.51.100.11'] });
+  });
+
+  it('releases the answer when the hold bound runs out, and says so', async () => {
+    const lab = await start({ holdMs: 30 });
+    lab.kernel.close();
+    expect(addressesOf(await askUdp(lab.proxy.address.port, query('allowed.test')))).toEqual(['198.51.100.10', '198.51.100.11']);
+    expect(lab.firewall.isAllowed('198.51.100.10')).toBe(false);
+    expect(lab.hold.stats).toMatchObject({ held: 1, releasedEarly: 1 });
+    expect(lab.lines.some((l) => l.msg.startsWith('released a DNS answer before its rules'))).toBe(true);
+    lab.kernel.open();
+  });
+
+  it('answers a denied name normally and opens nothing, or NXDOMAIN without asking upstream with --deny-nxdomain', async () => {
+    const normal = await start();
+    expect(addressesOf(await askUdp(normal.proxy.address.port, query('denied.test')))).toEqual(['203.0.113.10']);
+    expect(normal.firewall.isAllowed('203.0.113.10')).toBe(false);
+    expect(normal.pipeline.stats.decisions.deny).toBe(1);
+    await proxy!.close();
+    await upstream!.close();
+    proxy = upstream = undefined;
+
+    const strict = await start({ denyNxdomain: true });
+    const reply = dnsPacket.decode((await askUdp(strict.proxy.address.port, query('denied.test', { id: 77, edns: true })))!);
+    expect(reply).toMatchObject({ id: 77, rcode: 'NXDOMAIN', answers: [] });
+    expect(reply.additionals).toEqual([expect.objectContaining({ type: 'OPT' })]);
+    expect(strict.upstream.received).toHaveLength(0);
+    expect(strict.hold.stats.nxdomain).toBe(1);
+    expect(strict.lines.find((l) => l.msg === 'deny')).toMatchObject({ name: 'denied.test.', client: '127.0.0.1' });
+    // An allowed name is still forwarded and opened.
+    expect(addressesOf(await askUdp(strict.proxy.address.port, query('allowed.test')))).toHaveLength(2);
+  });
+
+  it('answers SERVFAIL when the upstream stays silent past the bound', async () => {
+    const lab = await start({ script: () => 'silent', upstreamTimeoutMs: 100 });
+    const reply = dnsPacket.decode((await askUdp(lab.proxy.address.port, query('allowed.test', { id: 3 })))!);
+    expect(reply).toMatchObject({ id: 3, rcode: 'SERVFAIL' });
+    expect(lab.proxy.stats.upstreamFailures).toBe(1);
+    expect(lab.lines.some((l) => String(l.msg).includes('did not answer: SERVFAIL'))).toBe(true);
+  });
+
+  it('passes the query on untouched, EDNS options included', async () => {
+    const lab = await start();
+    const sent = query('allowed.test', { id: 1234, edns: true });
+    await askUdp(lab.proxy.address.port, sent);
+    expect(lab.upstream.received[0]!.bytes).toEqual(sent);
+  });
+
+  it('sends a client to TCP with TC when the answer is too big for its UDP size, and holds the TCP answer too', async () => {
+    const lab = await start();
+    const overUdp = (await askUdp(lab.proxy.address.port, query('big.test', { id: 9 })))!;
+    expect(dnsPacket.decode(overUdp)).toMatchObject({ id: 9, flag_tc: true, answers: [] });
+    expect(lab.proxy.stats.truncated).toBe(1);
+    lab.kernel.close();
+    const pending = askTcp(lab.proxy.address.port, [query('big.test', { id: 10 })], 5_000);
+    while (lab.firewall.stats.applies > 1 || lab.upstream.received.filter((r) => r.transport === 'tcp').length === 0) await new Promise((r) => setTimeout(r, 5));
+    lab.kernel.open();
+    const [overTcp] = await pending;
+    expect(dnsPacket.decode(overTcp!).answers).toHaveLength(40);
+    expect(lab.firewall.isAllowed('198.51.100.139')).toBe(true);
+  });
+
+  it('passes the upstream TC bit on, and answers several queries on one TCP connection', async () => {
+    const lab = await start({
+      script: (q, transport) => (transport === 'udp' ? answerTo(q, [], { flags: dnsPacket.TRUNCATED_RESPONSE }) : zoneScript(q, transport)),
+    });
+    expect(dnsPacket.decode((await askUdp(lab.proxy.address.port, query('allowed.test')))!).flag_tc).toBe(true);
+    const replies = await askTcp(lab.proxy.address.port, [query('allowed.test', { id: 1 }), query('denied.test', { id: 2 })]);
+    expect(replies.map((r) => dnsPacket.decode(r).id).sort()).toEqual([1, 2]);
+    expect(lab.firewall.isAllowed('198.51.100.10')).toBe(true);
+  });
+
+  it('answers FORMERR to a broken query, nothing to a runt or a response, and keeps serving', async () => {
+    const lab = await start();
+    const broken = query('a.long.name.test', { id: 6 }).subarray(0, 18);
+    expect(dnsPacket.decode((await askUdp(lab.proxy.address.port, broken))!)).toMatchObject({ id: 6, rcode: 'FORMERR' });
+    expect(await askUdp(lab.proxy.address.port, Buffer.from('hi'), 200)).toBeUndefined();
+    expect(lab.upstream.received).toHaveLength(0);
+    expect(addressesOf(await askUdp(lab.proxy.address.port, query('allowed.test')))).toHaveLength(2);
+    expect(lab.proxy.stats.malformed).toBe(2);
+  });
+
+  it('ignores a reply from the upstream that does not answer the query (wrong id)', async () => {
+    const lab = await start({ script: (q) => ({ ...answerTo(q, ZONE['allowed.test']!), id: (q.id! + 1) & 0xffff }), upstreamTimeoutMs: 150 });
+    expect(rcodeOf((await askUdp(lab.proxy.address.port, query('allowed.test')))!)).toBe('SERVFAIL');
+    expect(lab.firewall.isAllowed('198.51.100.10')).toBe(false);
+  });
+});
