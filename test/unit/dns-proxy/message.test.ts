@@ -1,4 +1,5 @@
 import dnsPacket from 'dns-packet';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CLASSIC_UDP_LIMIT, answers, checkQuery, fitForUdp, isTruncated, reply, type Query } from '../../../src/dns-proxy/message.js';
 import { TcpMessages, withLength } from '../../../src/dns-proxy/tcp-framing.js';
@@ -40,6 +41,22 @@ describe('checkQuery', () => {
     const broken = checkQuery(cut);
     expect(broken).toMatchObject({ ok: false, why: expect.stringContaining('malformed') });
     expect(broken.ok === false && rcodeOf(broken.reply!)).toBe('FORMERR');
+  });
+});
+
+describe('checkQuery on compression pointer loops', () => {
+  it('answers FORMERR to a question name that points at itself', () => {
+    const loop = Buffer.alloc(18);
+    loop.writeUInt16BE(1, 4);
+    loop.set([0xc0, 12], 12);
+    const labelThenLoop = Buffer.alloc(20);
+    labelThenLoop.writeUInt16BE(1, 4);
+    labelThenLoop.set([1, 0x61, 0xc0, 12], 12);
+    for (const bytes of [loop, labelThenLoop]) {
+      const check = checkQuery(bytes);
+      expect(check).toMatchObject({ ok: false, why: expect.stringContaining('pointer') });
+      expect(check.ok === false && rcodeOf(check.reply!)).toBe('FORMERR');
+    }
   });
 });
 
@@ -99,5 +116,44 @@ describe('TcpMessages', () => {
       expect(out).toEqual(messages);
       expect(reader.buffered).toBe(0);
     }
+  });
+});
+
+describe('hostile queries', () => {
+  const seed = 20261123;
+  const mutate = (bytes: Buffer, flips: Array<[number, number]>, cut: number) => {
+    const copy = Buffer.from(bytes.subarray(0, Math.max(0, bytes.length - cut)));
+    for (const [at, bit] of flips) if (copy.length) copy[at % copy.length]! ^= 1 << bit;
+    return copy;
+  };
+
+  it('never throws on random bytes, and every reply it owes is a response to the same id that dns-packet reads', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 600 }), (bytes) => {
+        const check = checkQuery(bytes);
+        if (check.ok || !check.reply) return;
+        const decoded = dnsPacket.decode(check.reply);
+        expect(decoded.type).toBe('response');
+        expect(decoded.id).toBe(Buffer.from(bytes).readUInt16BE(0));
+      }),
+      { seed, numRuns: 2000 },
+    );
+  });
+
+  it('on mutated real queries: a query it accepts has a question that replies carry back intact', () => {
+    const names = fc.stringMatching(/^[a-z0-9-]{1,20}(\.[a-z0-9-]{1,20}){0,3}$/);
+    fc.assert(
+      fc.property(names, fc.boolean(), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 7 })), { maxLength: 4 }), fc.nat(8), (name, edns, flips, cut) => {
+        const bytes = mutate(query(name, { edns }), flips, cut);
+        const check = checkQuery(bytes);
+        if (!check.ok) return;
+        for (const rcode of ['SERVFAIL', 'NXDOMAIN'] as const) {
+          const out = reply(check.query, rcode);
+          expect(answers(out, check.query)).toBe(true);
+          expect(fitForUdp(out, check.query)).toBe(out);
+        }
+      }),
+      { seed, numRuns: 2000 },
+    );
   });
 });
