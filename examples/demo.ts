@@ -6,11 +6,15 @@
  * on-his-name by network name as the README tells, and shows what containers can reach.
  * It installs nothing; it says what is missing and how to install it. Everything it
  * creates is removed at the end, on failure and on Ctrl-C.
+ *
+ * `sudo npm run demo -- --inline` plays the same scene in inline DNS mode: on-his-name
+ * answers the containers' DNS on the gateway and forwards to unbound on loopback.
  */
 import { execa } from 'execa';
-import { createDockerLab, NETWORK, type DockerLab } from '../test/lab/docker-lab.js';
+import { createDockerLab, NETWORK, UPSTREAM_PORT, type DockerLab } from '../test/lab/docker-lab.js';
 
 const PATTERNS = ['allowed.test.', '*.cdn.test.'];
+const INLINE = process.argv.includes('--inline');
 const REQUIRED: ReadonlyArray<[tool: string, pkg: string]> = [
   ['dockerd', 'docker.io'],
   ['docker', 'docker.io'],
@@ -55,11 +59,8 @@ async function main(): Promise<number> {
 
 async function scene(lab: DockerLab): Promise<void> {
   const gw = lab.network.gateway;
-  step(`on-his-name ${PATTERNS.map((p) => `"${p}"`).join(' ')}   (network ${NETWORK}, bridge ${lab.network.bridge})`);
-  await lab.startDaemon(PATTERNS);
-  const dns = await lab.startDns();
-  progress(`containers use --dns=${gw}; ${dns.kind === 'coredns' ? 'CoreDNS' : 'unbound'} answers there and reports every answer over dnstap`);
-  await new Promise((r) => setTimeout(r, 1500)); // let unbound connect to the dnstap socket
+  if (INLINE) await startInline(lab);
+  else await startBesideDnstap(lab);
 
   await show(lab, 'An allowed name: the fetch succeeds', `docker run --network=${NETWORK} --dns=${gw} IMAGE curl https://allowed.test/`, () => lab.curl('https://allowed.test/'), true);
   await show(lab, 'A name not on the list: resolved, but the connection times out', `docker run --network=${NETWORK} --dns=${gw} IMAGE curl --max-time 4 http://denied.test/`, () => lab.curl('http://denied.test/', { timeoutSeconds: 4 }), false);
@@ -73,6 +74,22 @@ async function scene(lab: DockerLab): Promise<void> {
     const opened = line.msg === 'allow' ? `  opened ${(line.added as string[]).join(', ')}` : '';
     console.log(`  ${line.msg.padEnd(5)} ${String(line.name).padEnd(16)} client ${line.client}${opened}`);
   }
+}
+
+async function startBesideDnstap(lab: DockerLab): Promise<void> {
+  step(`on-his-name ${PATTERNS.map((p) => `"${p}"`).join(' ')}   (network ${NETWORK}, bridge ${lab.network.bridge})`);
+  await lab.startDaemon(PATTERNS);
+  const dns = await lab.startDns();
+  progress(`containers use --dns=${lab.network.gateway}; ${dns.kind === 'coredns' ? 'CoreDNS' : 'unbound'} answers there and reports every answer over dnstap`);
+  await new Promise((r) => setTimeout(r, 1500)); // let unbound connect to the dnstap socket
+}
+
+async function startInline(lab: DockerLab): Promise<void> {
+  const inline = ['--dns-listen', 'gateway', '--dns-upstream', `127.0.0.1:${UPSTREAM_PORT}`];
+  await lab.startUpstreamDns();
+  step(`on-his-name ${inline.join(' ')} ${PATTERNS.map((p) => `"${p}"`).join(' ')}   (inline DNS mode)`);
+  await lab.startDaemon(PATTERNS, inline);
+  progress(`containers use --dns=${lab.network.gateway}; on-his-name answers there, forwarding to unbound, and holds each allowed answer until its rules are in`);
 }
 
 async function show(lab: DockerLab, title: string, command: string, attempt: () => ReturnType<DockerLab['curl']>, expectSuccess: boolean) {
