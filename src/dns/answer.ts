@@ -6,11 +6,10 @@
  * every A and AAAA record owned by a name on the chain. Authority and additional records,
  * and answer records off the chain, could be planted by anyone upstream: they are ignored.
  */
-import dnsPacket from 'dns-packet';
 import { DecodeError } from '../errors.js';
-import { formatAddress, formatIPv6 } from '../dnstap/address.js';
+import { formatIPv4, formatIPv6 } from '../dnstap/address.js';
 import { normaliseName } from '../policy/name.js';
-import { CLASS_IN, TYPE_A, TYPE_AAAA, TYPE_CNAME, decodeName, nameEquals, readRecords, type WireRecord } from './records.js';
+import { CLASS_IN, TYPE_A, TYPE_AAAA, TYPE_CNAME, decodeName, nameEquals, readNormalisedName, readRecords, skipName, type WireRecord } from './records.js';
 
 /** Longer chains are broken or hostile; resolvers give up well before this (BIND at 16). */
 export const MAX_CNAME_CHAIN = 16;
@@ -30,12 +29,6 @@ export interface Answer {
   ipv6: AddressRecord[];
 }
 
-/** dns-packet's per-section codecs, which its type definitions leave out. */
-interface SectionCodec<T> {
-  decode: ((buf: Buffer, offset: number) => T) & { bytes: number };
-}
-const codecs = dnsPacket as unknown as { question: SectionCodec<dnsPacket.Question> };
-
 const HEADER_BYTES = 12;
 const RCODES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED'];
 
@@ -52,8 +45,8 @@ export interface Question {
 }
 
 /**
- * Only the header, the question (with dns-packet's codec) and the answer section (in place,
- * records.ts) are ever read; authority and additional records are never used, so never decoded.
+ * Only the header, the question and the answer section are ever read, in place (records.ts);
+ * authority and additional records are never used, so never decoded.
  */
 export function readQuestion(bytes: Uint8Array): Question {
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -61,12 +54,12 @@ export function readQuestion(bytes: Uint8Array): Question {
   const rcodeNumber = buf.readUInt16BE(2) & 0x0f;
   const questions = buf.readUInt16BE(4);
   if (questions === 0) throw new DecodeError('DNS response has no question section');
-  const first = decodeSection(codecs.question, buf, HEADER_BYTES);
+  const first = readNormalisedName(buf, HEADER_BYTES);
   // Further questions (never sent in practice) are skipped to reach the answer section.
-  let answersAt = first.next;
-  for (let i = 1; i < questions; i++) answersAt = decodeSection(codecs.question, buf, answersAt).next;
+  let answersAt = questionEnd(buf, first.next);
+  for (let i = 1; i < questions; i++) answersAt = questionEnd(buf, skipName(buf, answersAt));
   return {
-    name: normaliseName(first.value.name),
+    name: first.name,
     rcode: RCODES[rcodeNumber] ?? `RCODE${rcodeNumber}`,
     answerCount: rcodeNumber === 0 ? buf.readUInt16BE(6) : 0,
     buf,
@@ -82,7 +75,7 @@ export function readAddresses(question: Question): Answer {
   const answer: Answer = { name, rcode, chain, ipv4: [], ipv6: [] };
   for (const record of records) {
     if (record.type === TYPE_A && record.rdlength === 4) {
-      if (onChain(buf, record, chain)) addAddress(answer.ipv4, formatAddress(buf.subarray(record.rdataAt, record.rdataAt + 4)), record.ttl);
+      if (onChain(buf, record, chain)) addAddress(answer.ipv4, formatIPv4(buf, record.rdataAt), record.ttl);
     } else if (record.type === TYPE_AAAA && record.rdlength === 16) {
       if (onChain(buf, record, chain)) addAddress(answer.ipv6, formatIPv6(buf.subarray(record.rdataAt, record.rdataAt + 16)), record.ttl);
     }
@@ -94,13 +87,10 @@ export function extractAnswer(bytes: Uint8Array): Answer {
   return readAddresses(readQuestion(bytes));
 }
 
-function decodeSection<T>(codec: SectionCodec<T>, buf: Buffer, offset: number): { value: T; next: number } {
-  try {
-    const value = codec.decode(buf, offset);
-    return { value, next: offset + codec.decode.bytes };
-  } catch (err) {
-    throw new DecodeError(`malformed DNS message: ${(err as Error).message}`, { cause: err });
-  }
+/** Past a question's type and class, which follow its name. */
+function questionEnd(buf: Buffer, afterName: number): number {
+  if (afterName + 4 > buf.length) throw new DecodeError('malformed DNS message: a question is cut short');
+  return afterName + 4;
 }
 
 function followCnameChain(buf: Buffer, start: string, records: readonly WireRecord[]): string[] {

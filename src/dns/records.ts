@@ -92,6 +92,40 @@ export function nameEquals(buf: Buffer, start: number, normalised: string): bool
   }
 }
 
+/** Room for the longest name (255 bytes), reused: the question name is built here once per answer. */
+const scratch = Buffer.allocUnsafe(256);
+
+/**
+ * The name at `offset`, normalised (ASCII lower case, trailing dot), and the offset past
+ * it: the same as normaliseName(decodeName(…)), read in place for the usual all-ASCII,
+ * pointer-free question name, through dns-packet for anything else.
+ */
+export function readNormalisedName(buf: Buffer, offset: number): { name: string; next: number } {
+  let at = offset;
+  let length = 0;
+  for (;;) {
+    if (at >= buf.length) throw malformed('a name runs past the end');
+    const labelLength = buf[at]!;
+    if (labelLength === 0) break;
+    if (labelLength & POINTER) return slowNormalisedName(buf, offset);
+    if (at + 1 + labelLength > buf.length) throw malformed('a label runs past the end');
+    // dns-packet's bound, so that both paths accept the same names.
+    if (length + labelLength + 1 > 254) throw malformed('Cannot decode name (name too long)');
+    for (let i = at + 1; i <= at + labelLength; i++) {
+      const c = buf[i]!;
+      if (c >= 0x80) return slowNormalisedName(buf, offset);
+      scratch[length++] = c >= 0x41 && c <= 0x5a ? c + 0x20 : c;
+    }
+    scratch[length++] = DOT;
+    at += 1 + labelLength;
+  }
+  return { name: length === 0 ? '.' : scratch.toString('latin1', 0, length), next: at + 1 };
+}
+
+function slowNormalisedName(buf: Buffer, offset: number): { name: string; next: number } {
+  return { name: normaliseName(decodeName(buf, offset)), next: skipName(buf, offset) };
+}
+
 /** The name at `offset`, decoded (for CNAME targets, which become names on the chain). */
 export function decodeName(buf: Buffer, offset: number): string {
   try {

@@ -10,7 +10,7 @@ export function formatAddress(bytes: Uint8Array): string {
   throw new DecodeError(`socket address of ${bytes.length} bytes is neither IPv4 (4) nor IPv6 (16)`);
 }
 
-function formatIPv4(bytes: Uint8Array, at: number): string {
+export function formatIPv4(bytes: Uint8Array, at: number): string {
   return `${bytes[at]}.${bytes[at + 1]}.${bytes[at + 2]}.${bytes[at + 3]}`;
 }
 

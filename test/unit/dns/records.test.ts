@@ -6,7 +6,7 @@ import dnsPacket from 'dns-packet';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MAX_CNAME_CHAIN, extractAnswer } from '../../../src/dns/answer.js';
-import { nameEquals, readRecords } from '../../../src/dns/records.js';
+import { decodeName, nameEquals, readNormalisedName, readRecords, skipName } from '../../../src/dns/records.js';
 import { DecodeError } from '../../../src/errors.js';
 import { normaliseName } from '../../../src/policy/name.js';
 import { dnsResponse } from '../../support/dnstap.js';
@@ -64,6 +64,30 @@ describe('the in-place answer reader', () => {
         expect({ name: n, chain, ipv4, ipv6: ipv6.map((r) => ({ ...r, address: canonicalV6(r.address) })) }).toEqual(reference(bytes));
       }),
       { numRuns: 500, seed: 20261123 },
+    );
+  });
+
+  it('reads a question name in place exactly as dns-packet decodes and normalises it, errors included', () => {
+    const anyLabel = fc.uint8Array({ minLength: 0, maxLength: 70 });
+    const asciiLabel = fc.stringMatching(/^[A-Za-z0-9-]{1,63}$/).map((l) => Buffer.from(l, 'latin1'));
+    const wire = fc.array(fc.oneof(asciiLabel, anyLabel), { maxLength: 6 }).map((labels) =>
+      Buffer.concat([Buffer.alloc(12), ...labels.map((l) => Buffer.concat([Buffer.from([Math.min(l.length, 255)]), l])), Buffer.from([0, 0, 1, 0, 1])]),
+    );
+    const outcome = (read: () => { name: string; next: number }) => {
+      try {
+        return read();
+      } catch (err) {
+        expect(err).toBeInstanceOf(DecodeError);
+        return 'error';
+      }
+    };
+    fc.assert(
+      fc.property(wire, fc.nat(30), (bytes, cut) => {
+        const buf = bytes.subarray(0, Math.max(12, bytes.length - cut));
+        const expected = outcome(() => ({ name: normaliseName(decodeName(buf, 12)), next: skipName(buf, 12) }));
+        expect(outcome(() => readNormalisedName(buf, 12))).toEqual(expected);
+      }),
+      { numRuns: 3000, seed: 20261123 },
     );
   });
 
