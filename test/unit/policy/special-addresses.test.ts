@@ -1,4 +1,4 @@
-import { BlockList } from 'node:net';
+import { BlockList, isIP } from 'node:net';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/errors.js';
@@ -82,5 +82,19 @@ describe('the IPv4 fast path', () => {
       }),
       { numRuns: 2000, seed: 4 },
     );
+  });
+
+  it('takes as IPv4 only what isIP does: text that is not a dotted quad is never judged as one', () => {
+    const guard = new AddressGuard();
+    const text = fc.stringMatching(/^[0-9.]{0,17}$/);
+    fc.assert(
+      fc.property(text, (address) => {
+        if (isIP(address) !== 4) expect(guard.refusal(address)).toBeUndefined();
+      }),
+      { numRuns: 5000, seed: 5 },
+    );
+    for (const bad of ['010.0.0.1', '10.0.0', '10.0.0.1.', '.10.0.0.1', '10..0.1', '256.0.0.1', '1000.0.0.1']) expect(guard.refusal(bad)).toBeUndefined();
+    expect(guard.refusal('10.0.0.1')).toMatch(/private/);
+    expect(guard.refusal('0.0.0.0')).toMatch(/unspecified/);
   });
 });
