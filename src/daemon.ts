@@ -2,6 +2,7 @@
  * The daemon: wires the pipeline and owns its lifecycle.
  *
  *   DNS server ─dnstap over Frame Streams─▶ framestream/listener ─data frame─▶ decision
+ *     (or a DNS server that listens ◀─ framestream/dialer, --connect)
  *     (dnstap/decode → dns/answer → policy) ─allow─▶ firewall ─iptables-restore─▶ DOCKER-USER
  *
  * docker/network turns --network into the bridge interface once, at start. The firewall's
@@ -19,6 +20,8 @@ import { IpsetBackend } from './firewall/ipset-backend.js';
 import { DEFAULT_MAX_ELEMENTS } from './firewall/ipset.js';
 import type { IpsetRunner } from './firewall/ipset-runner.js';
 import type { IptablesRunner } from './firewall/iptables.js';
+import { producerIds } from './framestream/connection.js';
+import { connectFrameStreams, type FrameStreamDialer } from './framestream/dialer.js';
 import { listenFrameStreams, type FrameStreamListener, type Producer } from './framestream/listener.js';
 import { Policy } from './policy/policy.js';
 import { AddressGuard } from './policy/special-addresses.js';
@@ -39,7 +42,10 @@ export interface Daemon {
   firewall: Firewall;
   /** The ip6tables firewall, when IPv6 filtering is installed. */
   firewall6?: Firewall;
-  listener: FrameStreamListener;
+  /** Absent when only --connect is given. */
+  listener?: FrameStreamListener;
+  /** One per --connect producer. */
+  dialers: FrameStreamDialer[];
   stats: PipelineStats;
   close(): Promise<void>;
 }
@@ -70,23 +76,27 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
 
   const stats: PipelineStats = { decisions: { allow: 0, deny: 0, skip: 0 }, decodeErrors: 0 };
   const onFrame = frameHandler(policy, guard, { 4: firewall, 6: firewall6 }, stats, deps.log.child({ component: 'policy' }));
-  const listener = await listenFrameStreams({
-    path: config.listen,
-    ...(config.socketUid !== undefined ? { socketUid: config.socketUid } : {}),
-    ...(config.socketGid !== undefined ? { socketGid: config.socketGid } : {}),
-    log: deps.log.child({ component: 'dnstap' }),
-    onData: onFrame,
-  });
+  const dnstap = { log: deps.log.child({ component: 'dnstap' }), onData: onFrame, nextId: producerIds() };
+  const listener = config.listen
+    ? await listenFrameStreams({
+        endpoint: config.listen,
+        ...(config.socketUid !== undefined ? { socketUid: config.socketUid } : {}),
+        ...(config.socketGid !== undefined ? { socketGid: config.socketGid } : {}),
+        ...dnstap,
+      })
+    : undefined;
+  const dialers = config.connect.map((endpoint) => connectFrameStreams({ endpoint, ...dnstap }));
   deps.log.info({ patterns: policy.patterns.map((p) => p.source) }, 'on-his-name is running');
 
   return {
     bridge,
     firewall,
     ...(firewall6 ? { firewall6 } : {}),
-    listener,
+    ...(listener ? { listener } : {}),
+    dialers,
     stats,
     async close() {
-      await listener.close();
+      await Promise.all([listener?.close(), ...dialers.map((d) => d.close())]);
       firewall.stop();
       firewall6?.stop();
       // Rules still queued are worth a moment; a kernel that keeps refusing them is not worth hanging for.
