@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { ConfigError } from './errors.js';
-import { parseConnectEndpoint, parseListenEndpoint, type Endpoint } from './framestream/endpoint.js';
+import { formatEndpoint, parseConnectEndpoint, parseListenEndpoint, type Endpoint } from './framestream/endpoint.js';
 import { parseCidr } from './policy/special-addresses.js';
 
 export type Command = 'run' | 'reset' | 'help' | 'version';
@@ -154,13 +154,21 @@ function parseSources(
   socketId: number | undefined,
 ): { listen?: Endpoint; connect: Endpoint[] } {
   const fromFlag = values.connect !== undefined;
-  const connect = (values.connect ?? (env.CONNECT ? [env.CONNECT] : []))
+  const parsed = (values.connect ?? (env.CONNECT ? [env.CONNECT] : []))
     .flatMap((v) => v.split(','))
     .map((v) => v.trim())
     .filter(Boolean)
     .map((v) => parseConnectEndpoint(v, fromFlag ? '--connect' : 'CONNECT'));
+  // One connection per producer: the same one named twice would report every answer twice.
+  const connect = [...new Map(parsed.map((e) => [formatEndpoint(e), e])).values()];
   const listenValue = values.listen ?? env.LISTEN ?? (connect.length === 0 ? DEFAULTS.listen : undefined);
   const listen = listenValue === undefined ? undefined : parseListenEndpoint(listenValue, values.listen ? '--listen' : 'LISTEN');
+  if (listen && connect.some((e) => formatEndpoint(e) === formatEndpoint(listen))) {
+    throw new ConfigError(
+      `--connect ${formatEndpoint(listen)} is where on-his-name itself listens (--listen): connect to the DNS server's own socket, ` +
+        'or drop one of the two',
+    );
+  }
   if (socketId !== undefined && listen?.transport !== 'unix') {
     throw new ConfigError(
       '--socket-uid and --socket-gid (SOCKET_UID, SOCKET_GID) own the Unix socket on-his-name listens on, and there is none here ' +

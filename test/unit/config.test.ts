@@ -120,6 +120,7 @@ describe('parseConfig: where dnstap comes from (--listen, --connect)', () => {
     const config = parseConfig(['--connect', 'unix:///run/coredns/dnstap.sock', '--connect', 'tcp://[::1]:6001', 'a.test'], { CONNECT: 'tcp://127.0.0.1:1' });
     expect(config.connect).toEqual([unix('/run/coredns/dnstap.sock'), tcp('::1', 6001)]);
     expect(parseConfig(['a.test'], { CONNECT: 'unix:///a.sock, tcp://dns.internal:6000' }).connect).toEqual([unix('/a.sock'), tcp('dns.internal', 6000)]);
+    expect(parseConfig(['--connect', '/a.sock,unix:///a.sock', 'a.test'], {}).connect).toEqual([unix('/a.sock')]);
   });
 
   it('does not listen when only --connect is given, and does both when both are given', () => {
@@ -139,6 +140,7 @@ describe('parseConfig: where dnstap comes from (--listen, --connect)', () => {
     [['--connect', 'dnstap.sock'], /--connect "dnstap.sock" must be a Unix socket path starting with "\/".*or tcp:\/\/HOST:PORT/],
     [['--listen', 'tcp://127.0.0.1:6000', '--socket-uid', '101'], /--socket-uid.*Unix socket.*\(TCP\): drop them/],
     [['--connect', '/c.sock', '--socket-gid', '101'], /\(--connect alone\): drop them/],
+    [['--connect', 'unix:///run/x.sock', '--listen', '/run/x.sock'], /--connect unix:\/\/\/run\/x\.sock is where on-his-name itself listens/],
   ])('rejects %j with a ConfigError naming the fix', (argv, message) => {
     expect(() => parseConfig([...argv, 'a.test'], {})).toThrow(ConfigError);
     expect(() => parseConfig([...argv, 'a.test'], {})).toThrow(message);
