@@ -22,6 +22,7 @@ export interface DialerOptions extends ServeOptions {
   /** For the jitter; tests pass a fixed one. */
   random?: () => number;
   connectTimeoutMs?: number;
+  handshakeTimeoutMs?: number;
 }
 
 export interface FrameStreamDialer {
@@ -35,6 +36,8 @@ export interface FrameStreamDialer {
 
 /** A producer that accepts but never answers (a wedged host) must not hold the loop forever. */
 const CONNECT_TIMEOUT_MS = 5_000;
+/** CoreDNS sends READY as it accepts; silence means something else listens there. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** We never write after the handshake, so only keepalive notices a TCP peer that vanished without closing. */
 const KEEPALIVE_DELAY_MS = 15_000;
 
@@ -66,16 +69,31 @@ export function connectFrameStreams(options: DialerOptions): FrameStreamDialer {
     });
     s.once('connect', () => {
       opened = true;
-      s.setTimeout(0);
-      if (endpoint.transport === 'tcp') {
-        s.setKeepAlive(true, KEEPALIVE_DELAY_MS);
-        s.setNoDelay(true); // our ACCEPT is the producer's cue to START: do not hold it back
-      }
-      serveProducer(s, { id: nextId() }, options, stats, { onStart: started, onClose: ended });
+      serve(s);
     });
     s.once('close', () => {
       if (!opened) failed(reason);
     });
+  };
+
+  const serve = (s: Socket): void => {
+    const handshakeMs = options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
+    let silent = false;
+    s.setTimeout(handshakeMs, () => {
+      silent = true;
+      s.destroy();
+    });
+    if (endpoint.transport === 'tcp') {
+      s.setKeepAlive(true, KEEPALIVE_DELAY_MS);
+      s.setNoDelay(true); // our ACCEPT is the producer's cue to START: do not hold it back
+    }
+    const onStart = () => {
+      s.setTimeout(0); // a quiet stream is normal once started: no DNS traffic, no frames
+      started();
+    };
+    const onClose = (end: StreamEnd) =>
+      ended(end, silent ? `no Frame Streams handshake within ${handshakeMs} ms: is this a dnstap producer (CoreDNS dnstap listen)?` : undefined);
+    serveProducer(s, { id: nextId() }, options, stats, { onStart, onClose });
   };
 
   const started = (): void => {
@@ -87,9 +105,9 @@ export function connectFrameStreams(options: DialerOptions): FrameStreamDialer {
     awaySince = undefined;
   };
 
-  const ended = (end: StreamEnd): void => {
+  const ended = (end: StreamEnd, why?: string): void => {
     if (closed) return;
-    if (!connected) return failed(`closed in the handshake (phase ${end.phase})`);
+    if (!connected) return failed(why ?? `closed in the handshake (phase ${end.phase})`);
     connected = false;
     awaySince = Date.now();
     log.warn(
@@ -101,10 +119,10 @@ export function connectFrameStreams(options: DialerOptions): FrameStreamDialer {
 
   const failed = (reason: string): void => {
     if (closed) return;
+    // After a stream ended, ended() has said so already; before the first one, say it here once.
     if (awaySince === undefined) {
       awaySince = Date.now();
-      const msg = everConnected ? 'dnstap producer went away; reconnecting' : 'dnstap producer not reachable yet; retrying until it is';
-      log.warn({ producer, reason }, msg);
+      log.warn({ producer, reason }, 'dnstap producer not reachable yet; retrying until it is');
     } else {
       log.debug({ producer, reason, attempt }, 'dnstap producer still away');
     }

@@ -152,6 +152,35 @@ describe('connectFrameStreams', () => {
     }
   });
 
+  it('gives up on a listener that never starts the handshake, and says what it expected', async () => {
+    const { createServer } = await import('node:net');
+    const path = join(dir, 'silent.sock');
+    let connections = 0;
+    const silent = createServer((s) => {
+      connections++;
+      s.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => silent.listen(path, r));
+    try {
+      dialer = connectFrameStreams({ endpoint: { transport: 'unix', path }, log, backoff: fast, handshakeTimeoutMs: 30, onData: () => undefined });
+      await until(() => connections >= 2);
+      expect(said('dnstap producer not reachable yet')[0]!.reason).toMatch(/no Frame Streams handshake within 30 ms: is this a dnstap producer/);
+    } finally {
+      await dialer?.close();
+      await new Promise<void>((r) => silent.close(() => r()));
+    }
+  });
+
+  it('keeps a started stream that stays quiet: no DNS traffic is no reason to hang up', async () => {
+    producer = await listeningProducer(unixEndpoint());
+    dialer = connectFrameStreams({ endpoint: producer.endpoint, log, backoff: fast, handshakeTimeoutMs: 30, onData: (p) => received.push(p.toString()) });
+    await until(() => producer!.streaming() === 1);
+    await new Promise((r) => setTimeout(r, 120));
+    producer.send(Buffer.from('later'));
+    await until(() => received.length === 1);
+    expect(producer.accepted).toBe(1);
+  });
+
   it('stops dialling when closed', async () => {
     producer = await listeningProducer(unixEndpoint());
     dial(producer.endpoint);
