@@ -8,12 +8,14 @@
  *   after sending it and flushes about once a second, so the first SYN often meets the DROP.
  * - inline: on-his-name answers on the gateway (--dns-listen gateway) and forwards to
  *   unbound on 127.0.0.1:5300; an allowed answer waits until its rules are in the kernel.
- * - dnstap connect (--connect to a listening producer) needs CoreDNS 1.14.4 or later,
- *   which Debian does not package: measured only when a `coredns` binary is on the PATH.
+ * - dnstap connect: CoreDNS 1.14.4+ listens (coredns/Corefile.listen), on-his-name
+ *   --connect dials it, and CoreDNS writes each answer as it gives it. Run (in a lab of its
+ *   own) only when such a CoreDNS is on the PATH: Debian packages none, and a stand-in
+ *   producer would make the figure mean nothing.
  *
  *   sudo npx tsx bench/first-connection.ts [names per mode=100]
  */
-import { hasCoreDns } from '../test/lab/coredns.js';
+import { hasCoreDnsListen } from '../test/lab/coredns.js';
 import { UPSTREAM_PORT, createDockerLab, type DockerLab } from '../test/lab/docker-lab.js';
 import { SYN_RETRANSMITS_SH } from '../test/lab/syn-retransmits.js';
 import type { ZoneRecord } from '../test/lab/unbound.js';
@@ -36,7 +38,8 @@ async function main(): Promise<void> {
   const records: ZoneRecord[] = MODES.flatMap(({ prefix, net }) =>
     Array.from({ length: NAMES }, (_, i) => ({ name: `${prefix}${i}`, type: 'A' as const, value: `${net}.${100 + i}` })),
   );
-  const lab = await createDockerLab({ records, internetAddresses: records.map((r) => r.value), progress: (m) => process.stderr.write(`… ${m}\n`) });
+  const progress = (m: string) => process.stderr.write(`… ${m}\n`);
+  const lab = await createDockerLab({ records, internetAddresses: records.map((r) => r.value), progress });
   const rows: string[][] = [];
   const raw: string[] = [];
   try {
@@ -50,10 +53,22 @@ async function main(): Promise<void> {
     await lab.startDaemon(['*.test.'], ['--dns-listen', 'gateway', '--dns-upstream', `127.0.0.1:${UPSTREAM_PORT}`]);
     rows.push(row(MODES[1].mode, await trials(lab, 'inline'), raw));
 
-    const connect = (await hasCoreDns()) ? 'CoreDNS found, but this benchmark does not drive dnstap listen yet' : 'not measured: needs CoreDNS 1.14.4+ (`dnstap listen`), not installable here';
-    rows.push(['dnstap connect (--connect)', '—', '—', '—', '—', '—', '—', '—', connect]);
   } finally {
     await lab.close();
+  }
+  if (await hasCoreDnsListen()) {
+    // Its own lab: the DNS server on the gateway is CoreDNS listening for on-his-name to dial.
+    const connectLab = await createDockerLab({ records, internetAddresses: records.map((r) => r.value), progress, dnstap: 'connect' });
+    try {
+      const daemon = await connectLab.startDaemon(['*.test.']);
+      await connectLab.startDns();
+      await daemon.waitFor((l) => l.msg === 'connected to the dnstap producer', 15_000);
+      rows.push(row('dnstap connect (CoreDNS dnstap listen, --connect)', await trials(connectLab, 'push'), raw));
+    } finally {
+      await connectLab.close();
+    }
+  } else {
+    rows.push(['dnstap connect (--connect)', '—', '—', '—', '—', '—', '—', '—', 'not measured: needs CoreDNS 1.14.4+ (`dnstap listen`), not installable here']);
   }
   printTable(['mode', 'trials', 'p50', 'p90', 'p99', 'max', 'SYN retransmits', 'trials with a retransmit', 'failed'], rows);
   for (const line of raw) console.log(line);

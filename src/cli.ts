@@ -21,7 +21,9 @@ Usage:
 
 Containers on the Docker network may open tcp connections (--ports) only to addresses
 that a DNS answer for an allowed name carried. Answers arrive as dnstap from the DNS
-server (CoreDNS: dnstap unix://${DEFAULTS.listen} full).
+server (CoreDNS: dnstap unix://${DEFAULTS.listen} full), or on-his-name reads them
+from a DNS server that listens (CoreDNS 1.14.4+: dnstap listen unix:///PATH full, with
+--connect unix:///PATH), which reports each answer at once.
 
 Patterns (case-insensitive, trailing dot optional):
   example.com.        that name only
@@ -30,7 +32,11 @@ Patterns (case-insensitive, trailing dot optional):
   **.example.com.     any depth below example.com (not example.com itself)
 
 Options (environment fallback in brackets):
-  --listen PATH        dnstap Unix socket [LISTEN] (default ${DEFAULTS.listen})
+  --listen PATH        dnstap Unix socket [LISTEN] (default ${DEFAULTS.listen}),
+                       or tcp://HOST:PORT (tcp://:PORT: 127.0.0.1; no authentication)
+  --connect ADDRESS    dial a DNS server that listens for dnstap readers, unix:///PATH
+                       or tcp://HOST:PORT, reconnecting while it is away; repeatable or
+                       comma-separated [CONNECT]; without --listen nothing listens
   --socket-uid UID     owner of the socket, the DNS server's user [SOCKET_UID]
   --socket-gid GID     group of the socket [SOCKET_GID]
   --network NAME       Docker network [DOCKER_BRIDGE_NAME] (default ${DEFAULTS.network})

@@ -6,6 +6,7 @@
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { ConfigError } from './errors.js';
+import { formatEndpoint, parseConnectEndpoint, parseListenEndpoint, type Endpoint } from './framestream/endpoint.js';
 import { parseCidr } from './policy/special-addresses.js';
 
 export type Command = 'run' | 'reset' | 'help' | 'version';
@@ -18,7 +19,10 @@ export interface Config {
   command: Command;
   patterns: string[];
   allowAll: boolean;
-  listen: string;
+  /** Where producers push dnstap to us; absent when only --connect is given. */
+  listen?: Endpoint;
+  /** Producers that listen (CoreDNS `dnstap listen …`): we dial each and keep one connection. */
+  connect: Endpoint[];
   socketUid?: number;
   socketGid?: number;
   network: string;
@@ -84,6 +88,7 @@ const INTERFACE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
 
 const OPTIONS = {
   listen: { type: 'string' },
+  connect: { type: 'string', multiple: true },
   'socket-uid': { type: 'string' },
   'socket-gid': { type: 'string' },
   network: { type: 'string' },
@@ -131,7 +136,7 @@ export function parseConfig(argv: readonly string[], env: Env): Config {
     command,
     patterns,
     allowAll: values['allow-all'] ?? false,
-    listen: parseListen(values.listen ?? env.LISTEN ?? DEFAULTS.listen, values.listen ? '--listen' : 'LISTEN'),
+    ...parseSources(values, env, socketUid ?? socketGid),
     ...(socketUid !== undefined ? { socketUid } : {}),
     ...(socketGid !== undefined ? { socketGid } : {}),
     network: values.network ?? env.DOCKER_BRIDGE_NAME ?? DEFAULTS.network,
@@ -220,16 +225,39 @@ function parseFlags(argv: readonly string[]) {
   }
 }
 
-/** A Unix socket path; `unix://` is accepted for symmetry with Corefile syntax. */
-function parseListen(value: string, source: string): string {
-  const path = value.startsWith('unix://') ? value.slice('unix://'.length) : value;
-  if (path.startsWith('/') || path.startsWith('./') || path.startsWith('../')) return path;
-  if (/^[^/]*:\d+$/.test(path) || path.startsWith('tcp://')) {
+/**
+ * Where dnstap comes from: the socket we listen on (the default), producers we dial
+ * (--connect, repeatable; CONNECT comma-separated), or both when both are given. With
+ * --connect alone nothing listens, so no socket appears that an old Corefile could still use.
+ */
+function parseSources(
+  values: { listen?: string; connect?: string[] },
+  env: Env,
+  socketId: number | undefined,
+): { listen?: Endpoint; connect: Endpoint[] } {
+  const fromFlag = values.connect !== undefined;
+  const parsed = (values.connect ?? (env.CONNECT ? [env.CONNECT] : []))
+    .flatMap((v) => v.split(','))
+    .map((v) => v.trim())
+    .filter(Boolean)
+    .map((v) => parseConnectEndpoint(v, fromFlag ? '--connect' : 'CONNECT'));
+  // One connection per producer: the same one named twice would report every answer twice.
+  const connect = [...new Map(parsed.map((e) => [formatEndpoint(e), e])).values()];
+  const listenValue = values.listen ?? env.LISTEN ?? (connect.length === 0 ? DEFAULTS.listen : undefined);
+  const listen = listenValue === undefined ? undefined : parseListenEndpoint(listenValue, values.listen ? '--listen' : 'LISTEN');
+  if (listen && connect.some((e) => formatEndpoint(e) === formatEndpoint(listen))) {
     throw new ConfigError(
-      `${source}=${value} is a TCP address; on-his-name listens on a Unix socket path such as ${DEFAULTS.listen}`,
+      `--connect ${formatEndpoint(listen)} is where on-his-name itself listens (--listen): connect to the DNS server's own socket, ` +
+        'or drop one of the two',
     );
   }
-  throw new ConfigError(`${source} "${value}" must be a Unix socket path starting with "/" or "./"`);
+  if (socketId !== undefined && listen?.transport !== 'unix') {
+    throw new ConfigError(
+      '--socket-uid and --socket-gid (SOCKET_UID, SOCKET_GID) own the Unix socket on-his-name listens on, and there is none here ' +
+        `(${listen ? 'TCP' : '--connect alone'}): drop them, or --listen on a Unix socket path`,
+    );
+  }
+  return { ...(listen ? { listen } : {}), connect };
 }
 
 function parsePorts(value: string): number[] {

@@ -2,6 +2,7 @@
  * The daemon: wires the pipeline and owns its lifecycle.
  *
  *   DNS server ─dnstap over Frame Streams─▶ framestream/listener ─data frame─┐
+ *     (or a DNS server that listens ◀─ framestream/dialer, --connect)        │
  *   containers ─DNS─▶ dns-proxy ─query─▶ upstream resolver ─answer (held)────┤
  *                                                                            ▼
  *     pipeline: decision (dnstap/decode → dns/answer → policy) ─allow─▶ firewall ─▶ DOCKER-USER
@@ -22,6 +23,8 @@ import { IpsetBackend } from './firewall/ipset-backend.js';
 import { DEFAULT_MAX_ELEMENTS } from './firewall/ipset.js';
 import type { IpsetRunner } from './firewall/ipset-runner.js';
 import type { IptablesRunner } from './firewall/iptables.js';
+import { producerIds } from './framestream/connection.js';
+import { connectFrameStreams, type FrameStreamDialer } from './framestream/dialer.js';
 import { listenFrameStreams, type FrameStreamListener } from './framestream/listener.js';
 import { Pipeline, type PipelineStats } from './pipeline.js';
 import { Policy } from './policy/policy.js';
@@ -43,7 +46,10 @@ export interface Daemon {
   firewall: Firewall;
   /** The ip6tables firewall, when IPv6 filtering is installed. */
   firewall6?: Firewall;
-  listener: FrameStreamListener;
+  /** Absent when only --connect is given. */
+  listener?: FrameStreamListener;
+  /** One per --connect producer. */
+  dialers: FrameStreamDialer[];
   stats: PipelineStats;
   /** Inline mode's DNS proxy and its hold on allowed answers, when --dns-listen is given. */
   dns?: { proxy: DnsProxy; hold: Readonly<HoldStats> };
@@ -71,27 +77,31 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
 
   const pipeline = new Pipeline(policy, guard, { 4: firewall, 6: firewall6 }, deps.log.child({ component: 'policy' }));
   const dns = config.dns ? await startInlineDns(config.dns, pipeline, gateway, deps.log) : undefined;
-  const listener = await listenFrameStreams({
-    path: config.listen,
-    ...(config.socketUid !== undefined ? { socketUid: config.socketUid } : {}),
-    ...(config.socketGid !== undefined ? { socketGid: config.socketGid } : {}),
-    log: deps.log.child({ component: 'dnstap' }),
-    onData: pipeline.onFrame,
-  }).catch(async (err: unknown) => {
-    await dns?.proxy.close();
-    throw err;
-  });
+  const dnstap = { log: deps.log.child({ component: 'dnstap' }), onData: pipeline.onFrame, nextId: producerIds() };
+  const listener = config.listen
+    ? await listenFrameStreams({
+        endpoint: config.listen,
+        ...(config.socketUid !== undefined ? { socketUid: config.socketUid } : {}),
+        ...(config.socketGid !== undefined ? { socketGid: config.socketGid } : {}),
+        ...dnstap,
+      }).catch(async (err: unknown) => {
+        await dns?.proxy.close();
+        throw err;
+      })
+    : undefined;
+  const dialers = config.connect.map((endpoint) => connectFrameStreams({ endpoint, ...dnstap }));
   deps.log.info({ patterns: policy.patterns.map((p) => p.source) }, 'on-his-name is running');
 
   return {
     bridge,
     firewall,
     ...(firewall6 ? { firewall6 } : {}),
-    listener,
+    ...(listener ? { listener } : {}),
+    dialers,
     stats: pipeline.stats,
     ...(dns ? { dns } : {}),
     async close() {
-      await Promise.all([listener.close(), dns?.proxy.close()]);
+      await Promise.all([listener?.close(), ...dialers.map((d) => d.close()), dns?.proxy.close()]);
       firewall.stop();
       firewall6?.stop();
       // Rules still queued are worth a moment; a kernel that keeps refusing them is not worth hanging for.

@@ -1,41 +1,31 @@
 /**
- * The Unix-socket transport for Frame Streams: accepts any number of producers at once,
- * pipes each connection's bytes through its own FrameDecoder and handshake, and hands
- * data frames to `onData`. A producer that breaks the protocol loses its connection,
- * never the daemon or the other producers.
+ * The listening transport for Frame Streams, on a Unix socket (the default) or TCP:
+ * accepts any number of producers at once and serves each connection on its own
+ * (connection.ts). A producer that breaks the protocol loses its connection, never the
+ * daemon or the other producers.
  */
 import { chmod, chown, lstat, mkdir, unlink } from 'node:fs/promises';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
-import type { Logger } from 'pino';
-import { ConfigError, ProtocolError } from '../errors.js';
-import { FrameDecoder, type Frame } from './decoder.js';
-import { INITIAL_HANDSHAKE, acceptsData, stepHandshake, type HandshakeState } from './handshake.js';
-import { MAX_DATA_FRAME_BYTES } from './limits.js';
+import { ConfigError } from '../errors.js';
+import { newStats, producerIds, serveProducer, type FrameStreamStats, type ServeOptions } from './connection.js';
+import { formatEndpoint, isLoopbackHost, type Endpoint } from './endpoint.js';
 
-export interface Producer {
-  /** A per-process connection number, for logs. */
-  id: number;
-}
+export type { Producer } from './connection.js';
+export type ListenerStats = FrameStreamStats;
 
-export interface ListenerOptions {
-  path: string;
-  /** Owner of the socket, so that an unprivileged DNS server may connect. */
-  socketUid?: number;
-  socketGid?: number;
-  log: Logger;
-  onData: (payload: Buffer, producer: Producer) => void;
-  maxDataBytes?: number;
-}
-
-export interface ListenerStats {
-  connections: number;
-  dataFrames: number;
-  oversizedFrames: number;
-  protocolErrors: number;
-}
+export type ListenerOptions = ServeOptions &
+  /** `path`: a Unix socket, the default transport; `endpoint`: a Unix socket or a TCP address. */
+  ({ path: string } | { endpoint: Endpoint }) & {
+    /** Owner of a Unix socket, so that an unprivileged DNS server may connect. */
+    socketUid?: number;
+    socketGid?: number;
+  };
 
 export interface FrameStreamListener {
+  /** Where it listens; a TCP port 0 is replaced by the port the kernel chose. */
+  readonly endpoint: Endpoint;
+  /** The Unix socket path, or the TCP address as tcp://HOST:PORT. */
   readonly path: string;
   readonly stats: Readonly<ListenerStats>;
   close(): Promise<void>;
@@ -44,100 +34,71 @@ export interface FrameStreamListener {
 const MAX_PRODUCERS = 256;
 
 export async function listenFrameStreams(options: ListenerOptions): Promise<FrameStreamListener> {
-  const { path, log } = options;
-  await clearStaleSocket(path);
-  await mkdir(dirname(path), { recursive: true, mode: 0o755 });
-
-  const stats: ListenerStats = { connections: 0, dataFrames: 0, oversizedFrames: 0, protocolErrors: 0 };
+  const wanted: Endpoint = 'endpoint' in options ? options.endpoint : { transport: 'unix', path: options.path };
+  const stats = newStats();
   const open = new Set<Socket>();
-  let nextId = 1;
+  const nextId = options.nextId ?? producerIds();
   const server = createServer((socket) => {
-    const producer = { id: nextId++ };
-    stats.connections++;
     open.add(socket);
     socket.once('close', () => open.delete(socket));
-    serveProducer(socket, producer, options, stats);
+    serveProducer(socket, { id: nextId() }, options, stats);
   });
   server.maxConnections = MAX_PRODUCERS;
 
-  await listenOwnerOnly(server, path);
-  if (options.socketUid !== undefined) await chown(path, options.socketUid, options.socketGid ?? -1);
-  await chmod(path, 0o600);
-  log.info({ path, socketUid: options.socketUid }, 'listening for dnstap');
+  const endpoint = wanted.transport === 'unix' ? await listenUnix(server, wanted.path, options) : await listenTcp(server, wanted, options);
+  const path = endpoint.transport === 'unix' ? endpoint.path : formatEndpoint(endpoint);
 
   return {
+    endpoint,
     path,
     stats,
     async close() {
       for (const socket of open) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      await unlink(path).catch(() => undefined);
+      if (endpoint.transport === 'unix') await unlink(endpoint.path).catch(() => undefined);
     },
   };
 }
 
-function serveProducer(socket: Socket, producer: Producer, options: ListenerOptions, stats: ListenerStats): void {
-  const log = options.log.child({ producer: producer.id });
-  const decoder = new FrameDecoder({ maxDataBytes: options.maxDataBytes ?? MAX_DATA_FRAME_BYTES });
-  let handshake: HandshakeState = INITIAL_HANDSHAKE;
-  log.debug('producer connected');
+async function listenUnix(server: Server, path: string, options: ListenerOptions): Promise<Endpoint> {
+  await clearStaleSocket(path);
+  await mkdir(dirname(path), { recursive: true, mode: 0o755 });
+  await listenOwnerOnly(server, path);
+  if (options.socketUid !== undefined) await chown(path, options.socketUid, options.socketGid ?? -1);
+  await chmod(path, 0o600);
+  options.log.info({ path, socketUid: options.socketUid }, 'listening for dnstap');
+  return { transport: 'unix', path };
+}
 
-  const handle = (frame: Frame): boolean => {
-    // Garbage from a non-producer usually reads as a huge data frame: refuse it before START.
-    if (frame.kind !== 'control' && !acceptsData(handshake)) {
-      throw new ProtocolError(`data frame before START (phase ${handshake.phase}); is this a dnstap producer?`);
-    }
-    switch (frame.kind) {
-      case 'data':
-        stats.dataFrames++;
-        deliver(frame.payload);
-        return true;
-      case 'oversized':
-        stats.oversizedFrames++;
-        log.warn(
-          { length: frame.length, limit: options.maxDataBytes ?? MAX_DATA_FRAME_BYTES },
-          'skipped an oversized data frame; a dnstap message never needs this much, check what writes to the socket',
-        );
-        return true;
-      case 'control': {
-        const step = stepHandshake(handshake, frame.control);
-        handshake = step.state;
-        if (step.reply) socket.write(step.reply);
-        if (step.close) {
-          log.debug('producer finished its stream');
-          socket.end();
-          return false;
-        }
-        return true;
-      }
-    }
-  };
-
-  // The pipeline catches its own errors; this guard only keeps a bug from ending the loop.
-  const deliver = (payload: Buffer): void => {
-    try {
-      options.onData(payload, producer);
-    } catch (err) {
-      log.error({ err }, 'dnstap frame handler failed; frame skipped');
-    }
-  };
-
-  socket.on('data', (chunk: Buffer) => {
-    try {
-      for (const frame of decoder.push(chunk)) if (!handle(frame)) return;
-    } catch (err) {
-      stats.protocolErrors++;
-      const reason = err instanceof ProtocolError ? err.message : String(err);
-      log.warn({ reason }, 'closing producer connection: Frame Streams protocol error');
-      socket.destroy();
-    }
+/** TCP has no owner or mode: anyone who reaches the port can open the firewall, hence loopback by default. */
+async function listenTcp(server: Server, wanted: Extract<Endpoint, { transport: 'tcp' }>, options: ListenerOptions): Promise<Endpoint> {
+  await new Promise<void>((resolve, reject) => {
+    const fail = (err: NodeJS.ErrnoException) => reject(tcpListenError(err, wanted));
+    server.once('error', fail);
+    server.listen(wanted.port, wanted.host, () => {
+      server.off('error', fail);
+      resolve();
+    });
   });
-  socket.on('end', () => {
-    if (decoder.midFrame) log.warn('producer disconnected in the middle of a frame; partial frame dropped');
-    else if (handshake.phase === 'initial') log.debug('producer disconnected before its handshake');
-    else if (handshake.phase !== 'stopped') log.info({ phase: handshake.phase }, 'producer disconnected without STOP');
-  });
-  socket.on('error', (err) => log.debug({ err: err.message }, 'producer socket error'));
+  const endpoint: Endpoint = { ...wanted, port: (server.address() as AddressInfo).port };
+  const address = formatEndpoint(endpoint);
+  options.log.info({ address }, 'listening for dnstap over TCP');
+  if (!isLoopbackHost(wanted.host)) {
+    options.log.warn(
+      { address },
+      'dnstap over TCP on a non-loopback address: whoever reaches this port can open the firewall (no authentication); ' +
+        'firewall the port or listen on 127.0.0.1',
+    );
+  }
+  return endpoint;
+}
+
+function tcpListenError(err: NodeJS.ErrnoException, endpoint: Endpoint): Error {
+  const address = formatEndpoint(endpoint);
+  if (err.code === 'EADDRINUSE') return new ConfigError(`${address} is in use by another process: choose another --listen port`, { cause: err });
+  if (err.code === 'EADDRNOTAVAIL') return new ConfigError(`${address} is not an address of this host: choose one it has, e.g. tcp://127.0.0.1:6000`, { cause: err });
+  if (err.code === 'EACCES') return new ConfigError(`${address} needs privileges to bind: choose a port above 1023`, { cause: err });
+  return err;
 }
 
 /**

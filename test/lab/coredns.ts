@@ -15,6 +15,10 @@ import { stopper } from './exec.js';
 import type { Namespace } from './netns.js';
 
 export const COREFILE = new URL('../../coredns/Corefile', import.meta.url);
+/** dnstap listen mode: CoreDNS makes the socket and on-his-name --connect dials it. */
+export const COREFILE_LISTEN = new URL('../../coredns/Corefile.listen', import.meta.url);
+/** The first CoreDNS with `dnstap listen`. */
+const LISTEN_SINCE = [1, 14, 4];
 
 export interface CoreDnsOptions {
   namespace: Namespace;
@@ -23,6 +27,8 @@ export interface CoreDnsOptions {
   dnstapSocket: string;
   /** ADDRESS:PORT of the resolver CoreDNS forwards to. */
   upstream: string;
+  /** push (coredns/Corefile, the default) or listen (coredns/Corefile.listen). */
+  dnstap?: 'push' | 'listen';
 }
 
 export interface CoreDns {
@@ -40,11 +46,25 @@ export async function hasCoreDns(): Promise<boolean> {
  * `forward` upstream. Throws when one of them is missing, so that a Corefile edited out
  * of this shape is noticed by the tests rather than silently run differently.
  */
-export function labCorefile(corefile: string, options: Omit<CoreDnsOptions, 'namespace'>): string {
+/** CoreDNS on the PATH that has `dnstap listen` (1.14.4 or later). */
+export async function hasCoreDnsListen(): Promise<boolean> {
+  const { stdout, exitCode } = await execa('coredns', ['-version'], { reject: false });
+  return exitCode === 0 && hasDnstapListen(String(stdout));
+}
+
+/** From `coredns -version`, which prints "CoreDNS-1.14.4" among other lines. */
+export function hasDnstapListen(versionText: string): boolean {
+  const version = /CoreDNS-(\d+)\.(\d+)\.(\d+)/.exec(versionText)?.slice(1).map(Number);
+  if (!version) return false;
+  const at = version.findIndex((part, i) => part !== LISTEN_SINCE[i]);
+  return at < 0 || version[at]! > LISTEN_SINCE[at]!;
+}
+
+export function labCorefile(corefile: string, options: Omit<CoreDnsOptions, 'namespace' | 'dnstap'>): string {
   const rewrites: Array<[RegExp, string]> = [
     [/^(\s*bind)\s+\S+/m, `$1 ${options.listen}`],
     [/^(\s*forward\s+\.)\s+\S+/m, `$1 ${options.upstream}`],
-    [/^(\s*dnstap)\s+unix:\/\/\S+/m, `$1 unix://${options.dnstapSocket}`],
+    [/^(\s*dnstap(?:\s+listen)?)\s+unix:\/\/\S+/m, `$1 unix://${options.dnstapSocket}`],
   ];
   return rewrites.reduce((text, [pattern, replacement]) => {
     if (!pattern.test(text)) throw new Error(`coredns/Corefile has no line matching ${pattern}`);
@@ -56,7 +76,7 @@ export async function startCoreDns(options: CoreDnsOptions): Promise<CoreDns> {
   const dir = await mkdtemp(join(tmpdir(), 'ohn-coredns-'));
   const unregister = onExit(() => removeDirectorySync(dir));
   const conf = join(dir, 'Corefile');
-  await writeFile(conf, labCorefile(await readFile(COREFILE, 'utf8'), options));
+  await writeFile(conf, labCorefile(await readFile(options.dnstap === 'listen' ? COREFILE_LISTEN : COREFILE, 'utf8'), options));
   const child: ResultPromise = execa('ip', ['netns', 'exec', options.namespace.name, 'coredns', '-conf', conf], {
     reject: false,
     buffer: false,

@@ -12,7 +12,7 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startCli, type CliProcess } from '../support/cli-process.js';
-import { hasCoreDns, startCoreDns, type CoreDns } from './coredns.js';
+import { hasCoreDns, hasCoreDnsListen, startCoreDns, type CoreDns } from './coredns.js';
 import { startDockerd, type Dockerd } from './dockerd.js';
 import { DEFAULT_RECORDS } from './firewall-lab.js';
 import { importLabImage } from './image.js';
@@ -34,6 +34,12 @@ export interface DockerLabOptions {
   internetAddresses?: readonly string[];
   /** Progress lines for a person watching (the demo). */
   progress?: (message: string) => void;
+  /**
+   * push (the default): the DNS server writes to on-his-name's socket. connect: CoreDNS
+   * 1.14.4+ listens (coredns/Corefile.listen) and on-his-name --connect dials it; there
+   * is no stand-in, so startDns() refuses without such a CoreDNS on the PATH.
+   */
+  dnstap?: 'push' | 'connect';
 }
 
 export interface Network {
@@ -125,18 +131,23 @@ export async function createDockerLab(options: DockerLabOptions = {}): Promise<D
       dnstapSocket,
       async startDaemon(patterns, extra = []) {
         await daemon?.stop();
-        daemon = startCli(host.name, ['--network', NETWORK, '--listen', dnstapSocket, '--socket-uid', String(await unboundUid()), ...extra, ...patterns], dockerd.env);
+        const source = options.dnstap === 'connect' ? ['--connect', `unix://${dnstapSocket}`] : ['--listen', dnstapSocket, '--socket-uid', String(await unboundUid())];
+        daemon = startCli(host.name, ['--network', NETWORK, ...source, ...extra, ...patterns], dockerd.env);
         await daemon.waitFor((l) => l.msg === 'on-his-name is running', 15_000);
         return daemon;
       },
       daemon: () => daemon,
       async startDns() {
         const records = options.records ?? DEFAULT_RECORDS;
+        const listen = options.dnstap === 'connect';
+        if (listen && !(await hasCoreDnsListen())) {
+          throw new Error('dnstap connect mode needs CoreDNS 1.14.4 or later (dnstap listen) on the PATH; none found');
+        }
         if (await hasCoreDns()) {
-          say(`starting CoreDNS (coredns/Corefile) on the network gateway ${network.gateway}, unbound behind it on 127.0.0.1:${UPSTREAM_PORT}`);
+          say(`starting CoreDNS (coredns/${listen ? 'Corefile.listen' : 'Corefile'}) on the network gateway ${network.gateway}, unbound behind it on 127.0.0.1:${UPSTREAM_PORT}`);
           const upstream = await startUnbound({ namespace: host, listen: '127.0.0.1', port: UPSTREAM_PORT, zone: 'test.', records });
           cleanups.push(() => upstream.stop());
-          const coredns = await startCoreDns({ namespace: host, listen: network.gateway, dnstapSocket, upstream: `127.0.0.1:${UPSTREAM_PORT}` });
+          const coredns = await startCoreDns({ namespace: host, listen: network.gateway, dnstapSocket, upstream: `127.0.0.1:${UPSTREAM_PORT}`, dnstap: listen ? 'listen' : 'push' });
           cleanups.push(() => coredns.stop());
           return { kind: 'coredns', ...coredns };
         }

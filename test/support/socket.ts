@@ -8,8 +8,9 @@ export interface TestProducer {
   write(bytes: Buffer): Promise<void>;
 }
 
-export async function connectProducer(path: string): Promise<TestProducer> {
-  const socket = createConnection(path);
+/** A Unix socket path, or a TCP address. */
+export async function connectProducer(target: string | { host: string; port: number }): Promise<TestProducer> {
+  const socket = typeof target === 'string' ? createConnection(target) : createConnection(target);
   const chunks: Buffer[] = [];
   socket.on('data', (c: Buffer) => chunks.push(c));
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));

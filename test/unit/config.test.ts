@@ -8,7 +8,8 @@ describe('parseConfig', () => {
       command: 'run',
       patterns: ['example.com.'],
       allowAll: false,
-      listen: '/run/on-his-name/dnstap.sock',
+      listen: { transport: 'unix', path: '/run/on-his-name/dnstap.sock' },
+      connect: [],
       network: 'on-his-name',
       ports: [80, 443],
       allowCidrs: [],
@@ -43,9 +44,9 @@ describe('parseConfig', () => {
 
   it("reads the Go original's environment, and flags win over it", () => {
     const env = { LISTEN: '/tmp/env.sock', SOCKET_UID: '101', DOCKER_BRIDGE_NAME: 'envnet' };
-    expect(parseConfig(['a.test'], env)).toMatchObject({ listen: '/tmp/env.sock', socketUid: 101, network: 'envnet' });
+    expect(parseConfig(['a.test'], env)).toMatchObject({ listen: { transport: 'unix', path: '/tmp/env.sock' }, socketUid: 101, network: 'envnet' });
     expect(parseConfig(['--listen', '/tmp/flag.sock', '--socket-uid', '7', '--network', 'flagnet', 'a.test'], env)).toMatchObject({
-      listen: '/tmp/flag.sock',
+      listen: { transport: 'unix', path: '/tmp/flag.sock' },
       socketUid: 7,
       network: 'flagnet',
     });
@@ -56,7 +57,7 @@ describe('parseConfig', () => {
       ['--interface', 'br0', '--ports', '443, 8443,443', '--log-level', 'debug', '--log-format', 'json', '--allow-all', '--socket-gid', '5', '--listen', 'unix:///run/x.sock', '*'],
       {},
     );
-    expect(config).toMatchObject({ interface: 'br0', ports: [443, 8443], logLevel: 'debug', logFormat: 'json', allowAll: true, socketGid: 5, listen: '/run/x.sock', patterns: ['*'] });
+    expect(config).toMatchObject({ interface: 'br0', ports: [443, 8443], logLevel: 'debug', logFormat: 'json', allowAll: true, socketGid: 5, listen: { transport: 'unix', path: '/run/x.sock' }, patterns: ['*'] });
   });
 
   it('takes --allow-cidr repeated or comma-separated, and ALLOW_CIDR', () => {
@@ -125,5 +126,53 @@ describe('parseConfig', () => {
   it('names the environment variable when the bad value came from it', () => {
     expect(() => parseConfig(['a.test'], { LISTEN: 'localhost:4807' })).toThrow(/^LISTEN=localhost:4807 is a TCP address/);
     expect(() => parseConfig(['a.test'], { MAX_IPS: 'lots' })).toThrow(/^MAX_IPS "lots" must be a whole number/);
+  });
+});
+
+describe('parseConfig: where dnstap comes from (--listen, --connect)', () => {
+  const unix = (path: string) => ({ transport: 'unix', path });
+  const tcp = (host: string, port: number) => ({ transport: 'tcp', host, port });
+
+  it('listens on TCP, on loopback unless an address is given', () => {
+    expect(parseConfig(['--listen', 'tcp://127.0.0.1:6000', 'a.test'], {}).listen).toEqual(tcp('127.0.0.1', 6000));
+    expect(parseConfig(['--listen', 'tcp://:6000', 'a.test'], {}).listen).toEqual(tcp('127.0.0.1', 6000));
+    expect(parseConfig(['--listen', 'tcp://6000', 'a.test'], {}).listen).toEqual(tcp('127.0.0.1', 6000));
+    expect(parseConfig(['--listen', 'tcp://[::1]:6000', 'a.test'], {}).listen).toEqual(tcp('::1', 6000));
+    expect(parseConfig(['--listen', 'tcp://192.0.2.1:6000', 'a.test'], {}).listen).toEqual(tcp('192.0.2.1', 6000));
+    expect(parseConfig(['a.test'], { LISTEN: 'tcp://:7000' }).listen).toEqual(tcp('127.0.0.1', 7000));
+  });
+
+  it('dials listening producers: --connect repeatable, CONNECT comma-separated, and the flag wins', () => {
+    const config = parseConfig(['--connect', 'unix:///run/coredns/dnstap.sock', '--connect', 'tcp://[::1]:6001', 'a.test'], { CONNECT: 'tcp://127.0.0.1:1' });
+    expect(config.connect).toEqual([unix('/run/coredns/dnstap.sock'), tcp('::1', 6001)]);
+    expect(parseConfig(['a.test'], { CONNECT: 'unix:///a.sock, tcp://dns.internal:6000' }).connect).toEqual([unix('/a.sock'), tcp('dns.internal', 6000)]);
+    expect(parseConfig(['--connect', '/a.sock,unix:///a.sock', 'a.test'], {}).connect).toEqual([unix('/a.sock')]);
+  });
+
+  it('does not listen when only --connect is given, and does both when both are given', () => {
+    expect(parseConfig(['--connect', '/run/coredns/dnstap.sock', 'a.test'], {})).not.toHaveProperty('listen');
+    expect(parseConfig(['--connect', '/c.sock', '--listen', '/l.sock', 'a.test'], {})).toMatchObject({ listen: unix('/l.sock'), connect: [unix('/c.sock')] });
+    expect(parseConfig(['--connect', '/c.sock', 'a.test'], { LISTEN: '/l.sock' }).listen).toEqual(unix('/l.sock'));
+  });
+
+  it.each([
+    [['--listen', 'tcp://localhost:6000'], /--listen "tcp:\/\/localhost:6000" must name an IP address.*tcp:\/\/127\.0\.0\.1:6000/],
+    [['--listen', 'tcp://127.0.0.1'], /not tcp:\/\/HOST:PORT/],
+    [['--listen', 'tcp://::1:6000'], /IPv6 address goes in brackets/],
+    [['--listen', 'tcp://127.0.0.1:0'], /port 0: a TCP port is 1 to 65535/],
+    [['--listen', 'tcp://127.0.0.1:70000'], /port 70000/],
+    [['--connect', 'tcp://:6000'], /--connect "tcp:\/\/:6000" names no host to connect to/],
+    [['--connect', 'coredns:6000'], /--connect=coredns:6000 is a TCP address without its scheme: write tcp:\/\/HOST:PORT/],
+    [['--connect', 'dnstap.sock'], /--connect "dnstap.sock" must be a Unix socket path starting with "\/".*or tcp:\/\/HOST:PORT/],
+    [['--listen', 'tcp://127.0.0.1:6000', '--socket-uid', '101'], /--socket-uid.*Unix socket.*\(TCP\): drop them/],
+    [['--connect', '/c.sock', '--socket-gid', '101'], /\(--connect alone\): drop them/],
+    [['--connect', 'unix:///run/x.sock', '--listen', '/run/x.sock'], /--connect unix:\/\/\/run\/x\.sock is where on-his-name itself listens/],
+  ])('rejects %j with a ConfigError naming the fix', (argv, message) => {
+    expect(() => parseConfig([...argv, 'a.test'], {})).toThrow(ConfigError);
+    expect(() => parseConfig([...argv, 'a.test'], {})).toThrow(message);
+  });
+
+  it('names CONNECT when the bad value came from the environment', () => {
+    expect(() => parseConfig(['a.test'], { CONNECT: 'tcp://:1' })).toThrow(/^CONNECT "tcp:\/\/:1" names no host/);
   });
 });

@@ -132,6 +132,32 @@ describe('listenFrameStreams', () => {
     await expect(listenFrameStreams({ path, log, onData: () => undefined })).rejects.toThrow(/already running/);
   });
 
+  it('listens on TCP on loopback and serves producers as on the Unix socket', async () => {
+    listener = await listenFrameStreams({
+      endpoint: { transport: 'tcp', host: '127.0.0.1', port: 0 },
+      log,
+      onData: (payload, producer) => received.push(`${producer.id}:${payload.toString()}`),
+    });
+    const { endpoint } = listener;
+    if (endpoint.transport !== 'tcp') throw new Error('expected a TCP endpoint');
+    expect(endpoint.port).toBeGreaterThan(0);
+    expect(listener.path).toBe(`tcp://127.0.0.1:${endpoint.port}`);
+    const producer = await connectProducer({ host: '127.0.0.1', port: endpoint.port });
+    await producer.write(bidirectionalStream([Buffer.from('over'), Buffer.from('tcp')]));
+    await producer.closed;
+    expect(received).toEqual(['1:over', '1:tcp']);
+    expect(producer.received()).toEqual(Buffer.concat([encodeControl(ControlType.ACCEPT, [DNSTAP_CONTENT_TYPE]), encodeControl(ControlType.FINISH)]));
+    expect(lines.find((l) => l.msg === 'listening for dnstap over TCP')).toMatchObject({ address: listener.path });
+    expect(lines.some((l) => l.level >= 40)).toBe(false); // loopback: no warning
+  });
+
+  it('says which TCP port is taken, and how to fix it', async () => {
+    listener = await listenFrameStreams({ endpoint: { transport: 'tcp', host: '127.0.0.1', port: 0 }, log, onData: () => undefined });
+    const taken = listener.endpoint;
+    await expect(listenFrameStreams({ endpoint: taken, log, onData: () => undefined })).rejects.toThrow(ConfigError);
+    await expect(listenFrameStreams({ endpoint: taken, log, onData: () => undefined })).rejects.toThrow(/is in use by another process: choose another --listen port/);
+  });
+
   it('refuses to replace a file that is not a socket', async () => {
     const path = join(dir, 'not-a-socket');
     await writeFile(path, 'x');
