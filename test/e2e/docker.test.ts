@@ -2,8 +2,9 @@
  * The blog's scene on a real dockerd in namespaces: containers on the on-his-name network
  * reach allowed names and nothing else; everything else on the host is untouched.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NETWORK, createDockerLab, type DockerLab } from '../lab/docker-lab.js';
+import { firewallReport, printOnFailure } from '../support/failure.js';
 import { canUseNamespaces, skipNote } from '../support/root.js';
 import { execa } from 'execa';
 
@@ -23,9 +24,7 @@ describe.skipIf(!canUseNamespaces())(`on-his-name with a real dockerd${skipNote(
     await lab.daemon()!.waitFor((l) => l.msg === 'producer connected', 15_000);
   }, 180_000);
 
-  afterEach(async (context) => {
-    if (context.task.result?.state === 'fail') console.error(`${await lab.listing()}\n\ndaemon log:\n${lab.daemon()?.output()}`);
-  });
+  printOnFailure(async () => firewallReport((await lab.listing()).split('\n'), lab.daemon()?.output()));
 
   afterAll(async () => {
     await lab?.close();

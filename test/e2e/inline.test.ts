@@ -4,10 +4,11 @@
  * and answers only once the rules are in, so a fresh name connects on its first SYN.
  */
 import { execa } from 'execa';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_RECORDS } from '../lab/firewall-lab.js';
 import { UPSTREAM_PORT, createDockerLab, type DockerLab } from '../lab/docker-lab.js';
 import { SYN_RETRANSMITS_SH } from '../lab/syn-retransmits.js';
+import { firewallReport, printOnFailure } from '../support/failure.js';
 import { canUseNamespaces, skipNote } from '../support/root.js';
 
 const FRESH = Array.from({ length: 10 }, (_, i) => ({ name: `fresh${i}`, type: 'A' as const, value: `198.51.100.${120 + i}` }));
@@ -23,9 +24,7 @@ describe.skipIf(!canUseNamespaces())(`inline DNS mode with a real dockerd${skipN
     await lab.startDaemon(['allowed.test.', 'fresh*.test.'], ['--dns-listen', 'gateway', '--dns-upstream', `127.0.0.1:${UPSTREAM_PORT}`, '--deny-nxdomain']);
   }, 180_000);
 
-  afterEach(async (context) => {
-    if (context.task.result?.state === 'fail') console.error(`${await lab.listing()}\n\ndaemon log:\n${lab.daemon()?.output()}`);
-  });
+  printOnFailure(async () => firewallReport((await lab.listing()).split('\n'), lab.daemon()?.output()));
 
   afterAll(async () => {
     await lab?.close();

@@ -7,11 +7,12 @@
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BRIDGE, createFirewallLab, type FirewallLab } from '../lab/firewall-lab.js';
 import { startCli, type CliProcess } from '../support/cli-process.js';
 import { clientResponse } from '../support/dnstap.js';
 import { listeningProducer, type ListeningProducer } from '../support/listening-producer.js';
+import { firewallReport, printOnFailure } from '../support/failure.js';
 import { canUseNamespaces, skipNote } from '../support/root.js';
 import { until } from '../support/socket.js';
 
@@ -33,11 +34,7 @@ describe.skipIf(!canUseNamespaces())(`on-his-name --connect in namespaces${skipN
     await daemon.waitFor((l) => l.msg === 'connected to the dnstap producer');
   }, 60_000);
 
-  afterEach((context) => {
-    if (context.task.result?.state === 'fail') {
-      return lab.rules().then((rules) => console.error(`DOCKER-USER:\n${rules.join('\n')}\n\ndaemon log:\n${daemon.output()}`));
-    }
-  });
+  printOnFailure(async () => firewallReport(await lab.rules(), daemon?.output()));
 
   afterAll(async () => {
     await daemon?.stop();

@@ -7,10 +7,11 @@ import { execa } from 'execa';
 import { chmod, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BRIDGE, FOREIGN_RULE, createFirewallLab, type FirewallLab } from '../lab/firewall-lab.js';
 import { unboundUid } from '../lab/unbound.js';
 import { CLI, startCli, type CliProcess } from '../support/cli-process.js';
+import { firewallReport, printOnFailure } from '../support/failure.js';
 import { canUseNamespaces, skipNote } from '../support/root.js';
 
 const PATTERNS = ['allowed.test.', 'multi.test', 'ALIAS.test.', '**.deep.test'];
@@ -36,11 +37,7 @@ describe.skipIf(!canUseNamespaces())(`on-his-name --interface with unbound in na
     await daemon.waitFor((l) => l.msg === 'producer connected');
   }, 60_000);
 
-  afterEach((context) => {
-    if (context.task.result?.state === 'fail') {
-      return lab.rules().then((rules) => console.error(`DOCKER-USER:\n${rules.join('\n')}\n\ndaemon log:\n${daemon.output()}`));
-    }
-  });
+  printOnFailure(async () => firewallReport(await lab.rules(), daemon?.output()));
 
   afterAll(async () => {
     await daemon?.stop();

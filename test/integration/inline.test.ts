@@ -7,11 +7,12 @@
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BRIDGE, DEFAULT_RECORDS, GATEWAY, createFirewallLab, type FirewallLab } from '../lab/firewall-lab.js';
 import { synRetransmits } from '../lab/syn-retransmits.js';
 import { startUnbound, type Unbound } from '../lab/unbound.js';
 import { startCli, type CliProcess } from '../support/cli-process.js';
+import { firewallReport, printOnFailure } from '../support/failure.js';
 import { canUseNamespaces, skipNote } from '../support/root.js';
 
 const FRESH = 20;
@@ -41,11 +42,7 @@ describe.skipIf(!canUseNamespaces())(`inline DNS mode with the real CLI and unbo
     await daemon.waitFor((l) => l.msg === 'on-his-name is running');
   }, 60_000);
 
-  afterEach((context) => {
-    if (context.task.result?.state === 'fail') {
-      return lab.rules().then((rules) => console.error(`DOCKER-USER:\n${rules.join('\n')}\n\ndaemon log:\n${daemon.output()}`));
-    }
-  });
+  printOnFailure(async () => firewallReport(await lab.rules(), daemon?.output()));
 
   afterAll(async () => {
     await daemon?.stop();
