@@ -10,6 +10,10 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
+import type { ApiSources } from './admin/api.js';
+import { Metrics } from './admin/metrics.js';
+import { adminRoutes } from './admin/routes.js';
+import { startAdminServer, type AdminServer } from './admin/server.js';
 import type { Config } from './config.js';
 import { decide, type Decision } from './decision.js';
 import { resolveBridgeNetwork, type DockerNetworks } from './docker/network.js';
@@ -41,12 +45,16 @@ export interface Daemon {
   firewall6?: Firewall;
   listener: FrameStreamListener;
   stats: PipelineStats;
+  /** The admin API, when --admin-listen asked for it. */
+  admin?: AdminServer;
   close(): Promise<void>;
 }
 
 export interface PipelineStats {
   decisions: Record<Decision['outcome'], number>;
   decodeErrors: number;
+  /** Allow decisions per pattern (as given), for the admin API. */
+  allowsByPattern: Map<string, number>;
 }
 
 const BRIDGE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
@@ -58,17 +66,19 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   const guard = new AddressGuard(config.allowCidrs, [subnet, subnet6].filter((s): s is string => s !== undefined));
   const ipset = config.backend === 'ipset' ? requireIpset(deps) : undefined;
   const layout = { bridge, ports: config.ports };
+  const metrics = config.adminListen ? new Metrics() : undefined;
   const firewall = new Firewall({
     ...(ipset
       ? { backend: new IpsetBackend({ iptables: deps.runner, ipset, layout, maxElements: Math.max(config.maxIps, DEFAULT_MAX_ELEMENTS) }) }
       : { runner: deps.runner, layout }),
     log: deps.log.child({ component: 'firewall' }),
     ...lifetimes(config),
+    ...(metrics ? { onInKernel: metrics.inKernelHook(4) } : {}),
   });
   await firewall.start();
-  const firewall6 = await startIpv6Firewall(config, deps, bridge, ipv6);
+  const firewall6 = await startIpv6Firewall(config, deps, bridge, ipv6, metrics?.inKernelHook(6));
 
-  const stats: PipelineStats = { decisions: { allow: 0, deny: 0, skip: 0 }, decodeErrors: 0 };
+  const stats: PipelineStats = { decisions: { allow: 0, deny: 0, skip: 0 }, decodeErrors: 0, allowsByPattern: new Map() };
   const onFrame = frameHandler(policy, guard, { 4: firewall, 6: firewall6 }, stats, deps.log.child({ component: 'policy' }));
   const listener = await listenFrameStreams({
     path: config.listen,
@@ -77,6 +87,9 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     log: deps.log.child({ component: 'dnstap' }),
     onData: onFrame,
   });
+  const families = [{ family: 4 as const, firewall }, ...(firewall6 ? [{ family: 6 as const, firewall: firewall6 }] : [])];
+  const patterns = policy.patterns.map((p) => p.source);
+  const admin = metrics ? await startAdmin(config, metrics, { patterns, pipeline: stats, listener, firewalls: families }, deps.log) : undefined;
   deps.log.info({ patterns: policy.patterns.map((p) => p.source) }, 'on-his-name is running');
 
   return {
@@ -85,7 +98,9 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     ...(firewall6 ? { firewall6 } : {}),
     listener,
     stats,
+    ...(admin ? { admin } : {}),
     async close() {
+      await admin?.close();
       await listener.close();
       firewall.stop();
       firewall6?.stop();
@@ -108,6 +123,17 @@ function lifetimes(config: Config) {
   };
 }
 
+/** Metrics and the admin HTTP server, once the firewall and the socket are up, so that health tells the truth. */
+async function startAdmin(config: Config, metrics: Metrics, sources: ApiSources & { listener: FrameStreamListener }, log: Logger): Promise<AdminServer> {
+  metrics.watch(sources);
+  try {
+    return await startAdminServer({ address: config.adminListen!, routes: adminRoutes(sources, metrics), log: log.child({ component: 'admin' }) });
+  } catch (err) {
+    await sources.listener.close(); // the socket goes with the daemon that cannot start
+    throw err;
+  }
+}
+
 function requireIpset(deps: DaemonDeps): IpsetRunner {
   if (!deps.ipset) throw new ConfigError('--backend ipset needs the ipset command: apt-get install ipset');
   return deps.ipset();
@@ -118,7 +144,13 @@ function requireIpset(deps: DaemonDeps): IpsetRunner {
  * that we cannot filter is refused; without IPv6 on the network, a missing ip6tables (or
  * Docker 20.10's missing ip6tables DOCKER-USER) is said once and IPv6 answers open nothing.
  */
-async function startIpv6Firewall(config: Config, deps: DaemonDeps, bridge: string, ipv6: boolean): Promise<Firewall | undefined> {
+async function startIpv6Firewall(
+  config: Config,
+  deps: DaemonDeps,
+  bridge: string,
+  ipv6: boolean,
+  onInKernel?: (latencyMs: number, count: number) => void,
+): Promise<Firewall | undefined> {
   const log = deps.log.child({ component: 'firewall', family: 6 });
   const refuse = (why: string, cause?: unknown) =>
     new ConfigError(
@@ -136,6 +168,7 @@ async function startIpv6Firewall(config: Config, deps: DaemonDeps, bridge: strin
     layout: { bridge, ports: config.ports, family: 6 },
     log,
     ...lifetimes(config),
+    ...(onInKernel ? { onInKernel } : {}),
   });
   try {
     await firewall6.start();
@@ -184,12 +217,13 @@ function frameHandler(policy: Policy, guard: AddressGuard, firewalls: { 4: Firew
     stats.decisions[decision.outcome]++;
     switch (decision.outcome) {
       case 'allow': {
+        stats.allowsByPattern.set(decision.pattern, (stats.allowsByPattern.get(decision.pattern) ?? 0) + 1);
         for (const { address, why } of decision.refused) {
           log.warn({ name: decision.name, client: decision.client, address, why }, 'refused to open a special-purpose address; open it on purpose with --allow-cidr');
         }
         const added = [
-          ...decision.ipv4.filter((r) => firewalls[4].allow(r.address, decision.name, r.ttl) === 'queued'),
-          ...decision.ipv6.filter((r) => firewalls[6]?.allow(r.address, decision.name, r.ttl) === 'queued'),
+          ...decision.ipv4.filter((r) => firewalls[4].allow(r.address, decision.name, r.ttl, decision.client) === 'queued'),
+          ...decision.ipv6.filter((r) => firewalls[6]?.allow(r.address, decision.name, r.ttl, decision.client) === 'queued'),
         ];
         if (added.length === 0 && !log.isLevelEnabled('debug')) return; // a repeat answer: nothing to say
         const fields = { name: decision.name, client: decision.client, pattern: decision.pattern, ips: addresses(decision) };
