@@ -132,5 +132,8 @@ main().then(
       process.stderr.write(`on-his-name: unexpected failure: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
       process.exitCode = 1;
     }
+    // What a failed start had already opened (the dnstap socket, a long-lived ipset) would
+    // keep it running, and systemd's Restart=on-failure would never see it fail.
+    process.exit();
   },
 );

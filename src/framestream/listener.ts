@@ -61,8 +61,9 @@ export async function listenFrameStreams(options: ListenerOptions): Promise<Fram
   server.maxConnections = MAX_PRODUCERS;
 
   await listenOwnerOnly(server, path);
-  if (options.socketUid !== undefined) await chown(path, options.socketUid, options.socketGid ?? -1);
+  // chmod before chown: once the socket is the DNS server's, changing its mode would need CAP_FOWNER.
   await chmod(path, 0o600);
+  if (options.socketUid !== undefined) await chown(path, options.socketUid, options.socketGid ?? -1);
   log.info({ path, socketUid: options.socketUid }, 'listening for dnstap');
 
   return {
