@@ -7,6 +7,8 @@
  * docker/network turns --network into the bridge interface once, at start. The firewall's
  * base rules (DROP included) are in place before the socket accepts a single producer,
  * and stay in place when the daemon stops: egress is closed whenever we are not running.
+ * With --admin-listen, admin/ serves what every stage counts (metrics, open addresses,
+ * pattern hits, health); it reads, never changes.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
