@@ -341,6 +341,7 @@ export class Firewall {
       }
     }
     this.lastBatchOpened = false; // the next drain starts with new addresses
+    this.stats.failingApplies = 0; // the kernel holds what is wanted (a resync may have found it so)
   }
 
   /**
