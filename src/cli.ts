@@ -2,6 +2,7 @@
 /** The command line at the edge: parse, then run the daemon or reset; user errors are one line. */
 import { readFileSync } from 'node:fs';
 import { DEFAULTS, parseConfig, type Config } from './config.js';
+import { runStatus } from './admin/status.js';
 import { startDaemon } from './daemon.js';
 import { dockerClient } from './docker/network.js';
 import { ApplyError, ConfigError } from './errors.js';
@@ -18,6 +19,9 @@ Usage:
   on-his-name [options] PATTERN...     allow containers to reach what PATTERNs resolve to
   on-his-name reset                    remove every rule on-his-name owns in DOCKER-USER
                                        (iptables and ip6tables), and its ipset
+  on-his-name status [--admin-listen ADDR]
+                                       the open addresses (name, client, expiry,
+                                       counters) and patterns, from a running daemon
 
 Containers on the Docker network may open tcp connections (--ports) only to addresses
 that a DNS answer for an allowed name carried. Answers arrive as dnstap from the DNS
@@ -58,6 +62,12 @@ Options (environment fallback in brackets):
   --log-format FORMAT  auto (pretty on a terminal, else JSON), json, pretty [LOG_FORMAT]
   --backend NAME       iptables: one rule per address and port (default); ipset: one set
                        (${SET_V4}) matched by one rule, flat cost for many addresses [BACKEND]
+  --admin-listen ADDR  serve /metrics (Prometheus), /api/accepted, /api/matchers and
+                       /healthz over HTTP, without authentication; PORT or :PORT is
+                       127.0.0.1:PORT, HOST:PORT or [IPv6]:PORT listens there; off by
+                       default [ADMIN_LISTEN]
+  -h, --help           this text
+  -V, --version        the version
 
 Inline DNS mode (no first packet lost): containers use on-his-name as their DNS server;
 it forwards each query and releases an allowed answer once its rules are in the kernel.
@@ -70,8 +80,6 @@ it forwards each query and releases an allowed answer once its rules are in the 
                        (default ${DEFAULTS.dnsTimeoutMs}) [DNS_TIMEOUT_MS]
   --deny-nxdomain      answer NXDOMAIN for names no pattern allows, without asking
                        upstream (no DNS tunnelling through denied names) [DENY_NXDOMAIN=1]
-  -h, --help           this text
-  -V, --version        the version
 `;
 
 async function main(): Promise<number> {
@@ -84,6 +92,7 @@ async function main(): Promise<number> {
     process.stdout.write(`${version()}\n`);
     return 0;
   }
+  if (config.command === 'status') return runStatus(config.adminListen!);
   const log = createLogger(config.logLevel, config.logFormat);
   if (config.command === 'reset') return reset(log);
   return run(config, log);
@@ -153,5 +162,8 @@ main().then(
       process.stderr.write(`on-his-name: unexpected failure: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
       process.exitCode = 1;
     }
+    // What a failed start had already opened (the dnstap socket, a long-lived ipset) would
+    // keep it running, and systemd's Restart=on-failure would never see it fail.
+    process.exit();
   },
 );

@@ -3,13 +3,13 @@
  * ConfigError that names the problem and the fix. Flags win over the environment; the
  * environment names are the Go original's.
  */
-import { isIP } from 'node:net';
+import { isIP, isIPv4, isIPv6 } from 'node:net';
 import { parseArgs } from 'node:util';
 import { ConfigError } from './errors.js';
 import { formatEndpoint, parseConnectEndpoint, parseListenEndpoint, type Endpoint } from './framestream/endpoint.js';
 import { parseCidr } from './policy/special-addresses.js';
 
-export type Command = 'run' | 'reset' | 'help' | 'version';
+export type Command = 'run' | 'reset' | 'status' | 'help' | 'version';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 export type LogFormat = 'auto' | 'json' | 'pretty';
 /** iptables: one rule per address and port (what `iptables -vL` shows); ipset: one set, one rule. */
@@ -43,6 +43,8 @@ export interface Config {
   backend: Backend;
   /** Inline mode: answer the containers' DNS here and hold allowed answers until their rules are in. */
   dns?: InlineDns;
+  /** Where the admin API (metrics, status) listens; absent: nowhere. */
+  adminListen?: AdminAddress;
 }
 
 export interface HostPort {
@@ -59,6 +61,13 @@ export interface InlineDns {
   upstreamTimeoutMs: number;
   /** Answer NXDOMAIN for names no pattern allows, without asking upstream. */
   denyNxdomain: boolean;
+}
+
+/** A TCP address for the admin API; `loopback` is false for anything reachable from elsewhere. */
+export interface AdminAddress {
+  host: string;
+  port: number;
+  loopback: boolean;
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -107,6 +116,7 @@ const OPTIONS = {
   'dns-hold-ms': { type: 'string' },
   'dns-timeout-ms': { type: 'string' },
   'deny-nxdomain': { type: 'boolean' },
+  'admin-listen': { type: 'string' },
   'allow-all': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -114,10 +124,21 @@ const OPTIONS = {
 
 export function parseConfig(argv: readonly string[], env: Env): Config {
   const { values, positionals } = parseFlags(argv);
-  const command: Command = values.help ? 'help' : values.version ? 'version' : positionals[0] === 'reset' ? 'reset' : 'run';
-  const patterns = command === 'reset' ? positionals.slice(1) : positionals;
+  const command: Command = values.help ? 'help' : values.version ? 'version' : positionals[0] === 'reset' ? 'reset' : positionals[0] === 'status' ? 'status' : 'run';
+  const patterns = command === 'reset' || command === 'status' ? positionals.slice(1) : positionals;
   if (command === 'reset' && patterns.length > 0) {
     throw new ConfigError(`"reset" takes no pattern (got ${patterns.join(' ')}): run "on-his-name reset" alone`);
+  }
+  if (command === 'status' && patterns.length > 0) {
+    throw new ConfigError(`"status" takes no pattern (got ${patterns.join(' ')}): run "on-his-name status [--admin-listen ADDR]"`);
+  }
+  const adminValue = values['admin-listen'] ?? (env.ADMIN_LISTEN || undefined);
+  const adminListen = adminValue === undefined ? undefined : parseAdminListen(adminValue, values['admin-listen'] !== undefined ? '--admin-listen' : 'ADMIN_LISTEN');
+  if (command === 'status' && !adminListen) {
+    throw new ConfigError(
+      'status reads the admin API, and no address was given: start the daemon with --admin-listen ADDR (e.g. 9090), ' +
+        'then run "on-his-name status --admin-listen ADDR" (or set ADMIN_LISTEN)',
+    );
   }
 
   const socketUid = parseId(values['socket-uid'] ?? env.SOCKET_UID, values['socket-uid'] ? '--socket-uid' : 'SOCKET_UID');
@@ -157,6 +178,7 @@ export function parseConfig(argv: readonly string[], env: Env): Config {
     logFormat: oneOf(values['log-format'] ?? env.LOG_FORMAT ?? DEFAULTS.logFormat, LOG_FORMATS, '--log-format'),
     backend,
     ...(dns ? { dns } : {}),
+    ...(adminListen ? { adminListen } : {}),
   };
 }
 
@@ -212,6 +234,30 @@ function parsePort(value: string, flag: string): number {
 
 function isTrue(value: string | undefined): boolean {
   return value !== undefined && /^(1|true|yes|on)$/i.test(value);
+}
+
+const ADMIN_FORMS = 'PORT, :PORT, HOST:PORT or [IPv6]:PORT, e.g. 9090 (which is 127.0.0.1:9090)';
+
+/**
+ * `PORT` and `:PORT` mean loopback; any other address must be given in full, as an IP
+ * literal (no name lookup: what it listens on should not depend on DNS).
+ */
+export function parseAdminListen(value: string, source: string): AdminAddress {
+  const text = value.trim();
+  const match = /^:?(\d{1,5})$/.exec(text) ?? /^\[([^\]]*)\]:(\d{1,5})$/.exec(text) ?? /^([^:[\]]*):(\d{1,5})$/.exec(text);
+  if (!match) throw new ConfigError(`${source} "${value}" must be ${ADMIN_FORMS}`);
+  const [host, portText] = match.length === 2 ? ['127.0.0.1', match[1]!] : [match[1]!, match[2]!];
+  const port = Number(portText);
+  if (!(port >= 1 && port <= 65535)) throw new ConfigError(`${source} "${value}": the port must be from 1 to 65535 (${ADMIN_FORMS})`);
+  const address = host === 'localhost' ? '127.0.0.1' : host;
+  const bracketed = text.startsWith('[');
+  if (bracketed ? !isIPv6(address) : !isIPv4(address)) {
+    throw new ConfigError(
+      `${source} "${value}": ${JSON.stringify(host)} is not an ${bracketed ? 'IPv6' : 'IPv4'} address; give an IP address, ` +
+        `not a name (${ADMIN_FORMS}, or [::1]:9090)`,
+    );
+  }
+  return { host: address, port, loopback: address.startsWith('127.') || address === '::1' || /^::ffff:127\./i.test(address) };
 }
 
 function parseFlags(argv: readonly string[]) {

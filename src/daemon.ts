@@ -10,9 +10,15 @@
  * docker/network turns --network into the bridge interface once, at start. The firewall's
  * base rules (DROP included) are in place before the socket accepts a single producer,
  * and stay in place when the daemon stops: egress is closed whenever we are not running.
+ * With --admin-listen, admin/ serves what every stage counts (metrics, open addresses,
+ * pattern hits, health); it reads, never changes.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
+import { Metrics } from './admin/metrics.js';
+import { adminRoutes } from './admin/routes.js';
+import { startAdminServer, type AdminServer } from './admin/server.js';
+import type { ApiSources } from './admin/api.js';
 import type { Config, InlineDns } from './config.js';
 import { resolveBridgeNetwork, type DockerNetworks } from './docker/network.js';
 import { holdUntilOpen, type HoldStats } from './dns-proxy/hold.js';
@@ -23,7 +29,7 @@ import { IpsetBackend } from './firewall/ipset-backend.js';
 import { DEFAULT_MAX_ELEMENTS } from './firewall/ipset.js';
 import type { IpsetRunner } from './firewall/ipset-runner.js';
 import type { IptablesRunner } from './firewall/iptables.js';
-import { producerIds } from './framestream/connection.js';
+import { producerIds, sumStats } from './framestream/connection.js';
 import { connectFrameStreams, type FrameStreamDialer } from './framestream/dialer.js';
 import { listenFrameStreams, type FrameStreamListener } from './framestream/listener.js';
 import { Pipeline, type PipelineStats } from './pipeline.js';
@@ -53,6 +59,8 @@ export interface Daemon {
   stats: PipelineStats;
   /** Inline mode's DNS proxy and its hold on allowed answers, when --dns-listen is given. */
   dns?: { proxy: DnsProxy; hold: Readonly<HoldStats> };
+  /** The admin API, when --admin-listen asked for it. */
+  admin?: AdminServer;
   close(): Promise<void>;
 }
 
@@ -65,15 +73,17 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   const guard = new AddressGuard(config.allowCidrs, [subnet, subnet6].filter((s): s is string => s !== undefined));
   const ipset = config.backend === 'ipset' ? requireIpset(deps) : undefined;
   const layout = { bridge, ports: config.ports };
+  const metrics = config.adminListen ? new Metrics() : undefined;
   const firewall = new Firewall({
     ...(ipset
       ? { backend: new IpsetBackend({ iptables: deps.runner, ipset, layout, maxElements: Math.max(config.maxIps, DEFAULT_MAX_ELEMENTS) }) }
       : { runner: deps.runner, layout }),
     log: deps.log.child({ component: 'firewall' }),
     ...lifetimes(config),
+    ...(metrics ? { onInKernel: metrics.inKernelHook(4) } : {}),
   });
   await firewall.start();
-  const firewall6 = await startIpv6Firewall(config, deps, bridge, ipv6);
+  const firewall6 = await startIpv6Firewall(config, deps, bridge, ipv6, metrics?.inKernelHook(6));
 
   const pipeline = new Pipeline(policy, guard, { 4: firewall, 6: firewall6 }, deps.log.child({ component: 'policy' }));
   const dns = config.dns ? await startInlineDns(config.dns, pipeline, gateway, deps.log) : undefined;
@@ -90,6 +100,21 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
       })
     : undefined;
   const dialers = config.connect.map((endpoint) => connectFrameStreams({ endpoint, ...dnstap }));
+  const families = [{ family: 4 as const, firewall }, ...(firewall6 ? [{ family: 6 as const, firewall: firewall6 }] : [])];
+  const admin = metrics
+    ? await startAdmin(config, metrics, {
+        patterns: policy.patterns.map((p) => p.source),
+        pipeline: pipeline.stats,
+        dnstap: sumStats([...(listener ? [listener] : []), ...dialers]),
+        ...(listener?.endpoint.transport === 'unix' ? { socketPath: listener.endpoint.path } : {}),
+        ...(dns ? { dns } : {}),
+        firewalls: families,
+      }, deps.log).catch(async (err: unknown) => {
+        // The sockets go with the daemon that cannot start.
+        await Promise.all([listener?.close(), ...dialers.map((d) => d.close()), dns?.proxy.close()]);
+        throw err;
+      })
+    : undefined;
   deps.log.info({ patterns: policy.patterns.map((p) => p.source) }, 'on-his-name is running');
 
   return {
@@ -100,7 +125,9 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     dialers,
     stats: pipeline.stats,
     ...(dns ? { dns } : {}),
+    ...(admin ? { admin } : {}),
     async close() {
+      await admin?.close();
       await Promise.all([listener?.close(), ...dialers.map((d) => d.close()), dns?.proxy.close()]);
       firewall.stop();
       firewall6?.stop();
@@ -125,6 +152,12 @@ function lifetimes(config: Config) {
   };
 }
 
+/** Metrics and the admin HTTP server, once the firewall and the socket are up, so that health tells the truth. */
+async function startAdmin(config: Config, metrics: Metrics, sources: ApiSources, log: Logger): Promise<AdminServer> {
+  metrics.watch(sources);
+  return startAdminServer({ address: config.adminListen!, routes: adminRoutes(sources, metrics), log: log.child({ component: 'admin' }) });
+}
+
 function requireIpset(deps: DaemonDeps): IpsetRunner {
   if (!deps.ipset) throw new ConfigError('--backend ipset needs the ipset command: apt-get install ipset');
   return deps.ipset();
@@ -135,7 +168,13 @@ function requireIpset(deps: DaemonDeps): IpsetRunner {
  * that we cannot filter is refused; without IPv6 on the network, a missing ip6tables (or
  * Docker 20.10's missing ip6tables DOCKER-USER) is said once and IPv6 answers open nothing.
  */
-async function startIpv6Firewall(config: Config, deps: DaemonDeps, bridge: string, ipv6: boolean): Promise<Firewall | undefined> {
+async function startIpv6Firewall(
+  config: Config,
+  deps: DaemonDeps,
+  bridge: string,
+  ipv6: boolean,
+  onInKernel?: (latencyMs: number, count: number) => void,
+): Promise<Firewall | undefined> {
   const log = deps.log.child({ component: 'firewall', family: 6 });
   const refuse = (why: string, cause?: unknown) =>
     new ConfigError(
@@ -153,6 +192,7 @@ async function startIpv6Firewall(config: Config, deps: DaemonDeps, bridge: strin
     layout: { bridge, ports: config.ports, family: 6 },
     log,
     ...lifetimes(config),
+    ...(onInKernel ? { onInKernel } : {}),
   });
   try {
     await firewall6.start();

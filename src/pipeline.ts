@@ -21,6 +21,8 @@ import type { AddressGuard } from './policy/special-addresses.js';
 export interface PipelineStats {
   decisions: Record<Decision['outcome'], number>;
   decodeErrors: number;
+  /** Allow decisions per pattern (as given), for the admin API. */
+  allowsByPattern: Map<string, number>;
 }
 
 export interface Firewalls {
@@ -36,7 +38,7 @@ export interface Opened {
 }
 
 export class Pipeline {
-  readonly stats: PipelineStats = { decisions: { allow: 0, deny: 0, skip: 0 }, decodeErrors: 0 };
+  readonly stats: PipelineStats = { decisions: { allow: 0, deny: 0, skip: 0 }, decodeErrors: 0, allowsByPattern: new Map() };
   private warnedNotFull = false;
 
   constructor(
@@ -101,6 +103,7 @@ export class Pipeline {
   }
 
   private open(decision: Extract<Decision, { outcome: 'allow' }>): Promise<boolean>[] {
+    this.stats.allowsByPattern.set(decision.pattern, (this.stats.allowsByPattern.get(decision.pattern) ?? 0) + 1);
     for (const { address, why } of decision.refused) {
       this.log.warn(
         { name: decision.name, client: decision.client, address, why },
@@ -113,7 +116,7 @@ export class Pipeline {
       const firewall = this.firewalls[family];
       if (!firewall) continue;
       for (const { address, ttl } of records) {
-        if (firewall.allow(address, decision.name, ttl) === 'queued') added.push(address);
+        if (firewall.allow(address, decision.name, ttl, decision.client) === 'queued') added.push(address);
         opening.push(firewall.whenInKernel(address));
       }
     }

@@ -11,9 +11,17 @@ export interface Entry {
   expiresAt?: number;
 }
 
+/** Packets and bytes the kernel counted for one address: the first packet of each new connection. */
+export interface Counters {
+  packets: number;
+  bytes: number;
+}
+
 export interface FirewallBackend {
   /** Install or repair the base rules; return the entries already in the kernel (adopted) and whether the base was rebuilt. */
   sync(): Promise<{ adopted: Entry[]; rebuilt: boolean }>;
   /** One kernel transaction: put `add` in (new, or refreshed expiry) and take `remove` out. Throws ApplyError on failure. */
   apply(add: readonly Entry[], remove: readonly Entry[]): Promise<void>;
+  /** The kernel's counters per address we own, read fresh; for the admin API. */
+  counters?(): Promise<Map<string, Counters>>;
 }

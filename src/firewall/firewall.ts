@@ -18,7 +18,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import type { Entry, FirewallBackend } from './backend.js';
+import type { Counters, Entry, FirewallBackend } from './backend.js';
 import { EXPIRY_DEFAULTS, ExpiryHeap, expiryFor, needsRefresh, type ExpiryPolicy } from './expiry.js';
 import { IptablesBackend } from './iptables-backend.js';
 import type { IptablesRunner } from './iptables.js';
@@ -45,6 +45,8 @@ export type FirewallOptions = KernelOptions & {
   /** Most addresses waiting for the kernel at once; more are dropped and counted. */
   maxPending?: number;
   retryDelayMs?: { first: number; max: number };
+  /** Called once per address newly in the kernel, with the time since it was asked for (for a histogram). */
+  onInKernel?: (latencyMs: number, count: number) => void;
 };
 
 export type AllowResult = 'known' | 'queued' | 'refreshed' | 'dropped' | 'invalid';
@@ -64,6 +66,8 @@ export interface FirewallStats {
   evicted: number;
   /** Reconciles (or retries) that found our rules damaged or missing and restored them. */
   restored: number;
+  /** Failed applies since the last one that succeeded; for the health check. */
+  failingApplies: number;
 }
 
 /** Big enough for any real burst, small enough that one restore stays well under a second. */
@@ -96,6 +100,7 @@ export class Firewall {
     expired: 0,
     evicted: 0,
     restored: 0,
+    failingApplies: 0,
   };
   private readonly backend: FirewallBackend;
   private readonly wanted = new Map<string, Entry & { expiresAt: number }>();
@@ -105,6 +110,8 @@ export class Firewall {
   private readonly queuedAt = new Map<string, number>();
   /** Who waits for an address to reach the kernel (inline DNS holds its answer until then). */
   private readonly waiters = new Map<string, Array<(inKernel: boolean) => void>>();
+  /** The container address that last asked for each wanted address; memory only, for the admin API. */
+  private readonly clients = new Map<string, string>();
   private readonly heap = new ExpiryHeap();
   private readonly policy: ExpiryPolicy;
   private readonly maxIps: number;
@@ -169,13 +176,29 @@ export class Firewall {
     return [...this.kernel.values()];
   }
 
+  /** Addresses wanted open: in the kernel, or waiting for it. */
+  get trackedCount(): number {
+    return this.wanted.size;
+  }
+
+  /** The client that last asked for `address`, if an answer in this run carried one. */
+  clientOf(address: string): string | undefined {
+    return this.clients.get(address);
+  }
+
+  /** The kernel's packet and byte counters per open address, if the backend can read them. */
+  async counters(): Promise<Map<string, Counters> | undefined> {
+    return this.backend.counters?.();
+  }
+
   /**
    * Open `address` for `ttl` seconds (plus floor and grace), or push its expiry later.
    * 'queued': new; 'refreshed': already open, its expiry will be rewritten; 'known':
    * nothing to do (open or queued, and its expiry is recent enough).
    */
-  allow(address: string, name?: string, ttl = 0): AllowResult {
+  allow(address: string, name?: string, ttl = 0, client?: string): AllowResult {
     if (!this.isAddress(address)) return 'invalid';
+    if (client !== undefined && this.wanted.has(address)) this.clients.set(address, client);
     const expiresAt = expiryFor(this.clock(), ttl, this.policy);
     const current = this.wanted.get(address);
     if (current && !needsRefresh(current.expiresAt, expiresAt, this.policy)) return 'known';
@@ -185,6 +208,7 @@ export class Firewall {
       return 'dropped';
     }
     if (!current) this.makeRoom(1);
+    if (client !== undefined) this.clients.set(address, client);
     const named = name ?? current?.name;
     this.want({ address, ...(named ? { name: named } : {}), expiresAt });
     this.dirty.add(address);
@@ -254,6 +278,7 @@ export class Firewall {
 
   private unwant(address: string): void {
     this.wanted.delete(address);
+    this.clients.delete(address);
     this.dirty.add(address);
     this.wake(address, false);
   }
@@ -330,8 +355,10 @@ export class Firewall {
         await this.backend.apply(batch.add, batch.remove);
         this.commit(batch.add, batch.remove);
         delay = this.options.retryDelayMs?.first ?? 100;
+        this.stats.failingApplies = 0;
       } catch (err) {
         this.stats.applyFailures++;
+        this.stats.failingApplies++;
         this.log.warn({ err: (err as Error).message, pending: this.dirty.size, retryInMs: delay }, 'firewall apply failed; reading the kernel again and retrying');
         await sleep(delay);
         delay = Math.min(delay * 2, this.options.retryDelayMs?.max ?? 5_000);
@@ -339,6 +366,7 @@ export class Firewall {
       }
     }
     this.lastBatchOpened = false; // the next drain starts with new addresses
+    this.stats.failingApplies = 0; // the kernel holds what is wanted (a resync may have found it so)
   }
 
   /**
@@ -386,6 +414,7 @@ export class Firewall {
       if (this.wanted.get(entry.address) === entry) this.dirty.delete(entry.address);
       const since = this.queuedAt.get(entry.address);
       if (since !== undefined) oldest = Math.min(oldest, since);
+      if (since !== undefined) this.options.onInKernel?.(start - since, 1);
       this.queuedAt.delete(entry.address);
     }
     this.stats.applies++;

@@ -5,7 +5,8 @@
  * that names it, and elements expire in the kernel on their own timeout.
  */
 import { ConfigError } from '../errors.js';
-import type { Entry, FirewallBackend } from './backend.js';
+import type { Counters, Entry, FirewallBackend } from './backend.js';
+import { setCounters } from './counters.js';
 import type { IptablesRunner } from './iptables.js';
 import { DEFAULT_MAX_ELEMENTS, SET_V4, adoptedEntries, createLine, incompatibility, parseSave, renderApply } from './ipset.js';
 import type { IpsetRunner } from './ipset-runner.js';
@@ -59,6 +60,10 @@ export class IpsetBackend implements FirewallBackend {
 
   async apply(add: readonly Entry[], remove: readonly Entry[]): Promise<void> {
     await this.options.ipset.restore(renderApply(this.set, add, remove, this.now()));
+  }
+
+  async counters(): Promise<Map<string, Counters>> {
+    return setCounters((await this.options.ipset.save(this.set)) ?? '', this.set);
   }
 }
 

@@ -4,7 +4,8 @@
  * address's rules read (as written or as listed) so that a refresh or removal can
  * delete them by their exact text; sync() reads that again from the kernel.
  */
-import type { Entry, FirewallBackend } from './backend.js';
+import type { Counters, Entry, FirewallBackend } from './backend.js';
+import { ruleCounters } from './counters.js';
 import type { IptablesRunner } from './iptables.js';
 import { planApply, planSync, type Layout } from './planner.js';
 
@@ -30,5 +31,11 @@ export class IptablesBackend implements FirewallBackend {
     if (script) await this.runner.restore(script);
     for (const entry of remove) this.installed.delete(entry.address);
     for (const entry of add) this.installed.set(entry.address, entry);
+  }
+
+  /** Read with iptables-save, whose -c prints counters per rule; empty if the runner cannot save. */
+  async counters(): Promise<Map<string, Counters>> {
+    const text = this.runner.save ? await this.runner.save() : '';
+    return ruleCounters(text, this.layout.bridge);
   }
 }

@@ -14,6 +14,8 @@ export interface IptablesRunner {
   restore(script: string): Promise<void>;
   /** End a long-lived iptables-restore, if there is one. */
   close?(): void;
+  /** `iptables-save -c -t filter`: every rule with its packet and byte counters. */
+  save?(): Promise<string>;
 }
 
 /** How long to wait for the xtables lock another program holds, in seconds. */
@@ -22,6 +24,8 @@ const LOCK_WAIT_SECONDS = '5';
 export interface RunnerOptions {
   iptables?: string;
   restore?: string;
+  /** Default: the iptables binary's name + "-save". */
+  save?: string;
   /** A command to run iptables through, e.g. ['ip', 'netns', 'exec', 'lab'] in tests. */
   prefix?: readonly string[];
   /**
@@ -34,7 +38,8 @@ export interface RunnerOptions {
 }
 
 export function iptablesRunner(options: RunnerOptions = {}): IptablesRunner {
-  const binaries = { iptables: options.iptables ?? 'iptables', restore: options.restore ?? 'iptables-restore' };
+  const iptables = options.iptables ?? 'iptables';
+  const binaries = { iptables, restore: options.restore ?? 'iptables-restore', save: options.save ?? `${iptables}-save` };
   const [command, ...prefixArgs] = options.prefix ?? [];
   const run = (binary: string, args: string[], input?: string) =>
     command
@@ -73,6 +78,13 @@ export function iptablesRunner(options: RunnerOptions = {}): IptablesRunner {
           ...(failure.exitCode !== undefined ? { exitCode: failure.exitCode } : {}),
           cause: err,
         });
+      }
+    },
+    async save() {
+      try {
+        return (await run(binaries.save, ['-c', '-t', 'filter'])).stdout;
+      } catch (err) {
+        throw explain(err as ExecaError, binaries.save);
       }
     },
     close: () => restore?.close(),

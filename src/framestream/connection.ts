@@ -51,6 +51,25 @@ export function newStats(): FrameStreamStats {
   return { connections: 0, dataFrames: 0, oversizedFrames: 0, protocolErrors: 0 };
 }
 
+/** The counts of several listeners and dialers as one, read live. */
+export function sumStats(streams: ReadonlyArray<{ readonly stats: Readonly<FrameStreamStats> }>): Readonly<FrameStreamStats> {
+  const sum = (key: keyof FrameStreamStats) => streams.reduce((n, stream) => n + stream.stats[key], 0);
+  return {
+    get connections() {
+      return sum('connections');
+    },
+    get dataFrames() {
+      return sum('dataFrames');
+    },
+    get oversizedFrames() {
+      return sum('oversizedFrames');
+    },
+    get protocolErrors() {
+      return sum('protocolErrors');
+    },
+  };
+}
+
 /** Producer numbers 1, 2, 3…: one counter per listener or dialer unless the caller shares one. */
 export function producerIds(): () => number {
   let next = 1;

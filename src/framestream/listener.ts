@@ -64,8 +64,9 @@ async function listenUnix(server: Server, path: string, options: ListenerOptions
   await clearStaleSocket(path);
   await mkdir(dirname(path), { recursive: true, mode: 0o755 });
   await listenOwnerOnly(server, path);
-  if (options.socketUid !== undefined) await chown(path, options.socketUid, options.socketGid ?? -1);
+  // chmod before chown: once the socket is the DNS server's, changing its mode would need CAP_FOWNER.
   await chmod(path, 0o600);
+  if (options.socketUid !== undefined) await chown(path, options.socketUid, options.socketGid ?? -1);
   options.log.info({ path, socketUid: options.socketUid }, 'listening for dnstap');
   return { transport: 'unix', path };
 }

@@ -11,8 +11,9 @@ export interface CliProcess {
   stop(): Promise<number | undefined>;
 }
 
-export function startCli(namespace: string, args: string[], env: Record<string, string> = {}): CliProcess {
-  const child: ResultPromise = execa('ip', ['netns', 'exec', namespace, process.execPath, CLI, '--log-format', 'json', ...args], {
+/** `wrapper` runs the CLI through a command, e.g. setpriv to bound its capabilities. */
+export function startCli(namespace: string, args: string[], env: Record<string, string> = {}, wrapper: readonly string[] = []): CliProcess {
+  const child: ResultPromise = execa('ip', ['netns', 'exec', namespace, ...wrapper, process.execPath, CLI, '--log-format', 'json', ...args], {
     reject: false,
     buffer: false,
     env,

@@ -6,6 +6,8 @@ export function fakeIptables(initial: string[] = ['-N DOCKER-USER', '-A DOCKER-U
   const chain = [...initial];
   const scripts: string[] = [];
   let failuresLeft = 0;
+  /** Packet and byte counts by rule text (`-A …`), as the kernel would count them; see count(). */
+  const counts = new Map<string, [number, number]>();
   const runner: IptablesRunner = {
     async list() {
       return [...chain];
@@ -30,6 +32,14 @@ export function fakeIptables(initial: string[] = ['-N DOCKER-USER', '-A DOCKER-U
       }
       chain.splice(1, chain.length - 1, ...rules);
     },
+    async save() {
+      const rules = chain.filter((l) => l.startsWith('-A ')).map((l) => `[${(counts.get(l) ?? [0, 0]).join(':')}] ${l}`);
+      return ['*filter', ':DOCKER-USER - [0:0]', ...rules, 'COMMIT'].join('\n');
+    },
   };
-  return { runner, chain, scripts, failNext: (n: number) => (failuresLeft = n) };
+  /** Count packets against every rule now in the chain whose text contains `match`. */
+  const count = (match: string, packets: number, bytes: number) => {
+    for (const line of chain) if (line.includes(match)) counts.set(line, [packets, bytes]);
+  };
+  return { runner, chain, scripts, count, failNext: (n: number) => (failuresLeft = n) };
 }

@@ -98,6 +98,15 @@ describe('parseConfig', () => {
     [['--dns-listen', 'localhost:53', '--dns-upstream', '127.0.0.1', 'a.test'], /--dns-listen "localhost:53" must be an IP address/],
     [['--dns-listen', '192.0.2.1:99999', '--dns-upstream', '127.0.0.1', 'a.test'], /--dns-listen: port "99999" must be a number from 1 to 65535/],
     [['--dns-listen', 'gateway', '--dns-upstream', '127.0.0.1', '--dns-hold-ms', '20000', 'a.test'], /--dns-hold-ms "20000" must be a whole number from 0 to 10000/],
+    [['--admin-listen', 'nine', 'a.test'], /--admin-listen "nine" must be PORT, :PORT, HOST:PORT or \[IPv6\]:PORT, e.g. 9090/],
+    [['--admin-listen', '0', 'a.test'], /--admin-listen "0": the port must be from 1 to 65535/],
+    [['--admin-listen', '70000', 'a.test'], /the port must be from 1 to 65535/],
+    [['--admin-listen', 'admin.example:9090', 'a.test'], /"admin.example" is not an IPv4 address; give an IP address, not a name/],
+    [['--admin-listen', '[127.0.0.1]:9090', 'a.test'], /"127.0.0.1" is not an IPv6 address/],
+    [['--admin-listen', '::1:9090', 'a.test'], /must be PORT, :PORT, HOST:PORT or \[IPv6\]:PORT/],
+    [['--admin-listen', 'http://127.0.0.1:9090', 'a.test'], /must be PORT/],
+    [['status', 'a.test', '--admin-listen', '9090'], /"status" takes no pattern/],
+    [['status'], /start the daemon with --admin-listen ADDR.*on-his-name status --admin-listen ADDR.*ADMIN_LISTEN/],
   ])('rejects %j with a clear ConfigError', (argv, message) => {
     expect(() => parseConfig(argv, {})).toThrow(ConfigError);
     expect(() => parseConfig(argv, {})).toThrow(message);
@@ -121,6 +130,33 @@ describe('parseConfig', () => {
     });
     expect(parseConfig(['--dns-listen', '::1', '--dns-upstream', '::1', 'a.test'], {}).dns?.listen).toEqual({ host: '::1', port: 53 });
     expect(parseConfig(['a.test'], {}).dns).toBeUndefined();
+  });
+
+  it.each([
+    ['9090', { host: '127.0.0.1', port: 9090, loopback: true }],
+    [':9090', { host: '127.0.0.1', port: 9090, loopback: true }],
+    ['127.0.0.2:1', { host: '127.0.0.2', port: 1, loopback: true }],
+    ['localhost:65535', { host: '127.0.0.1', port: 65535, loopback: true }],
+    ['[::1]:9090', { host: '::1', port: 9090, loopback: true }],
+    ['0.0.0.0:9090', { host: '0.0.0.0', port: 9090, loopback: false }],
+    ['192.0.2.1:9090', { host: '192.0.2.1', port: 9090, loopback: false }],
+    ['[::]:9090', { host: '::', port: 9090, loopback: false }],
+    ['[2001:db8::1]:9090', { host: '2001:db8::1', port: 9090, loopback: false }],
+  ])('reads --admin-listen %s', (value, expected) => {
+    expect(parseConfig(['--admin-listen', value, 'a.test'], {}).adminListen).toEqual(expected);
+  });
+
+  it('listens for the admin API only when asked, from the flag or ADMIN_LISTEN, and the flag wins', () => {
+    expect(parseConfig(['a.test'], {}).adminListen).toBeUndefined();
+    expect(parseConfig(['a.test'], { ADMIN_LISTEN: '' }).adminListen).toBeUndefined();
+    expect(parseConfig(['a.test'], { ADMIN_LISTEN: '9100' }).adminListen).toEqual({ host: '127.0.0.1', port: 9100, loopback: true });
+    expect(parseConfig(['--admin-listen', '9200', 'a.test'], { ADMIN_LISTEN: '9100' }).adminListen?.port).toBe(9200);
+    expect(() => parseConfig(['a.test'], { ADMIN_LISTEN: 'x' })).toThrow(/^ADMIN_LISTEN "x" must be/);
+  });
+
+  it('knows the status command, which needs the admin address', () => {
+    expect(parseConfig(['status', '--admin-listen', '9090'], {})).toMatchObject({ command: 'status', patterns: [], adminListen: { port: 9090 } });
+    expect(parseConfig(['status'], { ADMIN_LISTEN: '[::1]:9091' })).toMatchObject({ command: 'status', adminListen: { host: '::1', port: 9091 } });
   });
 
   it('names the environment variable when the bad value came from it', () => {

@@ -353,3 +353,66 @@ describe('Firewall.whenInKernel', () => {
     expect(firewall.stats.applyFailures).toBe(1);
   });
 });
+
+describe('Firewall, as the admin API sees it', () => {
+  it('reports the time each address waited for the kernel, once per address', async () => {
+    let clock = 1000;
+    const kernel = fakeIptables();
+    const slow: IptablesRunner = { list: kernel.runner.list, restore: async (s) => { clock += 7; await kernel.runner.restore(s); } };
+    const onInKernel = vi.fn();
+    const firewall = new Firewall({ runner: slow, layout, log: recordingLogger().log, now: () => clock, onInKernel });
+    await firewall.start();
+    firewall.allow('198.51.100.1');
+    clock += 3;
+    firewall.allow('198.51.100.2');
+    await firewall.settled();
+    expect(onInKernel.mock.calls).toEqual([[10, 1], [7, 1]]);
+    firewall.allow('198.51.100.1');
+    await firewall.settled();
+    expect(onInKernel).toHaveBeenCalledTimes(2);
+  });
+
+  it('remembers the client that last asked for each address, and forgets it when the address closes', async () => {
+    let now = 1_764_000_000;
+    const firewall = new Firewall({ runner: fakeIptables().runner, layout, log: recordingLogger().log, clock: () => now, minTtl: 60, ttlGrace: 0 });
+    await firewall.start();
+    expect(firewall.allow('198.51.100.1', 'a.test.', 60, '192.0.2.10')).toBe('queued');
+    firewall.allow('198.51.100.2', 'b.test.', 60);
+    await firewall.settled();
+    expect(firewall.clientOf('198.51.100.1')).toBe('192.0.2.10');
+    expect(firewall.clientOf('198.51.100.2')).toBeUndefined();
+    expect(firewall.allow('198.51.100.1', 'a.test.', 60, '192.0.2.11')).toBe('known');
+    expect(firewall.clientOf('198.51.100.1')).toBe('192.0.2.11');
+    expect(firewall.trackedCount).toBe(2);
+    now += 61;
+    expect(firewall.expire()).toBe(2);
+    expect(firewall.clientOf('198.51.100.1')).toBeUndefined();
+    expect(firewall.trackedCount).toBe(0);
+    await firewall.settled();
+    firewall.stop();
+  });
+
+  it('counts failed applies in a row, and clears the count once one lands', async () => {
+    const kernel = fakeIptables();
+    const firewall = new Firewall({ runner: kernel.runner, layout, log: recordingLogger().log, retryDelayMs: { first: 1, max: 1 } });
+    await firewall.start();
+    kernel.failNext(1_000);
+    firewall.allow('198.51.100.1');
+    for (let i = 0; i < 200 && firewall.stats.failingApplies < 3; i++) await new Promise((r) => setTimeout(r, 2));
+    expect(firewall.stats.failingApplies).toBeGreaterThanOrEqual(3);
+    kernel.failNext(0);
+    await firewall.settled();
+    expect(firewall.stats.failingApplies).toBe(0);
+    expect(firewall.isAllowed('198.51.100.1')).toBe(true);
+  });
+
+  it("reads the kernel's counters through its backend", async () => {
+    const kernel = fakeIptables();
+    const firewall = new Firewall({ runner: kernel.runner, layout, log: recordingLogger().log });
+    await firewall.start();
+    firewall.allow('198.51.100.1');
+    await firewall.settled();
+    kernel.count('198.51.100.1/32', 2, 120);
+    expect(await firewall.counters()).toEqual(new Map([['198.51.100.1', { packets: 4, bytes: 240 }]]));
+  });
+});

@@ -1,0 +1,72 @@
+/**
+ * `on-his-name status` for a person: the admin API's JSON as aligned tables. Pure.
+ */
+import type { AcceptedView, MatchersView } from './api.js';
+
+export function renderStatus(accepted: AcceptedView, matchers: MatchersView): string {
+  const open = accepted.addresses;
+  const lines: string[] = [];
+  if (open.length === 0) lines.push('No address is open.');
+  else {
+    lines.push(
+      ...table(
+        ['ADDRESS', 'NAME', 'CLIENT', 'EXPIRES IN', 'PACKETS', 'BYTES'],
+        open.map((a) => [a.address, a.name ?? '-', a.client ?? '-', expiresIn(a.expiresInSeconds, a.expiresAt), count(a.packets), bytes(a.bytes)]),
+        [false, false, false, true, true, true],
+      ),
+    );
+    const v6 = open.filter((a) => a.family === 6).length;
+    lines.push('', `${plural(open.length, 'address', 'addresses')} open (IPv4 ${open.length - v6}, IPv6 ${v6}).`);
+  }
+  if (accepted.countersError) lines.push(`Counters unavailable: ${accepted.countersError}`);
+  lines.push('', ...table(['PATTERN', 'ALLOWS'], matchers.matchers.map((m) => [m.pattern, String(m.allows)]), [false, true]));
+  const { allow, deny, skip } = matchers.decisions;
+  lines.push('', `Decisions: ${allow} allow, ${deny} deny, ${skip} skip.`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** Columns padded to their widest cell; numbers right-aligned. */
+export function table(header: readonly string[], rows: ReadonlyArray<readonly string[]>, rightAligned: readonly boolean[]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((cell, i) => (rightAligned[i] ? cell.padStart(widths[i]!) : i === cells.length - 1 ? cell : cell.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...rows.map(line)];
+}
+
+/** "14m 55s", "2h 05m", "3d 04h"; "never" for a rule without expiry. */
+export function expiresIn(seconds: number | null, expiresAt: string | null): string {
+  if (seconds === null || expiresAt === null) return 'never';
+  if (seconds < 60) return `${seconds}s`;
+  const [d, h, m, s] = [Math.floor(seconds / 86_400), Math.floor(seconds / 3600) % 24, Math.floor(seconds / 60) % 60, seconds % 60];
+  if (d > 0) return `${d}d ${pad(h)}h`;
+  if (h > 0) return `${h}h ${pad(m)}m`;
+  return `${m}m ${pad(s)}s`;
+}
+
+/** Bytes in binary units: "180 B", "2.1 KiB", "3.4 MiB". */
+export function bytes(value: number | null): string {
+  if (value === null) return '-';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let unit = 0;
+  let scaled = value;
+  while (scaled >= 1024 && unit < units.length - 1) {
+    scaled /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${value} B` : `${scaled.toFixed(1)} ${units[unit]}`;
+}
+
+function count(value: number | null): string {
+  return value === null ? '-' : String(value);
+}
+
+function pad(n: number): string {
+  return String(n).padStart(2, '0');
+}
+
+function plural(n: number, one: string, many: string): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
