@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { ConfigError, ProtocolError } from '../errors.js';
 import { FrameDecoder, type Frame } from './decoder.js';
 import { INITIAL_HANDSHAKE, acceptsData, stepHandshake, type HandshakeState } from './handshake.js';
-import { MAX_DATA_FRAME_BYTES } from './limits.js';
+import { DNSTAP_CONTENT_TYPE, MAX_DATA_FRAME_BYTES, controlTypeName } from './limits.js';
 
 export interface Producer {
   /** A per-process connection number, for logs. */
@@ -82,7 +82,9 @@ function serveProducer(socket: Socket, producer: Producer, options: ListenerOpti
   let handshake: HandshakeState = INITIAL_HANDSHAKE;
   log.debug('producer connected');
 
-  const handle = (frame: Frame): boolean => {
+  let warnedIgnored = false;
+  const handle = (frame: Frame): void => {
+    if (handshake.phase === 'stopped') throw new ProtocolError('frame after STOP: a Frame Streams stream ends with its STOP');
     // Garbage from a non-producer usually reads as a huge data frame: refuse it before START.
     if (frame.kind !== 'control' && !acceptsData(handshake)) {
       throw new ProtocolError(`data frame before START (phase ${handshake.phase}); is this a dnstap producer?`);
@@ -91,24 +93,31 @@ function serveProducer(socket: Socket, producer: Producer, options: ListenerOpti
       case 'data':
         stats.dataFrames++;
         deliver(frame.payload);
-        return true;
+        return;
       case 'oversized':
         stats.oversizedFrames++;
         log.warn(
           { length: frame.length, limit: options.maxDataBytes ?? MAX_DATA_FRAME_BYTES },
           'skipped an oversized data frame; a dnstap message never needs this much, check what writes to the socket',
         );
-        return true;
+        return;
       case 'control': {
         const step = stepHandshake(handshake, frame.control);
         handshake = step.state;
-        if (step.reply) socket.write(step.reply);
-        if (step.close) {
-          log.debug('producer finished its stream');
-          socket.end();
-          return false;
+        if (step.ignored && !warnedIgnored) {
+          warnedIgnored = true;
+          log.info({ type: controlTypeName(frame.control.type) }, 'ignoring a control frame of a type Frame Streams does not define (the spec reserves them)');
         }
-        return true;
+        if (step.reply) socket.write(step.reply);
+        if (step.refused) {
+          stats.protocolErrors++;
+          log.warn({ reason: step.refused, expected: DNSTAP_CONTENT_TYPE }, 'closing producer connection: it does not offer the dnstap content type');
+        }
+        if (step.close) {
+          if (!step.refused) log.debug('producer finished its stream');
+          socket.end();
+        }
+        return;
       }
     }
   };
@@ -124,7 +133,8 @@ function serveProducer(socket: Socket, producer: Producer, options: ListenerOpti
 
   socket.on('data', (chunk: Buffer) => {
     try {
-      for (const frame of decoder.push(chunk)) if (!handle(frame)) return;
+      for (const frame of decoder.push(chunk)) handle(frame);
+      if (handshake.phase === 'stopped' && decoder.midFrame) throw new ProtocolError('bytes after STOP: a Frame Streams stream ends with its STOP');
     } catch (err) {
       stats.protocolErrors++;
       const reason = err instanceof ProtocolError ? err.message : String(err);
