@@ -8,8 +8,9 @@ export interface TestProducer {
   write(bytes: Buffer): Promise<void>;
 }
 
-export async function connectProducer(path: string): Promise<TestProducer> {
-  const socket = createConnection(path);
+/** allowHalfOpen: keep writing after the reader ends its side, as a careless producer might. */
+export async function connectProducer(path: string, options: { allowHalfOpen?: boolean } = {}): Promise<TestProducer> {
+  const socket = createConnection({ path, allowHalfOpen: options.allowHalfOpen ?? false });
   const chunks: Buffer[] = [];
   socket.on('data', (c: Buffer) => chunks.push(c));
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
