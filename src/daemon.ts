@@ -20,6 +20,7 @@ import { DEFAULT_MAX_ELEMENTS } from './firewall/ipset.js';
 import type { IpsetRunner } from './firewall/ipset-runner.js';
 import type { IptablesRunner } from './firewall/iptables.js';
 import { listenFrameStreams, type FrameStreamListener, type Producer } from './framestream/listener.js';
+import { LogSummary } from './log-summary.js';
 import { Policy } from './policy/policy.js';
 import { AddressGuard } from './policy/special-addresses.js';
 
@@ -171,6 +172,8 @@ async function findBridge(config: Config, deps: DaemonDeps): Promise<{ bridge: s
 
 function frameHandler(policy: Policy, guard: AddressGuard, firewalls: { 4: Firewall; 6: Firewall | undefined }, stats: PipelineStats, log: Logger) {
   let warnedNotFull = false;
+  // A producer gone mad can send thousands of bad frames a second: a few lines, then a summary.
+  const skipped = new LogSummary(log, 'skipped a dnstap frame', { burst: 10 });
   return (payload: Buffer, producer: Producer): void => {
     let decision: Decision;
     try {
@@ -178,7 +181,7 @@ function frameHandler(policy: Policy, guard: AddressGuard, firewalls: { 4: Firew
     } catch (err) {
       if (!(err instanceof DecodeError)) throw err;
       stats.decodeErrors++;
-      log.warn({ producer: producer.id, reason: err.message, decodeErrors: stats.decodeErrors }, 'skipped a dnstap frame');
+      skipped.warn({ producer: producer.id, reason: err.message, decodeErrors: stats.decodeErrors });
       return;
     }
     stats.decisions[decision.outcome]++;

@@ -9,6 +9,7 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { ConfigError, ProtocolError } from '../errors.js';
+import { LogSummary } from '../log-summary.js';
 import { FrameDecoder, type Frame } from './decoder.js';
 import { INITIAL_HANDSHAKE, acceptsData, stepHandshake, type HandshakeState } from './handshake.js';
 import { DNSTAP_CONTENT_TYPE, MAX_DATA_FRAME_BYTES, controlTypeName } from './limits.js';
@@ -49,6 +50,12 @@ export async function listenFrameStreams(options: ListenerOptions): Promise<Fram
   await mkdir(dirname(path), { recursive: true, mode: 0o755 });
 
   const stats: ListenerStats = { connections: 0, dataFrames: 0, oversizedFrames: 0, protocolErrors: 0 };
+  // A flood of garbage (many connections, or many oversized frames) must not flood the log.
+  const warnings: Warnings = {
+    protocol: new LogSummary(log, 'closing producer connection: Frame Streams protocol error'),
+    oversized: new LogSummary(log, 'skipped an oversized data frame; a dnstap message never needs this much, check what writes to the socket'),
+    midFrame: new LogSummary(log, 'producer disconnected in the middle of a frame; partial frame dropped'),
+  };
   const open = new Set<Socket>();
   let nextId = 1;
   const server = createServer((socket) => {
@@ -56,7 +63,7 @@ export async function listenFrameStreams(options: ListenerOptions): Promise<Fram
     stats.connections++;
     open.add(socket);
     socket.once('close', () => open.delete(socket));
-    serveProducer(socket, producer, options, stats);
+    serveProducer(socket, producer, options, stats, warnings);
   });
   server.maxConnections = MAX_PRODUCERS;
 
@@ -71,12 +78,21 @@ export async function listenFrameStreams(options: ListenerOptions): Promise<Fram
     async close() {
       for (const socket of open) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      warnings.protocol.flush();
+      warnings.oversized.flush();
+      warnings.midFrame.flush();
       await unlink(path).catch(() => undefined);
     },
   };
 }
 
-function serveProducer(socket: Socket, producer: Producer, options: ListenerOptions, stats: ListenerStats): void {
+interface Warnings {
+  protocol: LogSummary;
+  oversized: LogSummary;
+  midFrame: LogSummary;
+}
+
+function serveProducer(socket: Socket, producer: Producer, options: ListenerOptions, stats: ListenerStats, warnings: Warnings): void {
   const log = options.log.child({ producer: producer.id });
   const decoder = new FrameDecoder({ maxDataBytes: options.maxDataBytes ?? MAX_DATA_FRAME_BYTES });
   let handshake: HandshakeState = INITIAL_HANDSHAKE;
@@ -96,10 +112,7 @@ function serveProducer(socket: Socket, producer: Producer, options: ListenerOpti
         return;
       case 'oversized':
         stats.oversizedFrames++;
-        log.warn(
-          { length: frame.length, limit: options.maxDataBytes ?? MAX_DATA_FRAME_BYTES },
-          'skipped an oversized data frame; a dnstap message never needs this much, check what writes to the socket',
-        );
+        warnings.oversized.warn({ producer: producer.id, length: frame.length, limit: options.maxDataBytes ?? MAX_DATA_FRAME_BYTES });
         return;
       case 'control': {
         const step = stepHandshake(handshake, frame.control);
@@ -138,12 +151,12 @@ function serveProducer(socket: Socket, producer: Producer, options: ListenerOpti
     } catch (err) {
       stats.protocolErrors++;
       const reason = err instanceof ProtocolError ? err.message : String(err);
-      log.warn({ reason }, 'closing producer connection: Frame Streams protocol error');
+      warnings.protocol.warn({ producer: producer.id, reason });
       socket.destroy();
     }
   });
   socket.on('end', () => {
-    if (decoder.midFrame) log.warn('producer disconnected in the middle of a frame; partial frame dropped');
+    if (decoder.midFrame) warnings.midFrame.warn({ producer: producer.id, phase: handshake.phase });
     else if (handshake.phase === 'initial') log.debug('producer disconnected before its handshake');
     else if (handshake.phase !== 'stopped') log.info({ phase: handshake.phase }, 'producer disconnected without STOP');
   });

@@ -34,3 +34,17 @@ describe('LogSummary', () => {
     expect(lines).toHaveLength(3);
   });
 });
+
+describe('LogSummary with a burst allowance', () => {
+  it('logs the first `burst` occurrences of each second in full, then summarises', () => {
+    const { log, lines } = recordingLogger();
+    const summary = new LogSummary(log, 'skipped', { burst: 3 });
+    for (let i = 0; i < 100; i++) summary.warn({ i });
+    expect(lines.map((l) => l.i)).toEqual([0, 1, 2]);
+    vi.advanceTimersByTime(1_000);
+    expect(lines.at(-1)).toMatchObject({ i: 99, repeated: 97 });
+    vi.advanceTimersByTime(1_000);
+    for (let i = 0; i < 2; i++) summary.warn({ i: 200 + i });
+    expect(lines.map((l) => l.i)).toEqual([0, 1, 2, 99, 200, 201]);
+  });
+});
