@@ -16,7 +16,8 @@ import { ProtocolError } from '../errors.js';
 import { encodeControl, type ControlFrame } from './control.js';
 import { ControlType, DNSTAP_CONTENT_TYPE, controlTypeName } from './limits.js';
 
-export type Phase = 'initial' | 'accepted' | 'started' | 'stopped';
+/** 'refused': READY offered no content type we read; whatever the producer sends next is moot. */
+export type Phase = 'initial' | 'accepted' | 'started' | 'stopped' | 'refused';
 
 export interface HandshakeState {
   phase: Phase;
@@ -47,7 +48,7 @@ export function stepHandshake(state: HandshakeState, frame: ControlFrame): Hands
     case ControlType.READY:
       expectPhase(state, frame, 'initial');
       if (!offersDnstap(frame)) {
-        return { state: { phase: 'stopped', bidirectional: true }, reply: ACCEPT_NOTHING, close: true, refused: wrongContentType(frame, 'offers') };
+        return { state: { phase: 'refused', bidirectional: true }, reply: ACCEPT_NOTHING, close: true, refused: wrongContentType(frame, 'offers') };
       }
       return { state: { phase: 'accepted', bidirectional: true }, reply: ACCEPT_DNSTAP, close: false };
     case ControlType.START:

@@ -99,6 +99,7 @@ function serveProducer(socket: Socket, producer: Producer, options: ListenerOpti
   log.debug('producer connected');
 
   let warnedIgnored = false;
+  const refused = () => handshake.phase === 'refused';
   const handle = (frame: Frame): void => {
     if (handshake.phase === 'stopped') throw new ProtocolError('frame after STOP: a Frame Streams stream ends with its STOP');
     // Garbage from a non-producer usually reads as a huge data frame: refuse it before START.
@@ -145,8 +146,13 @@ function serveProducer(socket: Socket, producer: Producer, options: ListenerOpti
   };
 
   socket.on('data', (chunk: Buffer) => {
+    // Refused and told so: whatever such a producer writes next is not worth another word.
+    if (refused()) return void socket.destroy();
     try {
-      for (const frame of decoder.push(chunk)) handle(frame);
+      for (const frame of decoder.push(chunk)) {
+        handle(frame);
+        if (refused()) return;
+      }
       if (handshake.phase === 'stopped' && decoder.midFrame) throw new ProtocolError('bytes after STOP: a Frame Streams stream ends with its STOP');
     } catch (err) {
       stats.protocolErrors++;
@@ -156,9 +162,10 @@ function serveProducer(socket: Socket, producer: Producer, options: ListenerOpti
     }
   });
   socket.on('end', () => {
+    if (refused()) return;
     if (decoder.midFrame) warnings.midFrame.warn({ producer: producer.id, phase: handshake.phase });
     else if (handshake.phase === 'initial') log.debug('producer disconnected before its handshake');
-    else if (handshake.phase !== 'stopped') log.info({ phase: handshake.phase }, 'producer disconnected without STOP');
+    else if (handshake.phase !== 'stopped' && !refused()) log.info({ phase: handshake.phase }, 'producer disconnected without STOP');
   });
   socket.on('error', (err) => log.debug({ err: err.message }, 'producer socket error'));
 }

@@ -4,9 +4,11 @@
  * is told, the log line an operator sees, and that a well-behaved producer connected at the
  * same time loses nothing.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { encodeControl, encodeData } from '../../../src/framestream/control.js';
 import { ControlType, DNSTAP_CONTENT_TYPE } from '../../../src/framestream/limits.js';
@@ -177,5 +179,35 @@ describe('Frame Streams edge cases on a real socket', () => {
     expect(line!.level).toBe(LEVEL[c.log.level]);
     if (c.log.reason) expect(line!.reason).toMatch(c.log.reason);
     if (c.log.level === 'info') expect(lines.filter((l) => l.level >= LEVEL.warn)).toEqual([]);
+  });
+});
+
+const hasFstrmReplay = (() => {
+  try {
+    execFileSync('fstrm_replay', ['--help'], { stdio: 'ignore' });
+    return true;
+  } catch (err) {
+    return (err as { status?: number }).status !== undefined; // it ran, and only complained about its flags
+  }
+})();
+
+describe.skipIf(!hasFstrmReplay)(`fstrm's own writer (fstrm_replay)${hasFstrmReplay ? '' : ' (skipped: install fstrm-bin)'}`, () => {
+  const replay = (contentType: string) =>
+    execa('fstrm_replay', ['-t', contentType, '-u', listener.path, '-r', 'test/fixtures/unbound.fstrm'], { reject: false, timeout: 10_000 });
+
+  it('streams a capture through the bidirectional handshake', async () => {
+    expect((await replay(DNSTAP_CONTENT_TYPE)).exitCode).toBe(0);
+    await until(() => received.length === 14);
+    expect(listener.stats.protocolErrors).toBe(0);
+  });
+
+  it('gives up on its own after our bare ACCEPT when it offers another content type, with one clear warning', async () => {
+    await replay('protobuf:other');
+    await until(() => lines.some((l) => l.msg.includes('does not offer the dnstap content type')));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(received).toEqual([]);
+    expect(lines.filter((l) => l.level >= 40).map((l) => [l.msg, l.expected])).toEqual([
+      ['closing producer connection: it does not offer the dnstap content type', DNSTAP_CONTENT_TYPE],
+    ]);
   });
 });
