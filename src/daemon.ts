@@ -129,6 +129,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     async close() {
       await admin?.close();
       await Promise.all([listener?.close(), ...dialers.map((d) => d.close()), dns?.proxy.close()]);
+      pipeline.flush();
       firewall.stop();
       firewall6?.stop();
       // Rules still queued are worth a moment; a kernel that keeps refusing them is not worth hanging for.

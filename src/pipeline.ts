@@ -15,6 +15,7 @@ import { decide, decideResponse, type Decision } from './decision.js';
 import { DecodeError } from './errors.js';
 import type { Firewall } from './firewall/firewall.js';
 import type { Producer } from './framestream/listener.js';
+import { LogSummary } from './log-summary.js';
 import type { Policy } from './policy/policy.js';
 import type { AddressGuard } from './policy/special-addresses.js';
 
@@ -40,17 +41,29 @@ export interface Opened {
 export class Pipeline {
   readonly stats: PipelineStats = { decisions: { allow: 0, deny: 0, skip: 0 }, decodeErrors: 0, allowsByPattern: new Map() };
   private warnedNotFull = false;
+  // A producer gone mad can send thousands of bad frames a second: a few lines, then a summary.
+  private readonly skippedFrame: LogSummary;
+  private readonly unreadableAnswer: LogSummary;
 
   constructor(
     private readonly policy: Policy,
     private readonly guard: AddressGuard,
     private readonly firewalls: Firewalls,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.skippedFrame = new LogSummary(log, 'skipped a dnstap frame', { burst: 10 });
+    this.unreadableAnswer = new LogSummary(log, 'upstream answer not understood', { burst: 10 });
+  }
+
+  /** Log the warnings held back, at shutdown. */
+  flush(): void {
+    this.skippedFrame.flush();
+    this.unreadableAnswer.flush();
+  }
 
   /** A dnstap data frame: decide and open; bad bytes are counted, logged and skipped. */
   readonly onFrame = (payload: Buffer, producer: Producer): void => {
-    const decision = this.attempt(() => decide(payload, this.policy, this.guard), { producer: producer.id }, 'skipped a dnstap frame');
+    const decision = this.attempt(() => decide(payload, this.policy, this.guard), { producer: producer.id }, this.skippedFrame);
     if (decision) this.act(decision);
   };
 
@@ -59,7 +72,7 @@ export class Pipeline {
    * are not a DNS response (counted and logged; the proxy passes them on untouched).
    */
   onResponse(response: Uint8Array, client: string): Opened | undefined {
-    const decision = this.attempt(() => decideResponse(response, client, this.policy, this.guard), { client }, 'upstream answer not understood');
+    const decision = this.attempt(() => decideResponse(response, client, this.policy, this.guard), { client }, this.unreadableAnswer);
     if (!decision) return undefined;
     const opening = this.act(decision);
     return { decision, inKernel: Promise.all(opening).then((all) => all.every(Boolean)) };
@@ -76,13 +89,13 @@ export class Pipeline {
     return false;
   }
 
-  private attempt(decideIt: () => Decision, context: Record<string, unknown>, message: string): Decision | undefined {
+  private attempt(decideIt: () => Decision, context: Record<string, unknown>, warning: LogSummary): Decision | undefined {
     try {
       return decideIt();
     } catch (err) {
       if (!(err instanceof DecodeError)) throw err;
       this.stats.decodeErrors++;
-      this.log.warn({ ...context, reason: err.message, decodeErrors: this.stats.decodeErrors }, message);
+      warning.warn({ ...context, reason: err.message, decodeErrors: this.stats.decodeErrors });
       return undefined;
     }
   }

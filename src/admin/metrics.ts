@@ -82,6 +82,9 @@ export class Metrics {
     stat('restores_total', 'Reads of the kernel that found our rules missing or damaged and restored them', 'restored');
     stat('applies_total', 'Kernel transactions (iptables-restore or ipset batches) that succeeded', 'applies');
     stat('apply_failures_total', 'Kernel transactions that failed and were retried', 'applyFailures');
+    this.gauge('queue_peak_pending', 'The most addresses ever waiting for the kernel at once (the queue’s high-water mark), by family', () =>
+      perFamily((f) => f.stats.peakPending),
+    );
     stat('queue_dropped_total', 'Addresses not opened because the firewall queue was full', 'droppedFromQueue');
     if (dns) this.watchInlineDns(dns);
   }

@@ -18,6 +18,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
+import { LogSummary } from '../log-summary.js';
 import type { Counters, Entry, FirewallBackend } from './backend.js';
 import { EXPIRY_DEFAULTS, ExpiryHeap, expiryFor, needsRefresh, type ExpiryPolicy } from './expiry.js';
 import { IptablesBackend } from './iptables-backend.js';
@@ -68,6 +69,8 @@ export interface FirewallStats {
   restored: number;
   /** Failed applies since the last one that succeeded; for the health check. */
   failingApplies: number;
+  /** The most addresses ever waiting for the kernel at once (the queue's high-water mark). */
+  peakPending: number;
 }
 
 /** Big enough for any real burst, small enough that one restore stays well under a second. */
@@ -101,6 +104,7 @@ export class Firewall {
     evicted: 0,
     restored: 0,
     failingApplies: 0,
+    peakPending: 0,
   };
   private readonly backend: FirewallBackend;
   private readonly wanted = new Map<string, Entry & { expiresAt: number }>();
@@ -126,6 +130,9 @@ export class Firewall {
   private readonly isAddress: (address: string) => boolean;
   private readonly log: Logger;
   private readonly context: Record<string, unknown>;
+  /** A burst can drop or evict thousands of addresses a second: one line per second says so. */
+  private readonly droppedWarning: LogSummary;
+  private readonly evictedWarning: LogSummary;
 
   constructor(private readonly options: FirewallOptions) {
     this.backend = 'backend' in options ? options.backend : new IptablesBackend(options.runner, options.layout);
@@ -136,6 +143,8 @@ export class Firewall {
     this.policy = { minTtl: options.minTtl ?? EXPIRY_DEFAULTS.minTtl, ttlGrace: options.ttlGrace ?? EXPIRY_DEFAULTS.ttlGrace };
     this.maxIps = options.maxIps ?? DEFAULT_MAX_IPS;
     this.log = options.log;
+    this.droppedWarning = new LogSummary(this.log, 'firewall queue full: address not opened');
+    this.evictedWarning = new LogSummary(this.log, 'address limit reached: closing the address closest to expiry (raise --max-ips)');
   }
 
   /** Install or adopt our block and the addresses a previous run opened; start the timers. */
@@ -161,6 +170,8 @@ export class Firewall {
     this.expiryTimer = undefined;
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
     this.reconcileTimer = undefined;
+    this.droppedWarning.flush();
+    this.evictedWarning.flush();
   }
 
   isAllowed(address: string): boolean {
@@ -204,7 +215,7 @@ export class Firewall {
     if (current && !needsRefresh(current.expiresAt, expiresAt, this.policy)) return 'known';
     if (!current && this.dirty.size >= (this.options.maxPending ?? DEFAULT_MAX_PENDING)) {
       this.stats.droppedFromQueue++;
-      this.log.warn({ address, name, dropped: this.stats.droppedFromQueue }, 'firewall queue full: address not opened');
+      this.droppedWarning.warn({ address, name, dropped: this.stats.droppedFromQueue, pending: this.dirty.size });
       return 'dropped';
     }
     if (!current) this.makeRoom(1);
@@ -212,6 +223,7 @@ export class Firewall {
     const named = name ?? current?.name;
     this.want({ address, ...(named ? { name: named } : {}), expiresAt });
     this.dirty.add(address);
+    if (this.dirty.size > this.stats.peakPending) this.stats.peakPending = this.dirty.size;
     this.scheduleDrain();
     if (this.kernel.has(address)) return 'refreshed';
     if (!this.queuedAt.has(address)) this.queuedAt.set(address, this.now());
@@ -308,10 +320,7 @@ export class Firewall {
       const victim = this.wanted.get(top.address)!;
       this.unwant(top.address);
       this.stats.evicted++;
-      this.log.warn(
-        { address: victim.address, name: victim.name, expiresAt: victim.expiresAt, maxIps: this.maxIps, evicted: this.stats.evicted },
-        'address limit reached: closing the address closest to expiry (raise --max-ips)',
-      );
+      this.evictedWarning.warn({ address: victim.address, name: victim.name, expiresAt: victim.expiresAt, maxIps: this.maxIps, evicted: this.stats.evicted });
       this.scheduleDrain();
     }
   }

@@ -7,14 +7,19 @@
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { ProtocolError } from '../errors.js';
+import { LogSummary } from '../log-summary.js';
+import type { ControlFrame } from './control.js';
 import { FrameDecoder, type Frame } from './decoder.js';
 import { INITIAL_HANDSHAKE, acceptsData, stepHandshake, type HandshakeState, type Phase } from './handshake.js';
-import { MAX_DATA_FRAME_BYTES } from './limits.js';
+import { DNSTAP_CONTENT_TYPE, MAX_DATA_FRAME_BYTES, controlTypeName } from './limits.js';
 
 export interface Producer {
   /** A per-process connection number, for logs. */
   id: number;
 }
+
+/** How long a producer refused for its content type has to hang up by itself. */
+const REFUSED_GRACE_MS = 1_000;
 
 export interface ServeOptions {
   log: Logger;
@@ -70,6 +75,30 @@ export function sumStats(streams: ReadonlyArray<{ readonly stats: Readonly<Frame
   };
 }
 
+/**
+ * The warnings a flood of garbage repeats (many connections, or many oversized frames):
+ * shared by every connection of one listener or dialer, so that the log gets a few lines
+ * and a summary a second however many connections misbehave.
+ */
+export class ProducerWarnings {
+  readonly protocol: LogSummary;
+  readonly oversized: LogSummary;
+  readonly midFrame: LogSummary;
+
+  constructor(log: Logger) {
+    this.protocol = new LogSummary(log, 'closing producer connection: Frame Streams protocol error');
+    this.oversized = new LogSummary(log, 'skipped an oversized data frame; a dnstap message never needs this much, check what writes to the socket');
+    this.midFrame = new LogSummary(log, 'producer disconnected in the middle of a frame; partial frame dropped');
+  }
+
+  /** Log what is held back, when the source closes. */
+  flush(): void {
+    this.protocol.flush();
+    this.oversized.flush();
+    this.midFrame.flush();
+  }
+}
+
 /** Producer numbers 1, 2, 3…: one counter per listener or dialer unless the caller shares one. */
 export function producerIds(): () => number {
   let next = 1;
@@ -77,15 +106,25 @@ export function producerIds(): () => number {
 }
 
 /** Serve one connection until it closes. */
-export function serveProducer(socket: Socket, producer: Producer, options: ServeOptions, stats: FrameStreamStats, hooks: ConnectionHooks = {}): void {
+export function serveProducer(
+  socket: Socket,
+  producer: Producer,
+  options: ServeOptions,
+  stats: FrameStreamStats,
+  warnings: ProducerWarnings,
+  hooks: ConnectionHooks = {},
+): void {
   const log = options.log.child({ producer: producer.id });
   const maxDataBytes = options.maxDataBytes ?? MAX_DATA_FRAME_BYTES;
   const decoder = new FrameDecoder({ maxDataBytes });
   let handshake: HandshakeState = INITIAL_HANDSHAKE;
+  let warnedIgnored = false;
+  const refused = () => handshake.phase === 'refused';
   stats.connections++;
   log.debug('producer connected');
 
-  const handle = (frame: Frame): boolean => {
+  const handle = (frame: Frame): void => {
+    if (handshake.phase === 'stopped') throw new ProtocolError('frame after STOP: a Frame Streams stream ends with its STOP');
     // Garbage from a non-producer usually reads as a huge data frame: refuse it before START.
     if (frame.kind !== 'control' && !acceptsData(handshake)) {
       throw new ProtocolError(`data frame before START (phase ${handshake.phase}); is this a dnstap producer?`);
@@ -94,27 +133,35 @@ export function serveProducer(socket: Socket, producer: Producer, options: Serve
       case 'data':
         stats.dataFrames++;
         deliver(frame.payload);
-        return true;
+        return;
       case 'oversized':
         stats.oversizedFrames++;
-        log.warn(
-          { length: frame.length, limit: maxDataBytes },
-          'skipped an oversized data frame; a dnstap message never needs this much, check what writes to the socket',
-        );
-        return true;
-      case 'control': {
-        const step = stepHandshake(handshake, frame.control);
-        const starting = step.state.phase === 'started' && handshake.phase !== 'started';
-        handshake = step.state;
-        if (starting) hooks.onStart?.();
-        if (step.reply) socket.write(step.reply);
-        if (step.close) {
-          log.debug('producer finished its stream');
-          socket.end();
-          return false;
-        }
-        return true;
-      }
+        warnings.oversized.warn({ producer: producer.id, length: frame.length, limit: maxDataBytes });
+        return;
+      case 'control':
+        return control(frame.control);
+    }
+  };
+
+  const control = (frame: ControlFrame): void => {
+    const step = stepHandshake(handshake, frame);
+    const starting = step.state.phase === 'started' && handshake.phase !== 'started';
+    handshake = step.state;
+    if (starting) hooks.onStart?.();
+    if (step.ignored && !warnedIgnored) {
+      warnedIgnored = true;
+      log.info({ type: controlTypeName(frame.type) }, 'ignoring a control frame of a type Frame Streams does not define (the spec reserves them)');
+    }
+    if (step.reply) socket.write(step.reply);
+    if (step.refused) {
+      stats.protocolErrors++;
+      log.warn({ reason: step.refused, expected: DNSTAP_CONTENT_TYPE }, 'closing producer connection: it does not offer the dnstap content type');
+    }
+    if (step.close) {
+      if (!step.refused) log.debug('producer finished its stream');
+      socket.end();
+      // Told to give up, a producer closes; one that does not would hold the connection (and a dialer's retry) for ever.
+      if (step.refused) setTimeout(() => socket.destroy(), REFUSED_GRACE_MS).unref();
     }
   };
 
@@ -128,17 +175,24 @@ export function serveProducer(socket: Socket, producer: Producer, options: Serve
   };
 
   socket.on('data', (chunk: Buffer) => {
+    // Refused and told so: whatever such a producer writes next is not worth another word.
+    if (refused()) return void socket.destroy();
     try {
-      for (const frame of decoder.push(chunk)) if (!handle(frame)) return;
+      for (const frame of decoder.push(chunk)) {
+        handle(frame);
+        if (refused()) return;
+      }
+      if (handshake.phase === 'stopped' && decoder.midFrame) throw new ProtocolError('bytes after STOP: a Frame Streams stream ends with its STOP');
     } catch (err) {
       stats.protocolErrors++;
       const reason = err instanceof ProtocolError ? err.message : String(err);
-      log.warn({ reason }, 'closing producer connection: Frame Streams protocol error');
+      warnings.protocol.warn({ producer: producer.id, reason });
       socket.destroy();
     }
   });
   socket.on('end', () => {
-    if (decoder.midFrame) log.warn('producer disconnected in the middle of a frame; partial frame dropped');
+    if (refused()) return;
+    if (decoder.midFrame) warnings.midFrame.warn({ producer: producer.id, phase: handshake.phase });
     else if (handshake.phase === 'initial') log.debug('producer disconnected before its handshake');
     else if (handshake.phase !== 'stopped' && !hooks.onClose) log.info({ phase: handshake.phase }, 'producer disconnected without STOP');
   });

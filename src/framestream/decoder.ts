@@ -41,6 +41,11 @@ export class FrameDecoder {
     return this.state !== State.LENGTH || this.carry !== undefined;
   }
 
+  /** Bytes held back for a frame not yet complete: always less than the largest frame allowed. */
+  get buffered(): number {
+    return this.carry?.length ?? 0;
+  }
+
   push(chunk: Buffer): Frame[] {
     const frames: Frame[] = [];
     let buf = chunk;

@@ -13,7 +13,7 @@
  */
 import { createConnection, type Socket } from 'node:net';
 import { RECONNECT_BACKOFF, reconnectDelay, type BackoffPolicy } from './backoff.js';
-import { newStats, producerIds, serveProducer, type FrameStreamStats, type ServeOptions, type StreamEnd } from './connection.js';
+import { ProducerWarnings, newStats, producerIds, serveProducer, type FrameStreamStats, type ServeOptions, type StreamEnd } from './connection.js';
 import { formatEndpoint, type Endpoint } from './endpoint.js';
 
 export interface DialerOptions extends ServeOptions {
@@ -47,6 +47,7 @@ export function connectFrameStreams(options: DialerOptions): FrameStreamDialer {
   const policy = options.backoff ?? RECONNECT_BACKOFF;
   const nextId = options.nextId ?? producerIds();
   const stats = newStats();
+  const warnings = new ProducerWarnings(options.log);
   let socket: Socket | undefined;
   let retry: NodeJS.Timeout | undefined;
   let attempt = 0;
@@ -93,7 +94,7 @@ export function connectFrameStreams(options: DialerOptions): FrameStreamDialer {
     };
     const onClose = (end: StreamEnd) =>
       ended(end, silent ? `no Frame Streams handshake within ${handshakeMs} ms: is this a dnstap producer (CoreDNS dnstap listen)?` : undefined);
-    serveProducer(s, { id: nextId() }, options, stats, { onStart, onClose });
+    serveProducer(s, { id: nextId() }, options, stats, warnings, { onStart, onClose });
   };
 
   const started = (): void => {
@@ -144,6 +145,7 @@ export function connectFrameStreams(options: DialerOptions): FrameStreamDialer {
     async close() {
       closed = true;
       if (retry) clearTimeout(retry);
+      warnings.flush();
       const s = socket;
       if (!s || s.destroyed) return;
       await new Promise<void>((resolve) => {

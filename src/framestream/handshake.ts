@@ -4,12 +4,20 @@
  *
  *   bidirectional:  READY → (ACCEPT) → START → data… → STOP → (FINISH), close
  *   unidirectional: START → data… → STOP, close
+ *
+ * As in the spec (fstrm/control.h) and fstrm's reader: a READY that offers no content type
+ * we read gets an ACCEPT naming none, which tells the producer to give up; a START with
+ * another content type, a second START, STOP before START, and READY, ACCEPT or FINISH
+ * from a producer end the connection; control types the spec does not define are
+ * ignored inside the stream ("for forward compatibility … must be ignored") and refused
+ * before it.
  */
 import { ProtocolError } from '../errors.js';
 import { encodeControl, type ControlFrame } from './control.js';
 import { ControlType, DNSTAP_CONTENT_TYPE, controlTypeName } from './limits.js';
 
-export type Phase = 'initial' | 'accepted' | 'started' | 'stopped';
+/** 'refused': READY offered no content type we read; whatever the producer sends next is moot. */
+export type Phase = 'initial' | 'accepted' | 'started' | 'stopped' | 'refused';
 
 export interface HandshakeState {
   phase: Phase;
@@ -22,22 +30,30 @@ export interface HandshakeStep {
   reply?: Buffer;
   /** The stream is over: write the reply, then close the connection. */
   close: boolean;
+  /** Why the producer's stream was turned down (with close), for the log. */
+  refused?: string;
+  /** A control frame of a type the spec has not defined, skipped inside the stream. */
+  ignored?: boolean;
 }
 
 export const INITIAL_HANDSHAKE: HandshakeState = { phase: 'initial', bidirectional: false };
 
 const ACCEPT_DNSTAP = encodeControl(ControlType.ACCEPT, [DNSTAP_CONTENT_TYPE]);
+const ACCEPT_NOTHING = encodeControl(ControlType.ACCEPT);
+const DEFINED_TYPES = new Set<number>(Object.values(ControlType));
 const FINISH = encodeControl(ControlType.FINISH);
 
 export function stepHandshake(state: HandshakeState, frame: ControlFrame): HandshakeStep {
   switch (frame.type) {
     case ControlType.READY:
       expectPhase(state, frame, 'initial');
-      requireDnstap(frame, 'offers');
+      if (!offersDnstap(frame)) {
+        return { state: { phase: 'refused', bidirectional: true }, reply: ACCEPT_NOTHING, close: true, refused: wrongContentType(frame, 'offers') };
+      }
       return { state: { phase: 'accepted', bidirectional: true }, reply: ACCEPT_DNSTAP, close: false };
     case ControlType.START:
       if (state.phase !== 'initial' && state.phase !== 'accepted') expectPhase(state, frame, 'accepted');
-      requireDnstap(frame, 'starts');
+      if (!offersDnstap(frame)) throw new ProtocolError(wrongContentType(frame, 'starts'));
       return { state: { ...state, phase: 'started' }, close: false };
     case ControlType.STOP:
       expectPhase(state, frame, 'started');
@@ -47,6 +63,7 @@ export function stepHandshake(state: HandshakeState, frame: ControlFrame): Hands
         close: true,
       };
     default:
+      if (state.phase === 'started' && !DEFINED_TYPES.has(frame.type)) return { state, close: false, ignored: true };
       throw new ProtocolError(
         `unexpected ${controlTypeName(frame.type)} control frame from a producer (phase ${state.phase})`,
       );
@@ -65,10 +82,13 @@ function expectPhase(state: HandshakeState, frame: ControlFrame, phase: Phase): 
 }
 
 /** An empty list means "unspecified", which the spec allows; anything else must include ours. */
-function requireDnstap(frame: ControlFrame, verb: string): void {
-  if (frame.contentTypes.length === 0 || frame.contentTypes.includes(DNSTAP_CONTENT_TYPE)) return;
-  throw new ProtocolError(
+function offersDnstap(frame: ControlFrame): boolean {
+  return frame.contentTypes.length === 0 || frame.contentTypes.includes(DNSTAP_CONTENT_TYPE);
+}
+
+function wrongContentType(frame: ControlFrame, verb: string): string {
+  return (
     `producer ${verb} content type ${frame.contentTypes.map((c) => JSON.stringify(c)).join(', ')}; ` +
-      `on-his-name reads only "${DNSTAP_CONTENT_TYPE}" (configure the DNS server's dnstap output)`,
+    `on-his-name reads only "${DNSTAP_CONTENT_TYPE}" (configure the DNS server's dnstap output)`
   );
 }

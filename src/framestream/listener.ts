@@ -8,7 +8,7 @@ import { chmod, chown, lstat, mkdir, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { ConfigError } from '../errors.js';
-import { newStats, producerIds, serveProducer, type FrameStreamStats, type ServeOptions } from './connection.js';
+import { ProducerWarnings, newStats, producerIds, serveProducer, type FrameStreamStats, type ServeOptions } from './connection.js';
 import { formatEndpoint, isLoopbackHost, type Endpoint } from './endpoint.js';
 
 export type { Producer } from './connection.js';
@@ -36,12 +36,13 @@ const MAX_PRODUCERS = 256;
 export async function listenFrameStreams(options: ListenerOptions): Promise<FrameStreamListener> {
   const wanted: Endpoint = 'endpoint' in options ? options.endpoint : { transport: 'unix', path: options.path };
   const stats = newStats();
+  const warnings = new ProducerWarnings(options.log);
   const open = new Set<Socket>();
   const nextId = options.nextId ?? producerIds();
   const server = createServer((socket) => {
     open.add(socket);
     socket.once('close', () => open.delete(socket));
-    serveProducer(socket, { id: nextId() }, options, stats);
+    serveProducer(socket, { id: nextId() }, options, stats, warnings);
   });
   server.maxConnections = MAX_PRODUCERS;
 
@@ -55,6 +56,7 @@ export async function listenFrameStreams(options: ListenerOptions): Promise<Fram
     async close() {
       for (const socket of open) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      warnings.flush();
       if (endpoint.transport === 'unix') await unlink(endpoint.path).catch(() => undefined);
     },
   };

@@ -8,9 +8,10 @@ export interface TestProducer {
   write(bytes: Buffer): Promise<void>;
 }
 
-/** A Unix socket path, or a TCP address. */
-export async function connectProducer(target: string | { host: string; port: number }): Promise<TestProducer> {
-  const socket = typeof target === 'string' ? createConnection(target) : createConnection(target);
+/** A Unix socket path, or a TCP address; allowHalfOpen: keep writing after the reader ends its side, as a careless producer might. */
+export async function connectProducer(target: string | { host: string; port: number }, options: { allowHalfOpen?: boolean } = {}): Promise<TestProducer> {
+  const allowHalfOpen = options.allowHalfOpen ?? false;
+  const socket = createConnection(typeof target === 'string' ? { path: target, allowHalfOpen } : { ...target, allowHalfOpen });
   const chunks: Buffer[] = [];
   socket.on('data', (c: Buffer) => chunks.push(c));
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));

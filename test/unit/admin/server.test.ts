@@ -175,6 +175,7 @@ describe('the daemon with --admin-listen, in process', () => {
     expect(value('on_his_name_rule_latency_seconds_count{family="4"}')).toBe(2);
     expect(value('on_his_name_rule_latency_seconds_bucket{le="+Inf",family="4"}')).toBe(2);
     expect(value('on_his_name_queue_dropped_total{family="4"}')).toBe(0);
+    expect(value('on_his_name_queue_peak_pending{family="4"}')).toBe(2);
     expect(text).toMatch(/^process_resident_memory_bytes \d+/m);
   });
 

@@ -6,6 +6,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Socket } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { encodeControl, encodeData } from '../../../src/framestream/control.js';
 import { connectFrameStreams, type FrameStreamDialer } from '../../../src/framestream/dialer.js';
@@ -135,6 +136,7 @@ describe('connectFrameStreams', () => {
     const wrong = createServer((s) => {
       connections++;
       s.on('error', () => undefined);
+      s.on('data', () => s.destroy()); // the bare ACCEPT: as fstrm's writer does, give up
       s.write(encodeControl(ControlType.READY, ['protobuf:something.Else']));
     });
     await new Promise<void>((r) => wrong.listen(path, r));
@@ -149,6 +151,29 @@ describe('connectFrameStreams', () => {
     } finally {
       await dialer?.close();
       await new Promise<void>((r) => wrong.close(() => r()));
+    }
+  });
+
+  it('hangs up on a refused producer that does not hang up itself, and dials again', async () => {
+    const { createServer } = await import('node:net');
+    const path = join(dir, 'stubborn.sock');
+    let connections = 0;
+    const held: Socket[] = [];
+    const stubborn = createServer((s) => {
+      connections++;
+      held.push(s);
+      s.on('error', () => undefined);
+      s.write(encodeControl(ControlType.READY, ['protobuf:something.Else'])); // and never reads our ACCEPT
+    });
+    await new Promise<void>((r) => stubborn.listen(path, r));
+    try {
+      dial({ transport: 'unix', path });
+      await until(() => connections >= 2, 5_000);
+      expect(said('dnstap producer not reachable yet')[0]!.reason).toMatch(/closed in the handshake \(phase refused\)/);
+    } finally {
+      await dialer?.close();
+      for (const s of held) s.destroy(); // a paused socket never sees our end
+      await new Promise<void>((r) => stubborn.close(() => r()));
     }
   });
 

@@ -46,9 +46,25 @@ describe('stepHandshake', () => {
     );
   });
 
-  it('refuses a producer that offers only another content type, naming it', () => {
-    expect(() => run([{ type: ControlType.READY, contentTypes: ['protobuf:other'] }])).toThrow(ProtocolError);
-    expect(() => run([{ type: ControlType.START, contentTypes: ['protobuf:other'] }])).toThrow(/"protobuf:other"/);
+  it('answers a READY without our content type as fstrm does: an ACCEPT naming none, then close, saying why', () => {
+    const step = stepHandshake(INITIAL_HANDSHAKE, { type: ControlType.READY, contentTypes: ['protobuf:other'] });
+    expect(step.reply).toEqual(encodeControl(ControlType.ACCEPT));
+    expect(step.close).toBe(true);
+    expect(step.refused).toMatch(/"protobuf:other".*"protobuf:dnstap.Dnstap"/);
+    expect(acceptsData(step.state)).toBe(false);
+  });
+
+  it('refuses a START with another content type, naming both', () => {
+    expect(() => run([{ type: ControlType.START, contentTypes: ['protobuf:other'] }])).toThrow(ProtocolError);
+    expect(() => run([ready, { type: ControlType.START, contentTypes: ['protobuf:other'] }])).toThrow(/"protobuf:other".*"protobuf:dnstap.Dnstap"/);
+  });
+
+  it('ignores control types the spec does not define inside the stream, as the spec asks', () => {
+    const { state, replies, closed } = run([start, { type: 0x42, contentTypes: [] }]);
+    expect(state.phase).toBe('started');
+    expect(replies).toEqual([undefined, undefined]);
+    expect(closed).toBe(false);
+    expect(stepHandshake(state, { type: 0x42, contentTypes: [] }).ignored).toBe(true);
   });
 
   it.each([
@@ -57,7 +73,10 @@ describe('stepHandshake', () => {
     ['READY after START', [start, ready]],
     ['an ACCEPT from the producer', [{ type: ControlType.ACCEPT, contentTypes: [] }]],
     ['a FINISH from the producer', [start, { type: ControlType.FINISH, contentTypes: [] }]],
-    ['an unknown control type', [{ type: 0x42, contentTypes: [] }]],
+    ['an unknown control type before START', [{ type: 0x42, contentTypes: [] }]],
+    ['a second START', [start, start]],
+    ['STOP twice', [start, stop, stop]],
+    ['STOP after READY, before START', [ready, stop]],
   ])('refuses %s', (_, frames) => {
     expect(() => run(frames as ControlFrame[])).toThrow(ProtocolError);
   });
