@@ -5,6 +5,8 @@ import type { IptablesRunner } from '../../src/firewall/iptables.js';
 export function fakeIptables(initial: string[] = ['-N DOCKER-USER', '-A DOCKER-USER -j RETURN']) {
   const chain = [...initial];
   const scripts: string[] = [];
+  /** The chain after every restore the kernel took: each state a packet could have met. */
+  const states: string[][] = [];
   let failuresLeft = 0;
   const runner: IptablesRunner = {
     async list() {
@@ -29,7 +31,8 @@ export function fakeIptables(initial: string[] = ['-N DOCKER-USER', '-A DOCKER-U
         }
       }
       chain.splice(1, chain.length - 1, ...rules);
+      states.push([...chain]);
     },
   };
-  return { runner, chain, scripts, failNext: (n: number) => (failuresLeft = n) };
+  return { runner, chain, scripts, states, failNext: (n: number) => (failuresLeft = n) };
 }
