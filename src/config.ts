@@ -36,6 +36,8 @@ export interface Config {
   logLevel: LogLevel;
   logFormat: LogFormat;
   backend: Backend;
+  /** At start, wait for the Docker network (and Docker) to exist instead of exiting. */
+  waitForNetwork: boolean;
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -77,6 +79,7 @@ const OPTIONS = {
   'log-format': { type: 'string' },
   backend: { type: 'string' },
   'allow-all': { type: 'boolean' },
+  'wait-for-network': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
 } as const;
@@ -124,7 +127,16 @@ export function parseConfig(argv: readonly string[], env: Env): Config {
     logLevel: oneOf(values['log-level'] ?? env.LOG_LEVEL ?? DEFAULTS.logLevel, LOG_LEVELS, '--log-level'),
     logFormat: oneOf(values['log-format'] ?? env.LOG_FORMAT ?? DEFAULTS.logFormat, LOG_FORMATS, '--log-format'),
     backend,
+    waitForNetwork: values['wait-for-network'] ?? parseSwitch(env.WAIT_FOR_NETWORK, 'WAIT_FOR_NETWORK'),
   };
+}
+
+/** An on/off environment variable: 1, true, yes or 0, false, no (empty: off). */
+function parseSwitch(value: string | undefined, name: string): boolean {
+  const v = (value ?? '').trim().toLowerCase();
+  if (v === '' || v === '0' || v === 'false' || v === 'no') return false;
+  if (v === '1' || v === 'true' || v === 'yes') return true;
+  throw new ConfigError(`${name}="${value}" must be 1 or 0 (or true, false, yes, no)`);
 }
 
 function parseFlags(argv: readonly string[]) {

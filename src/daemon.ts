@@ -4,7 +4,9 @@
  *   DNS server ─dnstap over Frame Streams─▶ framestream/listener ─data frame─▶ decision
  *     (dnstap/decode → dns/answer → policy) ─allow─▶ firewall ─iptables-restore─▶ DOCKER-USER
  *
- * docker/network turns --network into the bridge interface once, at start. The firewall's
+ * docker/network turns --network into the bridge interface at start (docker/wait.ts waits
+ * for it with --wait-for-network); bridge-follower.ts then follows Docker's events and moves
+ * the firewall when the network is re-created on another bridge. The firewall's
  * base rules (DROP included) are in place before the socket accepts a single producer,
  * and stay in place when the daemon stops: egress is closed whenever we are not running.
  */
@@ -12,7 +14,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { decide, type Decision } from './decision.js';
-import { resolveBridgeNetwork, type DockerNetworks } from './docker/network.js';
+import { followBridge } from './bridge-follower.js';
+import type { DockerEvents } from './docker/events.js';
+import type { NetworkFollower } from './docker/follow.js';
+import { resolveBridgeNetwork, type BridgeNetwork, type DockerNetworks } from './docker/network.js';
+import { waitForNetwork } from './docker/wait.js';
 import { ConfigError, DecodeError } from './errors.js';
 import { Firewall } from './firewall/firewall.js';
 import { IpsetBackend } from './firewall/ipset-backend.js';
@@ -29,13 +35,16 @@ export interface DaemonDeps {
   ipset?: () => IpsetRunner;
   /** ip6tables; AAAA answers open rules there. Without it IPv6 is refused if the network has IPv6. */
   runner6?: IptablesRunner;
-  /** Needed unless config.interface names the bridge. */
-  docker?: () => DockerNetworks;
+  /** Needed unless config.interface names the bridge; without getEvents the network is not followed. */
+  docker?: () => DockerNetworks & Partial<DockerEvents>;
   log: Logger;
 }
 
 export interface Daemon {
-  bridge: string;
+  /** The bridge filtered now: it changes when the network is re-created. */
+  readonly bridge: string;
+  /** Follows Docker's events; absent with --interface. */
+  follower?: NetworkFollower;
   firewall: Firewall;
   /** The ip6tables firewall, when IPv6 filtering is installed. */
   firewall6?: Firewall;
@@ -54,8 +63,8 @@ const SHUTDOWN_GRACE_MS = 5_000;
 
 export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Daemon> {
   const policy = Policy.compile(config.patterns, { allowAll: config.allowAll });
-  const { bridge, subnet, ipv6, subnet6 } = await findBridge(config, deps);
-  const guard = new AddressGuard(config.allowCidrs, [subnet, subnet6].filter((s): s is string => s !== undefined));
+  const { bridge, subnet, ipv6, subnet6, docker, network } = await findBridge(config, deps);
+  let guard = new AddressGuard(config.allowCidrs, [subnet, subnet6].filter((s): s is string => s !== undefined));
   const ipset = config.backend === 'ipset' ? requireIpset(deps) : undefined;
   const layout = { bridge, ports: config.ports };
   const firewall = new Firewall({
@@ -69,7 +78,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   const firewall6 = await startIpv6Firewall(config, deps, bridge, ipv6);
 
   const stats: PipelineStats = { decisions: { allow: 0, deny: 0, skip: 0 }, decodeErrors: 0 };
-  const onFrame = frameHandler(policy, guard, { 4: firewall, 6: firewall6 }, stats, deps.log.child({ component: 'policy' }));
+  const onFrame = frameHandler(policy, () => guard, { 4: firewall, 6: firewall6 }, stats, deps.log.child({ component: 'policy' }));
   const listener = await listenFrameStreams({
     path: config.listen,
     ...(config.socketUid !== undefined ? { socketUid: config.socketUid } : {}),
@@ -78,14 +87,20 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     onData: onFrame,
   });
   deps.log.info({ patterns: policy.patterns.map((p) => p.source) }, 'on-his-name is running');
+  const onSubnets = (n: BridgeNetwork) => (guard = new AddressGuard(config.allowCidrs, [n.subnet, n.subnet6].filter((s): s is string => s !== undefined)));
+  const follower = docker && network ? followBridge({ docker, network, firewall, firewall6, onSubnets, log: deps.log.child({ component: 'docker' }) }) : undefined;
 
   return {
-    bridge,
+    get bridge() {
+      return follower?.network.bridge ?? bridge;
+    },
+    ...(follower ? { follower } : {}),
     firewall,
     ...(firewall6 ? { firewall6 } : {}),
     listener,
     stats,
     async close() {
+      await follower?.stop();
       await listener.close();
       firewall.stop();
       firewall6?.stop();
@@ -147,13 +162,18 @@ async function startIpv6Firewall(config: Config, deps: DaemonDeps, bridge: strin
   }
 }
 
-async function findBridge(config: Config, deps: DaemonDeps): Promise<{ bridge: string; ipv6: boolean; subnet?: string; subnet6?: string }> {
+type FoundBridge = { bridge: string; ipv6: boolean; subnet?: string; subnet6?: string; docker?: DockerNetworks & Partial<DockerEvents>; network?: BridgeNetwork };
+
+async function findBridge(config: Config, deps: DaemonDeps): Promise<FoundBridge> {
   if (config.interface) {
     deps.log.info({ interface: config.interface }, 'using host bridge interface, no Docker lookup');
     return { bridge: config.interface, ipv6: false };
   }
   if (!deps.docker) throw new ConfigError('no Docker client: name the bridge with --interface');
-  const network = await resolveBridgeNetwork(deps.docker(), config.network);
+  const docker = deps.docker();
+  const network = config.waitForNetwork
+    ? await waitForNetwork(docker, config.network, deps.log.child({ component: 'docker' }))
+    : await resolveBridgeNetwork(docker, config.network);
   if (!BRIDGE_NAME.test(network.bridge)) {
     throw new ConfigError(`Docker network "${network.name}" has an unusable bridge name "${network.bridge}"`);
   }
@@ -163,18 +183,20 @@ async function findBridge(config: Config, deps: DaemonDeps): Promise<{ bridge: s
   );
   return {
     bridge: network.bridge,
+    docker,
+    network,
     ipv6: network.ipv6,
     ...(network.subnet ? { subnet: network.subnet } : {}),
     ...(network.subnet6 ? { subnet6: network.subnet6 } : {}),
   };
 }
 
-function frameHandler(policy: Policy, guard: AddressGuard, firewalls: { 4: Firewall; 6: Firewall | undefined }, stats: PipelineStats, log: Logger) {
+function frameHandler(policy: Policy, guard: () => AddressGuard, firewalls: { 4: Firewall; 6: Firewall | undefined }, stats: PipelineStats, log: Logger) {
   let warnedNotFull = false;
   return (payload: Buffer, producer: Producer): void => {
     let decision: Decision;
     try {
-      decision = decide(payload, policy, guard);
+      decision = decide(payload, policy, guard());
     } catch (err) {
       if (!(err instanceof DecodeError)) throw err;
       stats.decodeErrors++;
