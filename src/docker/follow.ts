@@ -30,7 +30,7 @@ export interface NetworkFollower {
   readonly network: BridgeNetwork;
   /** True while the network does not exist. */
   readonly gone: boolean;
-  /** Resolves when no check is running or pending (for tests and shutdown). */
+  /** Resolves when no check is running or pending (for tests). */
   idle(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -49,10 +49,9 @@ export function followNetwork(options: NetworkFollowerOptions): NetworkFollower 
   let stopped = false;
 
   const check = (reconcile: boolean) => {
+    if (stopped) return;
     pending = { reconcile: reconcile || (pending?.reconcile ?? false) };
-    running ??= work().finally(() => {
-      running = undefined;
-    });
+    running ??= work();
   };
 
   const work = async () => {
@@ -66,6 +65,8 @@ export function followNetwork(options: NetworkFollowerOptions): NetworkFollower 
         log.error({ err: (err as Error).message }, `following network ${name} failed; looking again on the next event`);
       }
     }
+    // In the same tick as the last look at `pending`: a check arriving later starts a new run.
+    running = undefined;
   };
 
   const look = async () => {
@@ -129,10 +130,10 @@ export function followNetwork(options: NetworkFollowerOptions): NetworkFollower 
     async idle() {
       while (running) await running;
     },
+    /** Stop listening; a check already running finishes on its own (a move may wait on the kernel). */
     async stop() {
       stopped = true;
       await events.stop();
-      await this.idle();
     },
   };
 }
