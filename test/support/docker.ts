@@ -34,9 +34,11 @@ export function fakeDocker(initial: FakeNetwork | undefined) {
   let stream: PassThrough | undefined;
   const subscriptions: Array<Record<string, string[]>> = [];
   let connected: () => void = () => undefined;
+  let lookups = 0;
   const client: DockerNetworks & DockerEvents = {
     getNetwork: () => ({
       inspect: async () => {
+        lookups++;
         if (!reachable) throw unreachable();
         if (!network) throw Object.assign(new Error('(HTTP code 404) no such network'), { statusCode: 404 });
         return network;
@@ -77,6 +79,10 @@ export function fakeDocker(initial: FakeNetwork | undefined) {
     /** Resolves at the next successful subscription to /events. */
     nextConnection(): Promise<void> {
       return new Promise((resolve) => (connected = resolve));
+    },
+    /** How many times `network inspect` was asked. */
+    get lookups() {
+      return lookups;
     },
     get connections() {
       return subscriptions.length;
