@@ -85,7 +85,7 @@ function stringAttributes(value: unknown): Record<string, string> {
 
 export interface FollowOptions {
   docker: DockerEvents;
-  /** Docker ANDs different filter keys, so network events are filtered by name on our side. */
+  /** Docker ANDs different filter keys (network=NAME would hide daemon events), so the name is compared exactly on our side. */
   filters: Record<string, string[]>;
   onEvent(event: DockerEvent): void;
   /** After each connection (the first one too): catch up on what happened while not listening. */

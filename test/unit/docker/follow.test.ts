@@ -61,7 +61,7 @@ describe('followNetwork', () => {
     expect(lines.find((l) => l.msg === 'network on-his-name is back')).toBeDefined();
   });
 
-  it('ignores other networks (the name filter is a prefix match on the Docker side) and container connects', async () => {
+  it('ignores other networks (a name that only starts the same too) and container connects', async () => {
     const { docker, changes, follower: f } = await follow();
     const lookups = docker.lookups;
     docker.emit('network', 'create', 'c'.repeat(64), 'on-his-name-2');
