@@ -107,8 +107,9 @@ export class Firewall {
   private readonly policy: ExpiryPolicy;
   private readonly maxIps: number;
   private syncRequested = false;
-  /** The bridge the network moved to, until its block is in the kernel. */
+  /** The bridge the network moved to, until its block is in the kernel, and the one it left. */
   private moveRequested: string | undefined;
+  private movingFrom: string | undefined;
   private lastBatchOpened = false;
   private draining: Promise<void> | undefined;
   private running = false;
@@ -231,6 +232,7 @@ export class Firewall {
    * batches, retried like them; resolves once the kernel has the new block.
    */
   async moveTo(bridge: string): Promise<void> {
+    this.movingFrom ??= this.backend.layout.bridge;
     this.moveRequested = bridge;
     this.scheduleDrain();
     await this.settled();
@@ -397,9 +399,9 @@ export class Firewall {
 
   /** Carry every open address to the new bridge; a sync that was due is done by the move. */
   private async relayout(bridge: string): Promise<void> {
-    const from = this.backend.layout.bridge;
     const { adopted } = await this.backend.moveTo(bridge, [...this.kernel.values()]);
-    if (this.moveRequested === bridge) this.moveRequested = undefined;
+    const from = this.movingFrom;
+    if (this.moveRequested === bridge) [this.moveRequested, this.movingFrom] = [undefined, undefined];
     this.syncRequested = false;
     this.absorb(adopted);
     this.log.info(
