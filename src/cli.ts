@@ -45,6 +45,8 @@ Options (environment fallback in brackets):
   --socket-gid GID     group of the socket [SOCKET_GID]
   --network NAME       Docker network [DOCKER_BRIDGE_NAME] (default ${DEFAULTS.network})
   --interface IFACE    use this host bridge directly, no Docker lookup [INTERFACE]
+  --wait-for-network   at start, wait for the network (and Docker) to exist instead
+                       of exiting [WAIT_FOR_NETWORK=1]
   --ports LIST         tcp ports to open (default ${DEFAULTS.ports}) [PORTS]
   --allow-all          accept the patterns '*' and '**' that allow every name
   --allow-cidr CIDR    open a private/loopback/link-local IPv4 or IPv6 range on purpose;

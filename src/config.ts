@@ -45,6 +45,8 @@ export interface Config {
   dns?: InlineDns;
   /** Where the admin API (metrics, status) listens; absent: nowhere. */
   adminListen?: AdminAddress;
+  /** At start, wait for the Docker network (and Docker) to exist instead of exiting. */
+  waitForNetwork: boolean;
 }
 
 export interface HostPort {
@@ -118,6 +120,7 @@ const OPTIONS = {
   'deny-nxdomain': { type: 'boolean' },
   'admin-listen': { type: 'string' },
   'allow-all': { type: 'boolean' },
+  'wait-for-network': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
 } as const;
@@ -179,6 +182,7 @@ export function parseConfig(argv: readonly string[], env: Env): Config {
     backend,
     ...(dns ? { dns } : {}),
     ...(adminListen ? { adminListen } : {}),
+    waitForNetwork: values['wait-for-network'] ?? parseSwitch(env.WAIT_FOR_NETWORK, 'WAIT_FOR_NETWORK'),
   };
 }
 
@@ -188,7 +192,7 @@ type Flags = ReturnType<typeof parseFlags>['values'];
 function parseInlineDns(values: Flags, env: Env): InlineDns | undefined {
   const listen = values['dns-listen'] ?? (env.DNS_LISTEN || undefined);
   const upstream = values['dns-upstream'] ?? (env.DNS_UPSTREAM || undefined);
-  const denyNxdomain = values['deny-nxdomain'] ?? isTrue(env.DENY_NXDOMAIN);
+  const denyNxdomain = values['deny-nxdomain'] ?? parseSwitch(env.DENY_NXDOMAIN, 'DENY_NXDOMAIN');
   if (listen === undefined) {
     const orphan = upstream !== undefined ? '--dns-upstream' : denyNxdomain ? '--deny-nxdomain' : values['dns-hold-ms'] ? '--dns-hold-ms' : undefined;
     if (orphan) throw new ConfigError(`${orphan} needs inline mode: add --dns-listen ADDRESS:53 (e.g. --dns-listen gateway)`);
@@ -232,10 +236,6 @@ function parsePort(value: string, flag: string): number {
   throw new ConfigError(`${flag}: port "${value}" must be a number from 1 to 65535`);
 }
 
-function isTrue(value: string | undefined): boolean {
-  return value !== undefined && /^(1|true|yes|on)$/i.test(value);
-}
-
 const ADMIN_FORMS = 'PORT, :PORT, HOST:PORT or [IPv6]:PORT, e.g. 9090 (which is 127.0.0.1:9090)';
 
 /**
@@ -258,6 +258,14 @@ export function parseAdminListen(value: string, source: string): AdminAddress {
     );
   }
   return { host: address, port, loopback: address.startsWith('127.') || address === '::1' || /^::ffff:127\./i.test(address) };
+}
+
+/** An on/off environment variable: 1, true, yes, on or 0, false, no, off (empty: off). */
+function parseSwitch(value: string | undefined, name: string): boolean {
+  const v = (value ?? '').trim().toLowerCase();
+  if (v === '' || v === '0' || v === 'false' || v === 'no' || v === 'off') return false;
+  if (v === '1' || v === 'true' || v === 'yes' || v === 'on') return true;
+  throw new ConfigError(`${name}="${value}" must be 1 or 0 (or true, false, yes, no, on, off)`);
 }
 
 function parseFlags(argv: readonly string[]) {

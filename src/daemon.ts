@@ -7,7 +7,9 @@
  *                                                                            ▼
  *     pipeline: decision (dnstap/decode → dns/answer → policy) ─allow─▶ firewall ─▶ DOCKER-USER
  *
- * docker/network turns --network into the bridge interface once, at start. The firewall's
+ * docker/network turns --network into the bridge interface at start (docker/wait.ts waits
+ * for it with --wait-for-network); bridge-follower.ts then follows Docker's events and moves
+ * the firewall when the network is re-created on another bridge. The firewall's
  * base rules (DROP included) are in place before the socket accepts a single producer,
  * and stay in place when the daemon stops: egress is closed whenever we are not running.
  * With --admin-listen, admin/ serves what every stage counts (metrics, open addresses,
@@ -19,8 +21,12 @@ import { Metrics } from './admin/metrics.js';
 import { adminRoutes } from './admin/routes.js';
 import { startAdminServer, type AdminServer } from './admin/server.js';
 import type { ApiSources } from './admin/api.js';
+import { followBridge } from './bridge-follower.js';
 import type { Config, InlineDns } from './config.js';
-import { resolveBridgeNetwork, type DockerNetworks } from './docker/network.js';
+import type { DockerEvents } from './docker/events.js';
+import type { NetworkFollower } from './docker/follow.js';
+import { resolveBridgeNetwork, type BridgeNetwork, type DockerNetworks } from './docker/network.js';
+import { waitForNetwork } from './docker/wait.js';
 import { holdUntilOpen, type HoldStats } from './dns-proxy/hold.js';
 import { startDnsProxy, type DnsProxy } from './dns-proxy/server.js';
 import { ConfigError } from './errors.js';
@@ -42,13 +48,16 @@ export interface DaemonDeps {
   ipset?: () => IpsetRunner;
   /** ip6tables; AAAA answers open rules there. Without it IPv6 is refused if the network has IPv6. */
   runner6?: IptablesRunner;
-  /** Needed unless config.interface names the bridge. */
-  docker?: () => DockerNetworks;
+  /** Needed unless config.interface names the bridge; without getEvents the network is not followed. */
+  docker?: () => DockerNetworks & Partial<DockerEvents>;
   log: Logger;
 }
 
 export interface Daemon {
-  bridge: string;
+  /** The bridge filtered now: it changes when the network is re-created. */
+  readonly bridge: string;
+  /** Follows Docker's events; absent with --interface. */
+  follower?: NetworkFollower;
   firewall: Firewall;
   /** The ip6tables firewall, when IPv6 filtering is installed. */
   firewall6?: Firewall;
@@ -69,8 +78,8 @@ const SHUTDOWN_GRACE_MS = 5_000;
 
 export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Daemon> {
   const policy = Policy.compile(config.patterns, { allowAll: config.allowAll });
-  const { bridge, subnet, ipv6, subnet6, gateway } = await findBridge(config, deps);
-  const guard = new AddressGuard(config.allowCidrs, [subnet, subnet6].filter((s): s is string => s !== undefined));
+  const { bridge, subnet, ipv6, subnet6, gateway, docker, network } = await findBridge(config, deps);
+  const guard = guardFor(config, { subnet, subnet6 });
   const ipset = config.backend === 'ipset' ? requireIpset(deps) : undefined;
   const layout = { bridge, ports: config.ports };
   const metrics = config.adminListen ? new Metrics() : undefined;
@@ -116,9 +125,14 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
       })
     : undefined;
   deps.log.info({ patterns: policy.patterns.map((p) => p.source) }, 'on-his-name is running');
+  const onSubnets = (n: BridgeNetwork) => pipeline.useGuard(guardFor(config, n));
+  const follower = docker && network ? followBridge({ docker, network, firewall, firewall6, onSubnets, log: deps.log.child({ component: 'docker' }) }) : undefined;
 
   return {
-    bridge,
+    get bridge() {
+      return follower?.network.bridge ?? bridge;
+    },
+    ...(follower ? { follower } : {}),
     firewall,
     ...(firewall6 ? { firewall6 } : {}),
     ...(listener ? { listener } : {}),
@@ -128,6 +142,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     ...(admin ? { admin } : {}),
     async close() {
       await admin?.close();
+      await follower?.stop();
       await Promise.all([listener?.close(), ...dialers.map((d) => d.close()), dns?.proxy.close()]);
       pipeline.flush();
       firewall.stop();
@@ -226,13 +241,26 @@ async function startInlineDns(dns: InlineDns, pipeline: Pipeline, gateway: strin
   return { proxy, hold: hold.stats };
 }
 
-async function findBridge(config: Config, deps: DaemonDeps): Promise<{ bridge: string; ipv6: boolean; subnet?: string; subnet6?: string; gateway?: string }> {
+type FoundBridge = {
+  bridge: string;
+  ipv6: boolean;
+  subnet?: string;
+  subnet6?: string;
+  gateway?: string;
+  docker?: DockerNetworks & Partial<DockerEvents>;
+  network?: BridgeNetwork;
+};
+
+async function findBridge(config: Config, deps: DaemonDeps): Promise<FoundBridge> {
   if (config.interface) {
     deps.log.info({ interface: config.interface }, 'using host bridge interface, no Docker lookup');
     return { bridge: config.interface, ipv6: false };
   }
   if (!deps.docker) throw new ConfigError('no Docker client: name the bridge with --interface');
-  const network = await resolveBridgeNetwork(deps.docker(), config.network);
+  const docker = deps.docker();
+  const network = config.waitForNetwork
+    ? await waitForNetwork(docker, config.network, deps.log.child({ component: 'docker' }))
+    : await resolveBridgeNetwork(docker, config.network);
   if (!BRIDGE_NAME.test(network.bridge)) {
     throw new ConfigError(`Docker network "${network.name}" has an unusable bridge name "${network.bridge}"`);
   }
@@ -242,9 +270,16 @@ async function findBridge(config: Config, deps: DaemonDeps): Promise<{ bridge: s
   );
   return {
     bridge: network.bridge,
+    docker,
+    network,
     ipv6: network.ipv6,
     ...(network.subnet ? { subnet: network.subnet } : {}),
     ...(network.subnet6 ? { subnet6: network.subnet6 } : {}),
     ...(network.gateway ? { gateway: network.gateway } : {}),
   };
+}
+
+/** The special ranges, the operator's --allow-cidr, and the network's own subnets, which a container must never reach through us. */
+function guardFor(config: Config, network: { subnet?: string | undefined; subnet6?: string | undefined }): AddressGuard {
+  return new AddressGuard(config.allowCidrs, [network.subnet, network.subnet6].filter((s): s is string => s !== undefined));
 }

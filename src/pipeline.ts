@@ -47,12 +47,17 @@ export class Pipeline {
 
   constructor(
     private readonly policy: Policy,
-    private readonly guard: AddressGuard,
+    private guard: AddressGuard,
     private readonly firewalls: Firewalls,
     private readonly log: Logger,
   ) {
     this.skippedFrame = new LogSummary(log, 'skipped a dnstap frame', { burst: 10 });
     this.unreadableAnswer = new LogSummary(log, 'upstream answer not understood', { burst: 10 });
+  }
+
+  /** The network was re-created, perhaps on other subnets: refuse those from now on. */
+  useGuard(guard: AddressGuard): void {
+    this.guard = guard;
   }
 
   /** Log the warnings held back, at shutdown. */

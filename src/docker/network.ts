@@ -4,6 +4,7 @@
  */
 import Docker from 'dockerode';
 import { ConfigError } from '../errors.js';
+import type { DockerEvents } from './events.js';
 
 export interface BridgeNetwork {
   name: string;
@@ -34,7 +35,7 @@ interface NetworkInspect {
 /** Docker names a user-defined bridge `br-` + the first 12 characters of the network id unless told otherwise. */
 const BRIDGE_NAME_OPTION = 'com.docker.network.bridge.name';
 
-export function dockerClient(socketPath?: string): DockerNetworks {
+export function dockerClient(socketPath?: string): DockerNetworks & DockerEvents {
   return new Docker(socketPath ? { socketPath } : undefined);
 }
 
@@ -66,6 +67,17 @@ function ipv6Subnet(info: NetworkInspect): string | undefined {
 
 export function bridgeInterfaceName(info: Pick<NetworkInspect, 'Id' | 'Options'>): string {
   return info.Options?.[BRIDGE_NAME_OPTION] || `br-${info.Id.slice(0, 12)}`;
+}
+
+/**
+ * Why resolveBridgeNetwork failed when waiting can help: the network does not exist (yet),
+ * or Docker does not answer (not started, restarting). Undefined for anything else.
+ */
+export function waitableFailure(err: unknown): 'missing' | 'unreachable' | undefined {
+  const cause = (err as { cause?: { statusCode?: number; code?: string } } | undefined)?.cause;
+  if (cause?.statusCode === 404) return 'missing';
+  if (cause?.code === 'ENOENT' || cause?.code === 'ECONNREFUSED' || cause?.code === 'ECONNRESET') return 'unreachable';
+  return undefined;
 }
 
 function explainDockerError(err: unknown, name: string): ConfigError {

@@ -4,6 +4,8 @@
  * fits the same shape). A backend keeps no policy: it installs what it is told and
  * reports what the kernel holds, which is the single source of truth.
  */
+import type { Layout } from './planner.js';
+
 export interface Entry {
   address: string;
   name?: string;
@@ -18,10 +20,19 @@ export interface Counters {
 }
 
 export interface FirewallBackend {
+  /** The bridge and ports the block is for; moveTo changes the bridge. */
+  readonly layout: Layout;
   /** Install or repair the base rules; return the entries already in the kernel (adopted) and whether the base was rebuilt. */
   sync(): Promise<{ adopted: Entry[]; rebuilt: boolean }>;
   /** One kernel transaction: put `add` in (new, or refreshed expiry) and take `remove` out. Throws ApplyError on failure. */
   apply(add: readonly Entry[], remove: readonly Entry[]): Promise<void>;
   /** The kernel's counters per address we own, read fresh; for the admin API. */
   counters?(): Promise<Map<string, Counters>>;
+  /**
+   * Follow the network to a new bridge: install the block for `bridge` with every `open`
+   * address first, then remove our rules that name the bridge it leaves, so that nothing
+   * opens in between. Safe to call again after a failure (it finishes what is left);
+   * returns what the kernel now holds, as sync() does.
+   */
+  moveTo(bridge: string, open: readonly Entry[]): Promise<{ adopted: Entry[]; rebuilt: boolean }>;
 }

@@ -120,6 +120,9 @@ export class Firewall {
   private readonly policy: ExpiryPolicy;
   private readonly maxIps: number;
   private syncRequested = false;
+  /** The bridge the network moved to, until its block is in the kernel, and the one it left. */
+  private moveRequested: string | undefined;
+  private movingFrom: string | undefined;
   private lastBatchOpened = false;
   private draining: Promise<void> | undefined;
   private running = false;
@@ -129,14 +132,12 @@ export class Firewall {
   private readonly clock: () => number;
   private readonly isAddress: (address: string) => boolean;
   private readonly log: Logger;
-  private readonly context: Record<string, unknown>;
   /** A burst can drop or evict thousands of addresses a second: one line per second says so. */
   private readonly droppedWarning: LogSummary;
   private readonly evictedWarning: LogSummary;
 
   constructor(private readonly options: FirewallOptions) {
     this.backend = 'backend' in options ? options.backend : new IptablesBackend(options.runner, options.layout);
-    this.context = 'layout' in options ? { bridge: options.layout.bridge, ports: options.layout.ports } : {};
     this.now = options.now ?? (() => performance.now());
     this.clock = options.clock ?? (() => Date.now() / 1000);
     this.isAddress = options.isAddress ?? ('layout' in options && options.layout.family === 6 ? isIPv6 : isIPv4);
@@ -145,6 +146,11 @@ export class Firewall {
     this.log = options.log;
     this.droppedWarning = new LogSummary(this.log, 'firewall queue full: address not opened');
     this.evictedWarning = new LogSummary(this.log, 'address limit reached: closing the address closest to expiry (raise --max-ips)');
+  }
+
+  /** The bridge our block filters, as the logs name it. */
+  private get context(): { bridge: string; ports: readonly number[] } {
+    return { bridge: this.backend.layout.bridge, ports: this.backend.layout.ports };
   }
 
   /** Install or adopt our block and the addresses a previous run opened; start the timers. */
@@ -273,6 +279,18 @@ export class Firewall {
     await this.settled();
   }
 
+  /**
+   * The network was re-created on another bridge: install our block there with every open
+   * address, then remove the old bridge's rules (the backend's moveTo). Queued with the
+   * batches, retried like them; resolves once the kernel has the new block.
+   */
+  async moveTo(bridge: string): Promise<void> {
+    this.movingFrom ??= this.backend.layout.bridge;
+    this.moveRequested = bridge;
+    this.scheduleDrain();
+    await this.settled();
+  }
+
   /** Resolves once the kernel holds what is wanted. */
   async settled(): Promise<void> {
     while (this.draining) await this.draining;
@@ -352,8 +370,12 @@ export class Firewall {
 
   private async drain(): Promise<void> {
     let delay = this.options.retryDelayMs?.first ?? 100;
-    while (this.syncRequested || this.dirty.size > 0) {
+    while (this.moveRequested !== undefined || this.syncRequested || this.dirty.size > 0) {
       try {
+        if (this.moveRequested !== undefined) {
+          await this.relayout(this.moveRequested);
+          continue;
+        }
         if (this.syncRequested) {
           this.syncRequested = false;
           await this.resync();
@@ -436,6 +458,19 @@ export class Firewall {
     this.log.debug(
       { opened, refreshed: add.length - opened, closed: remove.length, ...(latency !== undefined ? { latencyMs: Math.round(latency * 100) / 100 } : {}) },
       'rules in the kernel',
+    );
+  }
+
+  /** Carry every open address to the new bridge; a sync that was due is done by the move. */
+  private async relayout(bridge: string): Promise<void> {
+    const { adopted } = await this.backend.moveTo(bridge, [...this.kernel.values()]);
+    const from = this.movingFrom;
+    if (this.moveRequested === bridge) [this.moveRequested, this.movingFrom] = [undefined, undefined];
+    this.syncRequested = false;
+    this.absorb(adopted);
+    this.log.info(
+      { from, to: bridge, open: this.kernel.size, pending: this.dirty.size },
+      'moved our rules to the new bridge: its block and open addresses first, then the old bridge\'s rules removed',
     );
   }
 

@@ -11,6 +11,7 @@ import type { IptablesRunner } from './iptables.js';
 import { DEFAULT_MAX_ELEMENTS, SET_V4, adoptedEntries, createLine, incompatibility, parseSave, renderApply } from './ipset.js';
 import type { IpsetRunner } from './ipset-runner.js';
 import { planSetSync, type Layout } from './planner.js';
+import { removeOwnedRules } from './reset.js';
 
 export interface IpsetBackendOptions {
   iptables: IptablesRunner;
@@ -27,14 +28,23 @@ export interface IpsetBackendOptions {
 export class IpsetBackend implements FirewallBackend {
   readonly set: string;
   private readonly now: () => number;
+  private current: Layout;
+  /** Bridges the network has left whose rules are still to be removed. */
+  private readonly leaving = new Set<string>();
 
   constructor(private readonly options: IpsetBackendOptions) {
     this.set = options.set ?? SET_V4;
     this.now = options.nowSeconds ?? (() => Date.now() / 1000);
+    this.current = options.layout;
+  }
+
+  get layout(): Layout {
+    return this.current;
   }
 
   async sync(): Promise<{ adopted: Entry[]; rebuilt: boolean }> {
-    const { ipset, iptables, layout } = this.options;
+    const { ipset, iptables } = this.options;
+    const layout = this.current;
     const saved = parseSave((await ipset.save(this.set)) ?? '', this.set);
     if (saved) {
       const why = incompatibility(saved.header);
@@ -64,6 +74,21 @@ export class IpsetBackend implements FirewallBackend {
 
   async counters(): Promise<Map<string, Counters>> {
     return setCounters((await this.options.ipset.save(this.set)) ?? '', this.set);
+  }
+
+  /** The addresses stay in the set, which is no bridge's; only the block moves, new one first. */
+  async moveTo(bridge: string): Promise<{ adopted: Entry[]; rebuilt: boolean }> {
+    if (bridge !== this.current.bridge) {
+      this.leaving.add(this.current.bridge);
+      this.current = { ...this.current, bridge };
+    }
+    this.leaving.delete(bridge);
+    const installed = await this.sync();
+    for (const old of this.leaving) {
+      await removeOwnedRules(this.options.iptables, old);
+      this.leaving.delete(old);
+    }
+    return installed;
   }
 }
 

@@ -27,17 +27,18 @@ export interface SyncPlan {
 
 /**
  * Make CHAIN hold our block for `layout.bridge`, adopting the accept rules a previous run
- * left. If the block is already in order (and ahead of any trailing RETURN) it is kept
+ * left, and opening the `carry` entries too (the addresses open on the bridge the network
+ * had before it was re-created: they move with it, in the same transaction as the DROP). If the block is already in order (and ahead of any trailing RETURN) it is kept
  * and only ports are brought in line; otherwise all our rules for this bridge are deleted
  * and written again at the top, in one atomic restore so that no packet sees a gap.
  * Rules for other bridges and rules that are not ours are never touched.
  */
-export function planSync(listing: readonly string[], layout: Layout): SyncPlan {
+export function planSync(listing: readonly string[], layout: Layout, carry: readonly AllowEntry[] = []): SyncPlan {
   const rules = listing.filter((line) => line.startsWith('-A '));
   const owned = rules
     .map((line, index) => ({ rule: parseOwnedRule(line), position: index + 1 }))
     .filter((r): r is { rule: OwnedRule; position: number } => r.rule?.bridge === layout.bridge);
-  const adopted = adoptedAddresses(owned.map((o) => o.rule));
+  const adopted = withCarried(adoptedAddresses(owned.map((o) => o.rule)), carry);
 
   if (isInOrder(owned.map((o) => o.rule), rules)) {
     const sameNetwork = owned.find((o) => o.rule.role === 'same-network');
@@ -112,6 +113,14 @@ function acceptRules(entry: Entry, layout: Layout): string[] {
   return layout.ports.map((port) => acceptRule(layout.bridge, entry.address, port, entry.name, entry.expiresAt));
 }
 
+/**
+ * Delete our rules that name `bridge`, once the network has moved to another: the new
+ * bridge's block is in place first, so nothing opens in between. Undefined when none.
+ */
+export function planRetire(listing: readonly string[], bridge: string): string | undefined {
+  return planRemoval(ownedRules(listing).filter((r) => r.bridge === bridge));
+}
+
 /** Delete the given rules of ours (all bridges); used by `on-his-name reset`. */
 export function planRemoval(owned: readonly OwnedRule[]): string | undefined {
   return owned.length ? restoreScript(owned.map((r) => `-D ${CHAIN} ${r.spec}`)) : undefined;
@@ -165,6 +174,15 @@ function adoptedAddresses(owned: readonly OwnedRule[]): AllowEntry[] {
     });
   }
   return [...byAddress.values()];
+}
+
+/**
+ * Adopted entries plus carried ones for addresses the bridge's rules do not name yet. The
+ * kernel's text wins for an address it has, so that later deletes match what is there.
+ */
+function withCarried(adopted: AllowEntry[], carry: readonly AllowEntry[]): AllowEntry[] {
+  const present = new Set(adopted.map((e) => e.address));
+  return [...adopted, ...carry.filter((e) => !present.has(e.address))];
 }
 
 /** After a restart with other --ports: open the new ports for adopted addresses, close the old. */

@@ -5,6 +5,8 @@ import type { IptablesRunner } from '../../src/firewall/iptables.js';
 export function fakeIptables(initial: string[] = ['-N DOCKER-USER', '-A DOCKER-USER -j RETURN']) {
   const chain = [...initial];
   const scripts: string[] = [];
+  /** The chain after every restore the kernel took: each state a packet could have met. */
+  const states: string[][] = [];
   let failuresLeft = 0;
   /** Packet and byte counts by rule text (`-A …`), as the kernel would count them; see count(). */
   const counts = new Map<string, [number, number]>();
@@ -31,6 +33,7 @@ export function fakeIptables(initial: string[] = ['-N DOCKER-USER', '-A DOCKER-U
         }
       }
       chain.splice(1, chain.length - 1, ...rules);
+      states.push([...chain]);
     },
     async save() {
       const rules = chain.filter((l) => l.startsWith('-A ')).map((l) => `[${(counts.get(l) ?? [0, 0]).join(':')}] ${l}`);
@@ -41,5 +44,5 @@ export function fakeIptables(initial: string[] = ['-N DOCKER-USER', '-A DOCKER-U
   const count = (match: string, packets: number, bytes: number) => {
     for (const line of chain) if (line.includes(match)) counts.set(line, [packets, bytes]);
   };
-  return { runner, chain, scripts, count, failNext: (n: number) => (failuresLeft = n) };
+  return { runner, chain, scripts, states, count, failNext: (n: number) => (failuresLeft = n) };
 }

@@ -20,7 +20,15 @@ describe('parseConfig', () => {
       logLevel: 'info',
       logFormat: 'auto',
       backend: 'iptables',
+      waitForNetwork: false,
     });
+  });
+
+  it('takes --wait-for-network, or WAIT_FOR_NETWORK=1, and refuses a value it cannot read', () => {
+    expect(parseConfig(['--wait-for-network', 'a.test'], {}).waitForNetwork).toBe(true);
+    expect(parseConfig(['a.test'], { WAIT_FOR_NETWORK: '1' }).waitForNetwork).toBe(true);
+    expect(parseConfig(['a.test'], { WAIT_FOR_NETWORK: '0' }).waitForNetwork).toBe(false);
+    expect(() => parseConfig(['a.test'], { WAIT_FOR_NETWORK: 'sometimes' })).toThrow(/WAIT_FOR_NETWORK="sometimes" must be 1 or 0/);
   });
 
   it('takes the expiry, address limit and reconcile options from flags or the environment', () => {

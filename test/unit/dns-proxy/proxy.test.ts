@@ -17,6 +17,8 @@ function gatedBackend() {
   let waiting: Array<() => void> = [];
   const backend: FirewallBackend = {
     sync: async () => ({ adopted: [], rebuilt: true }),
+    layout: { bridge: 'br0', ports: [443] },
+    moveTo: async () => ({ adopted: [], rebuilt: true }),
     async apply(add: readonly Entry[]) {
       if (!opened) await new Promise<void>((resolve) => waiting.push(resolve));
       applied.push(...add.map((e) => e.address));

@@ -16,6 +16,8 @@ function slowBackend() {
     async sync() {
       return { adopted: [], rebuilt: true };
     },
+    layout: { bridge: 'br0', ports: [443] },
+    moveTo: async () => ({ adopted: [], rebuilt: true }),
     async apply(add: readonly Entry[], remove: readonly Entry[]) {
       await sleep(20);
       this.applies++;

@@ -1,0 +1,71 @@
+/**
+ * The firewall follows the Docker network: docker/follow.ts says when the network came
+ * back with another bridge or subnets, or when Docker came back after an outage; this
+ * file says what the firewall does about it.
+ *
+ *   network re-created ─▶ guard refuses the new subnets ─▶ each Firewall.moveTo(new bridge)
+ *     (new block with every open address first, then the old bridge's rules removed)
+ *   Docker reconnected ─▶ each Firewall.reconcile() (dockerd's start may touch DOCKER-USER)
+ */
+import type { Logger } from 'pino';
+import type { DockerEvents } from './docker/events.js';
+import { followNetwork, type NetworkFollower } from './docker/follow.js';
+import type { BridgeNetwork, DockerNetworks } from './docker/network.js';
+import { ConfigError } from './errors.js';
+import type { Firewall } from './firewall/firewall.js';
+
+/** Linux interface names, safe to place in iptables-restore text. */
+const BRIDGE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
+
+export interface BridgeFollowerOptions {
+  /** Without getEvents (a test's fake), the network is not followed. */
+  docker: DockerNetworks & Partial<DockerEvents>;
+  network: BridgeNetwork;
+  firewall: Firewall;
+  firewall6: Firewall | undefined;
+  /** The network's subnets changed: refuse the new ones from now on. */
+  onSubnets(network: BridgeNetwork): void;
+  log: Logger;
+  backoffMs?: { first: number; max: number };
+}
+
+export function followBridge(options: BridgeFollowerOptions): NetworkFollower | undefined {
+  const { docker, firewall, firewall6, log } = options;
+  if (!hasEvents(docker)) {
+    log.warn('this Docker client cannot follow events: a re-created network will not be followed');
+    return undefined;
+  }
+  const firewalls = [firewall, firewall6].filter((f): f is Firewall => f !== undefined);
+  return followNetwork({
+    docker,
+    network: options.network,
+    log,
+    ...(options.backoffMs ? { backoffMs: options.backoffMs } : {}),
+    async onChange(next, previous) {
+      if (!BRIDGE_NAME.test(next.bridge)) {
+        throw new ConfigError(`Docker network "${next.name}" has an unusable bridge name "${next.bridge}"`);
+      }
+      options.onSubnets(next);
+      if (next.gateway !== previous.gateway) {
+        log.warn(
+          { network: next.name, dns: next.gateway },
+          `the network's gateway is now ${next.gateway ?? 'unknown'}: bind the DNS server there and give containers --dns=${next.gateway ?? '<the gateway>'}`,
+        );
+      }
+      if (next.ipv6 && !firewall6) {
+        log.error(
+          { network: next.name, bridge: next.bridge },
+          'the re-created network has IPv6 but no ip6tables filtering is installed: IPv6 egress is NOT filtered; restart on-his-name to filter it or refuse it',
+        );
+      }
+      if (next.bridge !== previous.bridge) await Promise.all(firewalls.map((f) => f.moveTo(next.bridge)));
+    },
+    async onReconnect() {
+      await Promise.all(firewalls.map((f) => f.reconcile()));
+    },
+  });
+}
+
+function hasEvents(docker: DockerNetworks & Partial<DockerEvents>): docker is DockerNetworks & DockerEvents {
+  return typeof docker.getEvents === 'function';
+}

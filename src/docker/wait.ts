@@ -1,0 +1,40 @@
+/**
+ * `--wait-for-network`: at start, wait for the Docker network (and for Docker itself)
+ * instead of exiting, with a progress line now and then. Nothing is filtered meanwhile,
+ * and nothing needs to be: a network that does not exist carries no container.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import { resolveBridgeNetwork, waitableFailure, type BridgeNetwork, type DockerNetworks } from './network.js';
+
+export interface WaitOptions {
+  /** How often to ask Docker again. */
+  pollMs?: number;
+  /** How often to say that we are still waiting. */
+  progressMs?: number;
+  signal?: AbortSignal;
+}
+
+export async function waitForNetwork(docker: DockerNetworks, name: string, log: Logger, options: WaitOptions = {}): Promise<BridgeNetwork> {
+  const pollMs = options.pollMs ?? 1_000;
+  const progressMs = options.progressMs ?? 30_000;
+  const started = Date.now();
+  let said: { why: string; at: number } | undefined;
+  for (;;) {
+    try {
+      const network = await resolveBridgeNetwork(docker, name);
+      if (said) log.info({ network: name, waitedSeconds: Math.round((Date.now() - started) / 1000) }, `network ${name} is there: starting`);
+      return network;
+    } catch (err) {
+      const why = waitableFailure(err);
+      if (!why) throw err;
+      const now = Date.now();
+      if (!said || said.why !== why || now - said.at >= progressMs) {
+        const what = why === 'missing' ? `docker network create ${name}` : 'start dockerd';
+        log.info({ network: name, waitedSeconds: Math.round((now - started) / 1000), reason: (err as Error).message }, `waiting for network ${name} (--wait-for-network): ${what}`);
+        said = { why, at: now };
+      }
+    }
+    await sleep(pollMs, undefined, options.signal ? { signal: options.signal } : {});
+  }
+}
