@@ -6,6 +6,7 @@
 import { isIP, isIPv4, isIPv6 } from 'node:net';
 import { parseArgs } from 'node:util';
 import { ConfigError } from './errors.js';
+import { isLoopbackHost, portNumber, splitHostPort } from './host-port.js';
 import { formatEndpoint, parseConnectEndpoint, parseListenEndpoint, type Endpoint } from './framestream/endpoint.js';
 import { parseCidr } from './policy/special-addresses.js';
 
@@ -218,21 +219,16 @@ function parseInlineDns(values: Flags, env: Env): InlineDns | undefined {
 
 /** HOST, HOST:PORT, or [IPv6]:PORT; the host must be an IP address (nothing to resolve before DNS works). */
 export function parseHostPort(value: string, defaultPort: number, flag: string): HostPort {
-  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(value);
-  const [host, port] = bracketed
-    ? [bracketed[1]!, bracketed[2]]
-    : isIP(value) === 6
-      ? [value, undefined]
-      : ((m) => [m[1]!, m[2]])(/^([^:]*)(?::(\d+))?$/.exec(value) ?? ['', '', undefined]);
-  if (!isIP(host)) {
+  const parts = splitHostPort(value);
+  if (!parts || !isIP(parts.host)) {
     throw new ConfigError(`${flag} "${value}" must be an IP address with an optional port, e.g. 127.0.0.1:5300 or [::1]:53`);
   }
-  return { host, port: port === undefined ? defaultPort : parsePort(port, flag) };
+  return { host: parts.host, port: parts.port === undefined ? defaultPort : parsePort(parts.port, flag) };
 }
 
 function parsePort(value: string, flag: string): number {
-  const port = /^\d{1,5}$/.test(value) ? Number(value) : NaN;
-  if (port >= 1 && port <= 65535) return port;
+  const port = portNumber(value);
+  if (port !== undefined) return port;
   throw new ConfigError(`${flag}: port "${value}" must be a number from 1 to 65535`);
 }
 
@@ -244,20 +240,19 @@ const ADMIN_FORMS = 'PORT, :PORT, HOST:PORT or [IPv6]:PORT, e.g. 9090 (which is 
  */
 export function parseAdminListen(value: string, source: string): AdminAddress {
   const text = value.trim();
-  const match = /^:?(\d{1,5})$/.exec(text) ?? /^\[([^\]]*)\]:(\d{1,5})$/.exec(text) ?? /^([^:[\]]*):(\d{1,5})$/.exec(text);
-  if (!match) throw new ConfigError(`${source} "${value}" must be ${ADMIN_FORMS}`);
-  const [host, portText] = match.length === 2 ? ['127.0.0.1', match[1]!] : [match[1]!, match[2]!];
-  const port = Number(portText);
-  if (!(port >= 1 && port <= 65535)) throw new ConfigError(`${source} "${value}": the port must be from 1 to 65535 (${ADMIN_FORMS})`);
-  const address = host === 'localhost' ? '127.0.0.1' : host;
+  const parts = /^:?\d+$/.test(text) ? { host: '127.0.0.1', port: text.replace(':', '') } : splitHostPort(text);
+  if (parts?.port === undefined) throw new ConfigError(`${source} "${value}" must be ${ADMIN_FORMS}`);
+  const port = portNumber(parts.port);
+  if (port === undefined) throw new ConfigError(`${source} "${value}": the port must be from 1 to 65535 (${ADMIN_FORMS})`);
+  const host = parts.host === 'localhost' ? '127.0.0.1' : parts.host;
   const bracketed = text.startsWith('[');
-  if (bracketed ? !isIPv6(address) : !isIPv4(address)) {
+  if (bracketed ? !isIPv6(host) : !isIPv4(host)) {
     throw new ConfigError(
-      `${source} "${value}": ${JSON.stringify(host)} is not an ${bracketed ? 'IPv6' : 'IPv4'} address; give an IP address, ` +
+      `${source} "${value}": ${JSON.stringify(parts.host)} is not an ${bracketed ? 'IPv6' : 'IPv4'} address; give an IP address, ` +
         `not a name (${ADMIN_FORMS}, or [::1]:9090)`,
     );
   }
-  return { host: address, port, loopback: address.startsWith('127.') || address === '::1' || /^::ffff:127\./i.test(address) };
+  return { host, port, loopback: isLoopbackHost(host) };
 }
 
 /** An on/off environment variable: 1, true, yes, on or 0, false, no, off (empty: off). */

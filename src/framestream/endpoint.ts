@@ -5,6 +5,9 @@
  */
 import { isIP } from 'node:net';
 import { ConfigError } from '../errors.js';
+import { isLoopbackHost, portNumber, splitHostPort } from '../host-port.js';
+
+export { isLoopbackHost };
 
 export type Endpoint = { transport: 'unix'; path: string } | { transport: 'tcp'; host: string; port: number };
 
@@ -17,7 +20,7 @@ export const DEFAULT_TCP_HOST = '127.0.0.1';
  */
 export function parseListenEndpoint(value: string, source: string): Endpoint {
   if (!value.startsWith('tcp://')) return { transport: 'unix', path: parseSocketPath(value, source) };
-  const { host, port } = splitHostPort(value, source);
+  const { host, port } = splitTcp(value, source);
   if (host !== '' && isIP(host) === 0) {
     throw new ConfigError(`${source} "${value}" must name an IP address to listen on, not a host name: e.g. tcp://127.0.0.1:${port}`);
   }
@@ -27,7 +30,7 @@ export function parseListenEndpoint(value: string, source: string): Endpoint {
 /** A producer that listens (CoreDNS `dnstap listen …`); on-his-name dials it. */
 export function parseConnectEndpoint(value: string, source: string): Endpoint {
   if (!value.startsWith('tcp://')) return { transport: 'unix', path: parseSocketPath(value, source) };
-  const { host, port } = splitHostPort(value, source);
+  const { host, port } = splitTcp(value, source);
   if (host === '') throw new ConfigError(`${source} "${value}" names no host to connect to: e.g. tcp://127.0.0.1:${port}`);
   return { transport: 'tcp', host, port };
 }
@@ -36,12 +39,6 @@ export function parseConnectEndpoint(value: string, source: string): Endpoint {
 export function formatEndpoint(endpoint: Endpoint): string {
   if (endpoint.transport === 'unix') return `unix://${endpoint.path}`;
   return `tcp://${isIP(endpoint.host) === 6 ? `[${endpoint.host}]` : endpoint.host}:${endpoint.port}`;
-}
-
-/** 127.0.0.0/8, ::1 and localhost: only this host's processes can reach them. */
-export function isLoopbackHost(host: string): boolean {
-  if (host === 'localhost' || host === '::1') return true;
-  return isIP(host) === 4 && host.startsWith('127.');
 }
 
 /** A Unix socket path; `unix://` is accepted for symmetry with Corefile syntax. */
@@ -56,14 +53,14 @@ function parseSocketPath(value: string, source: string): string {
 }
 
 /** `tcp://HOST:PORT`, `tcp://[V6]:PORT`, `tcp://:PORT` or `tcp://PORT`; host '' when none is given. */
-function splitHostPort(value: string, source: string): { host: string; port: number } {
+function splitTcp(value: string, source: string): { host: string; port: number } {
   const rest = value.slice('tcp://'.length);
-  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^[\]:/]*)):(\d{1,5})$/.exec(rest) ?? /^()()(\d{1,5})$/.exec(rest);
-  if (!match) {
+  const parts = /^\d+$/.test(rest) ? { host: '', port: rest } : splitHostPort(rest);
+  if (parts?.port === undefined) {
     const fix = rest.split(':').length > 2 ? ' (an IPv6 address goes in brackets: tcp://[::1]:6000)' : ' (e.g. tcp://127.0.0.1:6000)';
     throw new ConfigError(`${source} "${value}" is not tcp://HOST:PORT${fix}`);
   }
-  const port = Number(match[3]);
-  if (port < 1 || port > 65535) throw new ConfigError(`${source} "${value}" has port ${match[3]}: a TCP port is 1 to 65535`);
-  return { host: match[1] ?? match[2] ?? '', port };
+  const port = portNumber(parts.port);
+  if (port === undefined) throw new ConfigError(`${source} "${value}" has port ${parts.port}: a TCP port is 1 to 65535`);
+  return { host: parts.host, port };
 }
