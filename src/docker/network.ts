@@ -23,7 +23,8 @@ export interface DockerNetworks {
   getNetwork(id: string): { inspect(): Promise<NetworkInspect> };
 }
 
-interface NetworkInspect {
+/** What we read of `docker network inspect`. */
+export interface NetworkInspect {
   Id: string;
   Name: string;
   Driver?: string;

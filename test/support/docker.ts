@@ -5,16 +5,9 @@
  */
 import { PassThrough } from 'node:stream';
 import type { DockerEvents } from '../../src/docker/events.js';
-import type { DockerNetworks } from '../../src/docker/network.js';
+import type { DockerNetworks, NetworkInspect } from '../../src/docker/network.js';
 
-export interface FakeNetwork {
-  Id: string;
-  Name: string;
-  Driver?: string;
-  EnableIPv6?: boolean;
-  Options?: Record<string, string>;
-  IPAM?: { Config?: Array<{ Gateway?: string; Subnet?: string }> };
-}
+export type FakeNetwork = NetworkInspect;
 
 export function networkInspect(id: string, subnet = '172.18.0.0/16', extra: Partial<FakeNetwork> = {}): FakeNetwork {
   return {
