@@ -5,6 +5,7 @@
  *
  *   network re-created ─▶ guard refuses the new subnets ─▶ each Firewall.moveTo(new bridge)
  *     (new block with every open address first, then the old bridge's rules removed)
+ *     ─▶ inline mode on the gateway: the DNS proxy moves to the new gateway
  *   Docker reconnected ─▶ each Firewall.reconcile() (dockerd's start may touch DOCKER-USER)
  */
 import type { Logger } from 'pino';
@@ -25,6 +26,8 @@ export interface BridgeFollowerOptions {
   firewall6: Firewall | undefined;
   /** The network's subnets changed: refuse the new ones from now on. */
   onSubnets(network: BridgeNetwork): void;
+  /** Inline mode on the gateway: answer DNS on the new one. Without it, the operator is told to move the DNS server. */
+  onGateway?: (gateway: string | undefined) => Promise<void>;
   log: Logger;
   backoffMs?: { first: number; max: number };
 }
@@ -46,7 +49,7 @@ export function followBridge(options: BridgeFollowerOptions): NetworkFollower | 
         throw new ConfigError(`Docker network "${next.name}" has an unusable bridge name "${next.bridge}"`);
       }
       options.onSubnets(next);
-      if (next.gateway !== previous.gateway) {
+      if (next.gateway !== previous.gateway && !options.onGateway) {
         log.warn(
           { network: next.name, dns: next.gateway },
           `the network's gateway is now ${next.gateway ?? 'unknown'}: bind the DNS server there and give containers --dns=${next.gateway ?? '<the gateway>'}`,
@@ -59,6 +62,8 @@ export function followBridge(options: BridgeFollowerOptions): NetworkFollower | 
         );
       }
       if (next.bridge !== previous.bridge) await Promise.all(firewalls.map((f) => f.moveTo(next.bridge)));
+      // After the firewall: a container may only get answers once the new bridge is filtered.
+      if (next.gateway !== previous.gateway) await options.onGateway?.(next.gateway);
     },
     async onReconnect() {
       await Promise.all(firewalls.map((f) => f.reconcile()));

@@ -22,13 +22,11 @@ import { adminRoutes } from './admin/routes.js';
 import { startAdminServer, type AdminServer } from './admin/server.js';
 import type { ApiSources } from './admin/api.js';
 import { followBridge } from './bridge-follower.js';
-import type { Config, InlineDns } from './config.js';
+import type { Config } from './config.js';
 import type { DockerEvents } from './docker/events.js';
 import type { NetworkFollower } from './docker/follow.js';
 import { resolveBridgeNetwork, type BridgeNetwork, type DockerNetworks } from './docker/network.js';
 import { waitForNetwork } from './docker/wait.js';
-import { holdUntilOpen, type HoldStats } from './dns-proxy/hold.js';
-import { startDnsProxy, type DnsProxy } from './dns-proxy/server.js';
 import { ConfigError } from './errors.js';
 import { Firewall } from './firewall/firewall.js';
 import { IpsetBackend } from './firewall/ipset-backend.js';
@@ -38,6 +36,7 @@ import type { IptablesRunner } from './firewall/iptables.js';
 import { producerIds, sumStats } from './framestream/connection.js';
 import { connectFrameStreams, type FrameStreamDialer } from './framestream/dialer.js';
 import { listenFrameStreams, type FrameStreamListener } from './framestream/listener.js';
+import { startInlineDns, type InlineDnsService } from './inline-dns.js';
 import { Pipeline, type PipelineStats } from './pipeline.js';
 import { Policy } from './policy/policy.js';
 import { AddressGuard } from './policy/special-addresses.js';
@@ -67,7 +66,7 @@ export interface Daemon {
   dialers: FrameStreamDialer[];
   stats: PipelineStats;
   /** Inline mode's DNS proxy and its hold on allowed answers, when --dns-listen is given. */
-  dns?: { proxy: DnsProxy; hold: Readonly<HoldStats> };
+  dns?: InlineDnsService;
   /** The admin API, when --admin-listen asked for it. */
   admin?: AdminServer;
   close(): Promise<void>;
@@ -126,7 +125,18 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     : undefined;
   deps.log.info({ patterns: policy.patterns.map((p) => p.source) }, 'on-his-name is running');
   const onSubnets = (n: BridgeNetwork) => pipeline.useGuard(guardFor(config, n));
-  const follower = docker && network ? followBridge({ docker, network, firewall, firewall6, onSubnets, log: deps.log.child({ component: 'docker' }) }) : undefined;
+  const follower =
+    docker && network
+      ? followBridge({
+          docker,
+          network,
+          firewall,
+          firewall6,
+          onSubnets,
+          ...(dns?.followGateway ? { onGateway: dns.followGateway } : {}),
+          log: deps.log.child({ component: 'docker' }),
+        })
+      : undefined;
 
   return {
     get bridge() {
@@ -218,27 +228,6 @@ async function startIpv6Firewall(
     log.warn({ err: (err as Error).message }, 'no IPv6 filtering (the network has no IPv6): AAAA answers open nothing');
     return undefined;
   }
-}
-
-/** Inline mode: the proxy on --dns-listen, releasing allowed answers once their rules are in. */
-async function startInlineDns(dns: InlineDns, pipeline: Pipeline, gateway: string | undefined, log: Logger) {
-  const hold = holdUntilOpen({ pipeline, holdMs: dns.holdMs, denyNxdomain: dns.denyNxdomain, log: log.child({ component: 'dns-proxy' }) });
-  const host = dns.listen.host === 'gateway' ? gateway : dns.listen.host;
-  if (!host) throw new ConfigError('--dns-listen gateway needs a Docker network with a gateway: give an address instead, e.g. --dns-listen 192.0.2.1:53');
-  const proxy = await startDnsProxy({
-    listen: { host, port: dns.listen.port },
-    upstream: dns.upstream,
-    upstreamTimeoutMs: dns.upstreamTimeoutMs,
-    hooks: hold,
-    log: log.child({ component: 'dns-proxy' }),
-  }).catch((err: NodeJS.ErrnoException) => {
-    throw new ConfigError(
-      `cannot answer DNS on ${host}:${dns.listen.port} (${err.code ?? err.message}): ` +
-        (err.code === 'EADDRINUSE' ? 'another DNS server listens there; move it to another port and give that as --dns-upstream' : 'check --dns-listen'),
-      { cause: err },
-    );
-  });
-  return { proxy, hold: hold.stats };
 }
 
 type FoundBridge = {

@@ -34,6 +34,8 @@ export interface DnsProxyOptions {
   hooks: ProxyHooks;
   log: Logger;
   maxInFlight?: number;
+  /** Counts to carry on with (a proxy that replaces another); fresh ones by default. */
+  stats?: DnsProxyStats;
 }
 
 export interface DnsProxyStats {
@@ -58,9 +60,13 @@ const MAX_TCP_CLIENTS = 512;
 /** Warnings about a sick upstream or malformed queries: at most one line per kind this often. */
 const WARN_EVERY_MS = 10_000;
 
+export function newProxyStats(): DnsProxyStats {
+  return { queries: { udp: 0, tcp: 0 }, malformed: 0, upstreamFailures: 0, overloaded: 0, truncated: 0 };
+}
+
 export async function startDnsProxy(options: DnsProxyOptions): Promise<DnsProxy> {
   const { log } = options;
-  const stats: DnsProxyStats = { queries: { udp: 0, tcp: 0 }, malformed: 0, upstreamFailures: 0, overloaded: 0, truncated: 0 };
+  const stats = options.stats ?? newProxyStats();
   const warn = rateLimited(log, WARN_EVERY_MS);
   let inFlight = 0;
 

@@ -139,5 +139,5 @@ export function followNetwork(options: NetworkFollowerOptions): NetworkFollower 
 }
 
 function changed(a: BridgeNetwork, b: BridgeNetwork): boolean {
-  return a.id !== b.id || a.bridge !== b.bridge || a.subnet !== b.subnet || a.subnet6 !== b.subnet6 || a.ipv6 !== b.ipv6;
+  return a.id !== b.id || a.bridge !== b.bridge || a.gateway !== b.gateway || a.subnet !== b.subnet || a.subnet6 !== b.subnet6 || a.ipv6 !== b.ipv6;
 }

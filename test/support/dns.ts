@@ -79,7 +79,9 @@ export function rcodeOf(reply: Buffer): string {
 }
 
 /** One UDP exchange; undefined when nothing came back within timeoutMs. */
-export function askUdp(port: number, bytes: Buffer, timeoutMs = 2000, onReply?: (reply: Buffer) => void): Promise<Buffer | undefined> {
+/** One query over UDP to a port on 127.0.0.1, or to another address; undefined when no reply comes in time. */
+export function askUdp(to: number | { host: string; port: number }, bytes: Buffer, timeoutMs = 2000, onReply?: (reply: Buffer) => void): Promise<Buffer | undefined> {
+  const { host, port } = typeof to === 'number' ? { host: '127.0.0.1', port: to } : to;
   const socket = createSocket('udp4');
   return new Promise((resolve) => {
     const timer = setTimeout(() => done(undefined), timeoutMs);
@@ -92,7 +94,7 @@ export function askUdp(port: number, bytes: Buffer, timeoutMs = 2000, onReply?: 
       onReply?.(reply);
       done(reply);
     });
-    socket.send(bytes, port, '127.0.0.1');
+    socket.send(bytes, port, host);
   });
 }
 

@@ -3,6 +3,7 @@
  * firewall (IPv4 and IPv6) and the guard; gone, it waits and says so once; Docker
  * restarting, it reconciles. A fake Docker and fake kernels, in process.
  */
+import { createSocket } from 'node:dgram';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +12,7 @@ import { parseConfig } from '../../src/config.js';
 import { startDaemon, type Daemon } from '../../src/daemon.js';
 import { ConfigError } from '../../src/errors.js';
 import { parseOwnedRule } from '../../src/firewall/rules.js';
+import { answerData, answerTo, askUdp, query, startFakeUpstream } from '../support/dns.js';
 import { clientResponse } from '../support/dnstap.js';
 import { fakeDocker, networkInspect } from '../support/docker.js';
 import { bidirectionalStream } from '../support/framestream.js';
@@ -35,6 +37,13 @@ const until = async (predicate: () => boolean, what = 'condition') => {
   for (let i = 0; i < 1000 && !predicate(); i++) await new Promise((r) => setTimeout(r, 3));
   if (!predicate()) throw new Error(`timed out waiting for ${what}`);
 };
+async function freeUdpPort(host: string): Promise<number> {
+  const probe = createSocket('udp4');
+  await new Promise<void>((resolve) => probe.bind(0, host, () => resolve()));
+  const { port } = probe.address();
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
 const bridgesIn = (chain: readonly string[]) => [...new Set(chain.map(parseOwnedRule).flatMap((r) => (r ? [r.bridge] : [])))].sort();
 const roles = (chain: readonly string[], bridge: string) => chain.map(parseOwnedRule).filter((r) => r?.bridge === bridge).map((r) => (r!.role === 'accept' ? `${r!.address}:${r!.port}` : r!.role));
 
@@ -126,6 +135,35 @@ describe('the daemon follows its Docker network', () => {
     daemon = await starting;
     expect(daemon.bridge).toBe('br-cccccccccccc');
     expect(roles(v4.chain, 'br-cccccccccccc')).toEqual(['established', 'same-network', 'drop']);
+  });
+
+  it('inline mode on the gateway: the DNS proxy moves to a re-created network\'s new gateway, after the firewall, and keeps counting', async () => {
+    // Loopback's 127/8 stands in for the two gateways: the proxy really binds each.
+    const port = await freeUdpPort('127.0.0.2');
+    const upstream = await startFakeUpstream((q) => answerTo(q, [{ type: 'A', name: 'allowed.test', ttl: 60, data: '198.51.100.10' }]));
+    const gatewayAt = (id: string, gateway: string) => networkInspect(id, '172.18.0.0/16', { IPAM: { Config: [{ Subnet: '172.18.0.0/16', Gateway: gateway }] } });
+    try {
+      const { docker, v4, lines } = await start(['--dns-listen', `gateway:${port}`, '--dns-upstream', `127.0.0.1:${upstream.port}`], fakeDocker(gatewayAt('aaaaaaaaaaaa', '127.0.0.2')));
+      expect(answerData(await askUdp({ host: '127.0.0.2', port }, query('allowed.test')))).toEqual(['198.51.100.10']);
+
+      docker.setNetwork(gatewayAt('bbbbbbbbbbbb', '127.0.0.3'));
+      docker.emit('network', 'create', 'bbbbbbbbbbbb'.padEnd(64, '0'));
+      await until(() => daemon!.dns!.proxy.address.host === '127.0.0.3', 'the proxy to move');
+      expect(bridgesIn(v4.chain)).toEqual([NEW]);
+      const moved = lines.findIndex((l) => String(l.msg).startsWith('moved our rules to the new bridge'));
+      const answering = lines.findIndex((l) => l.msg === "answering DNS on the network's new gateway 127.0.0.3");
+      expect(moved).toBeGreaterThanOrEqual(0);
+      expect(answering).toBeGreaterThan(moved);
+      expect(lines.filter((l) => String(l.msg).includes('bind the DNS server there'))).toEqual([]);
+
+      expect(answerData(await askUdp({ host: '127.0.0.3', port }, query('allowed.test')))).toEqual(['198.51.100.10']);
+      expect(await askUdp({ host: '127.0.0.2', port }, query('allowed.test'), 200)).toBeUndefined();
+      expect(daemon!.dns!.proxy.stats.queries.udp).toBe(2);
+    } finally {
+      await daemon?.close();
+      daemon = undefined;
+      await upstream.close();
+    }
   });
 
   it('with --interface there is no Docker and nothing to follow', async () => {
