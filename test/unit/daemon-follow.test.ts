@@ -105,6 +105,26 @@ describe('the daemon follows its Docker network', () => {
     expect(lines.find((l) => l.address === '203.0.113.7')?.why).toMatch(/own subnet/);
   });
 
+  it('with a fixed bridge name, a re-created network is filtered by the rules already there: nothing moves, nothing is rewritten', async () => {
+    const named = (id: string) => networkInspect(id, '172.18.0.0/16', { Options: { 'com.docker.network.bridge.name': 'ohn0' } });
+    const { docker, v4 } = await start([], fakeDocker(named('aaaaaaaaaaaa')));
+    await answer({ type: 'A', data: '198.51.100.10' });
+    const before = [...v4.chain];
+    const restores = v4.scripts.length;
+
+    docker.setNetwork(undefined);
+    docker.emit('network', 'destroy', 'aaaaaaaaaaaa'.padEnd(64, '0'));
+    await until(() => daemon!.follower!.gone, 'the network to be gone');
+    docker.setNetwork(named('bbbbbbbbbbbb'));
+    docker.emit('network', 'create', 'bbbbbbbbbbbb'.padEnd(64, '0'));
+    await until(() => daemon!.follower!.network.id.startsWith('bbbbbbbbbbbb'), 'the new network to be seen');
+    await daemon!.follower!.idle();
+
+    expect(daemon!.bridge).toBe('ohn0');
+    expect(v4.chain).toEqual(before);
+    expect(v4.scripts.length).toBe(restores);
+  });
+
   it('reconciles when Docker comes back after a restart, restoring what its start took away', async () => {
     const { docker, v4 } = await start();
     await answer({ type: 'A', data: '198.51.100.10' });
