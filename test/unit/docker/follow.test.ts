@@ -147,6 +147,20 @@ describe('waitForNetwork', () => {
     expect(lines.at(-1)?.msg).toBe('network on-his-name is there: starting');
   });
 
+  it("ends the wait on Docker's create event, not on the next poll", async () => {
+    const docker = fakeDocker(undefined);
+    const subscribed = docker.nextConnection();
+    const waiting = waitForNetwork(docker.client, 'on-his-name', recordingLogger().log, { pollMs: 60_000 });
+    await subscribed;
+    expect(docker.subscriptions).toEqual([{ type: ['network'] }]);
+    docker.setNetwork(networkInspect('abcabcabcabc'));
+    docker.emit('network', 'create', 'other'.padEnd(64, '0'), 'another-network');
+    docker.emit('network', 'create', 'abcabcabcabc'.padEnd(64, '0'));
+    // A poll would come after 60 s, past the test's timeout.
+    expect((await waiting).bridge).toBe('br-abcabcabcabc');
+    expect(docker.lookups).toBeLessThanOrEqual(3); // at start, on connecting to the stream, on the event
+  });
+
   it('does not wait for what waiting cannot fix', async () => {
     const docker = fakeDocker(networkInspect('abcabcabcabc', '172.18.0.0/16', { Driver: 'overlay' }));
     await expect(waitForNetwork(docker.client, 'on-his-name', recordingLogger().log, { pollMs: 1 })).rejects.toThrow(/overlay driver/);
