@@ -12,11 +12,7 @@ import type { Logger } from 'pino';
 import type { DockerEvents } from './docker/events.js';
 import { followNetwork, type NetworkFollower } from './docker/follow.js';
 import type { BridgeNetwork, DockerNetworks } from './docker/network.js';
-import { ConfigError } from './errors.js';
 import type { Firewall } from './firewall/firewall.js';
-
-/** Linux interface names, safe to place in iptables-restore text. */
-const BRIDGE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
 
 export interface BridgeFollowerOptions {
   /** Without getEvents (a test's fake), the network is not followed. */
@@ -45,9 +41,6 @@ export function followBridge(options: BridgeFollowerOptions): NetworkFollower | 
     log,
     ...(options.backoffMs ? { backoffMs: options.backoffMs } : {}),
     async onChange(next, previous) {
-      if (!BRIDGE_NAME.test(next.bridge)) {
-        throw new ConfigError(`Docker network "${next.name}" has an unusable bridge name "${next.bridge}"`);
-      }
       options.onSubnets(next);
       if (next.gateway !== previous.gateway && !options.onGateway) {
         log.warn(

@@ -72,7 +72,6 @@ export interface Daemon {
   close(): Promise<void>;
 }
 
-const BRIDGE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
 const SHUTDOWN_GRACE_MS = 5_000;
 
 export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Daemon> {
@@ -250,9 +249,6 @@ async function findBridge(config: Config, deps: DaemonDeps): Promise<FoundBridge
   const network = config.waitForNetwork
     ? await waitForNetwork(docker, config.network, deps.log.child({ component: 'docker' }))
     : await resolveBridgeNetwork(docker, config.network);
-  if (!BRIDGE_NAME.test(network.bridge)) {
-    throw new ConfigError(`Docker network "${network.name}" has an unusable bridge name "${network.bridge}"`);
-  }
   deps.log.info(
     { network: network.name, bridge: network.bridge, subnet: network.subnet, dns: network.gateway },
     `containers should use --dns=${network.gateway ?? '<the network gateway>'} with the DNS server bound there`,

@@ -35,6 +35,7 @@ export interface NetworkInspect {
 
 /** Docker names a user-defined bridge `br-` + the first 12 characters of the network id unless told otherwise. */
 const BRIDGE_NAME_OPTION = 'com.docker.network.bridge.name';
+const BRIDGE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
 
 export function dockerClient(socketPath?: string): DockerNetworks & DockerEvents {
   return new Docker(socketPath ? { socketPath } : undefined);
@@ -50,11 +51,14 @@ export async function resolveBridgeNetwork(docker: DockerNetworks, name: string)
   if (info.Driver && info.Driver !== 'bridge') {
     throw new ConfigError(`Docker network "${name}" uses the ${info.Driver} driver; on-his-name needs a bridge network`);
   }
+  const bridge = bridgeInterfaceName(info);
+  // It goes into iptables-restore text: a Linux interface name and nothing else.
+  if (!BRIDGE_NAME.test(bridge)) throw new ConfigError(`Docker network "${name}" has an unusable bridge name "${bridge}"`);
   const ipv4 = info.IPAM?.Config?.find((c) => c.Subnet && !c.Subnet.includes(':'));
   return {
     name: info.Name,
     id: info.Id,
-    bridge: bridgeInterfaceName(info),
+    bridge,
     ...(ipv4?.Gateway ? { gateway: ipv4.Gateway } : {}),
     ...(ipv4?.Subnet ? { subnet: ipv4.Subnet } : {}),
     ipv6: info.EnableIPv6 === true,

@@ -33,6 +33,15 @@ describe('resolveBridgeNetwork', () => {
     });
   });
 
+  it('refuses a bridge name that is not a Linux interface name (it would go into iptables-restore text)', async () => {
+    for (const name of ['ohn0 -j ACCEPT', 'a-name-far-too-long', 'br0\n-A FORWARD']) {
+      const named = { ...network, Options: { 'com.docker.network.bridge.name': name } };
+      await expect(resolveBridgeNetwork(fakeDocker(named), 'on-his-name')).rejects.toThrow(new ConfigError(`Docker network "on-his-name" has an unusable bridge name "${name}"`));
+    }
+    const fine = { ...network, Options: { 'com.docker.network.bridge.name': 'ohn_0.a-b' } };
+    expect((await resolveBridgeNetwork(fakeDocker(fine), 'on-his-name')).bridge).toBe('ohn_0.a-b');
+  });
+
   it('reports IPv6 and its subnet when the network was created with --ipv6', async () => {
     expect(await resolveBridgeNetwork(fakeDocker({ ...network, EnableIPv6: true }), 'on-his-name')).toMatchObject({
       ipv6: true,
