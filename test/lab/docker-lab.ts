@@ -16,6 +16,7 @@ import { hasCoreDns, hasCoreDnsListen, startCoreDns, type CoreDns } from './core
 import { startDockerd, type Dockerd } from './dockerd.js';
 import { DEFAULT_RECORDS } from './firewall-lab.js';
 import { importLabImage } from './image.js';
+import { startInstantDnstapDns, type InstantDnstapDns } from './instant-dnstap-dns.js';
 import { createInternet, type Internet } from './internet.js';
 import { Namespace } from './netns.js';
 import { startUnbound, unboundUid, type Unbound, type ZoneRecord } from './unbound.js';
@@ -36,8 +37,9 @@ export interface DockerLabOptions {
   progress?: (message: string) => void;
   /**
    * push (the default): the DNS server writes to on-his-name's socket. connect: CoreDNS
-   * 1.14.4+ listens (coredns/Corefile.listen) and on-his-name --connect dials it; there
-   * is no stand-in, so startDns() refuses without such a CoreDNS on the PATH.
+   * 1.14.4+ listens (coredns/Corefile.listen) and on-his-name --connect dials it;
+   * startDns() refuses without such a CoreDNS on the PATH (startInstantDns() is the
+   * stand-in, under its own name).
    */
   dnstap?: 'push' | 'connect';
 }
@@ -62,11 +64,21 @@ export interface DockerLab {
   network: Network;
   image: string;
   dnstapSocket: string;
-  /** on-his-name, started as the README says: by network name. */
-  startDaemon(patterns: readonly string[], extra?: readonly string[]): Promise<CliProcess>;
+  /**
+   * on-his-name, started as the README says: by network name. Its dnstap source is the
+   * lab's (options.dnstap) unless `source` says otherwise: push listens on dnstapSocket,
+   * connect dials it (--connect alone, so nothing listens).
+   */
+  startDaemon(patterns: readonly string[], extra?: readonly string[], source?: { dnstap: 'push' | 'connect' }): Promise<CliProcess>;
   daemon(): CliProcess | undefined;
   /** CoreDNS with the repository's Corefile when `coredns` is on the PATH, else unbound with dnstap. */
   startDns(): Promise<LabDns>;
+  /**
+   * The stand-in listening producer (instant-dnstap-dns.ts) on the gateway: answers the
+   * lab's zone and reports each answer on dnstapSocket the instant it is sent. For
+   * startDaemon(…, …, { dnstap: 'connect' }).
+   */
+  startInstantDns(): Promise<InstantDnstapDns>;
   /** unbound without dnstap on 127.0.0.1:UPSTREAM_PORT: the resolver behind on-his-name in inline mode. */
   startUpstreamDns(): Promise<Unbound>;
   /** `docker run --rm` of the lab image; on the on-his-name network with --dns=gateway unless told otherwise. */
@@ -129,9 +141,9 @@ export async function createDockerLab(options: DockerLabOptions = {}): Promise<D
       network,
       image,
       dnstapSocket,
-      async startDaemon(patterns, extra = []) {
+      async startDaemon(patterns, extra = [], how = { dnstap: options.dnstap ?? 'push' }) {
         await daemon?.stop();
-        const source = options.dnstap === 'connect' ? ['--connect', `unix://${dnstapSocket}`] : ['--listen', dnstapSocket, '--socket-uid', String(await unboundUid())];
+        const source = how.dnstap === 'connect' ? ['--connect', `unix://${dnstapSocket}`] : ['--listen', dnstapSocket, '--socket-uid', String(await unboundUid())];
         daemon = startCli(host.name, ['--network', NETWORK, ...source, ...extra, ...patterns], dockerd.env);
         await daemon.waitFor((l) => l.msg === 'on-his-name is running', 15_000);
         return daemon;
@@ -155,6 +167,12 @@ export async function createDockerLab(options: DockerLabOptions = {}): Promise<D
         const unbound = await startUnbound({ namespace: host, listen: network.gateway, zone: 'test.', records, dnstapSocket });
         cleanups.push(() => unbound.stop());
         return { kind: 'unbound', ...unbound };
+      },
+      async startInstantDns() {
+        say(`starting the stand-in listening producer on the network gateway ${network.gateway}: it reports each answer the instant it sends it`);
+        const dns = await startInstantDnstapDns({ namespace: host, listen: network.gateway, zone: 'test.', records: options.records ?? DEFAULT_RECORDS, dnstapSocket });
+        cleanups.push(() => dns.stop());
+        return dns;
       },
       async startUpstreamDns() {
         say(`starting unbound on 127.0.0.1:${UPSTREAM_PORT}, without dnstap, behind on-his-name's inline DNS`);

@@ -3,7 +3,7 @@
  * documentation addresses and a TCP server on each of them (80, 443, and 8080 which
  * tests expect to stay closed). The host gets routes to it and nothing beyond.
  *
- *   host: uplink 198.51.100.1/24, route 203.0.113.0/24 via 198.51.100.10
+ *   host: uplink 198.51.100.1/24, route 203.0.113.0/24 (and any other /24 of extra) via 198.51.100.10
  *   internet: eth0 198.51.100.10-14/24 + 203.0.113.10/24 (+ extra), default via 198.51.100.1
  */
 import { execa, type ResultPromise } from 'execa';
@@ -35,7 +35,7 @@ export async function createInternet(host: Namespace, extra: readonly string[] =
   try {
     await link(host, 'uplink', namespace, 'eth0');
     await host.addAddress('uplink', `${UPLINK}/24`);
-    await host.addRoute('203.0.113.0/24', INTERNET[0]);
+    for (const network of routedNetworks(addresses)) await host.addRoute(network, INTERNET[0]);
     for (const address of addresses) await namespace.addAddress('eth0', `${address}/24`);
     await namespace.addRoute('default', UPLINK);
     const tls = await makeCertificate(addresses);
@@ -55,6 +55,12 @@ export async function createInternet(host: Namespace, extra: readonly string[] =
     await namespace.remove();
     throw err;
   }
+}
+
+/** Every /24 of the internet's addresses but the uplink's own (which is on the link): 203.0.113.0/24, and 192.0.2.0/24 if asked for. */
+function routedNetworks(addresses: readonly string[]): string[] {
+  const slash24 = (address: string) => `${address.split('.').slice(0, 3).join('.')}.0/24`;
+  return [...new Set(addresses.map(slash24))].filter((network) => network !== slash24(UPLINK));
 }
 
 /** The lab's names and addresses that TLS clients may check the certificate against. */

@@ -1,4 +1,4 @@
-/** A scriptable upstream DNS server and plain clients, over real sockets on loopback. */
+/** A scriptable DNS server (an upstream, on loopback unless told otherwise) and plain clients, over real sockets. */
 import { createSocket } from 'node:dgram';
 import { connect, createServer } from 'node:net';
 import dnsPacket from 'dns-packet';
@@ -8,6 +8,19 @@ export type Transport = 'udp' | 'tcp';
 /** A packet to send back, raw bytes, or 'silent' to never answer. */
 export type Script = (query: dnsPacket.Packet, transport: Transport) => dnsPacket.Packet | Buffer | 'silent';
 
+export interface Peer {
+  address: string;
+  port: number;
+}
+
+export interface FakeUpstreamOptions {
+  /** Where to answer, UDP and TCP on the same port; default 127.0.0.1 and a free port. */
+  host?: string;
+  port?: number;
+  /** Called as soon as each reply is in the kernel (its send or write has completed). */
+  sent?: (reply: Buffer, peer: Peer, transport: Transport) => void;
+}
+
 export interface FakeUpstream {
   port: number;
   /** Every query as it arrived, raw. */
@@ -15,7 +28,8 @@ export interface FakeUpstream {
   close(): Promise<void>;
 }
 
-export async function startFakeUpstream(script: Script): Promise<FakeUpstream> {
+export async function startFakeUpstream(script: Script, options: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
+  const host = options.host ?? '127.0.0.1';
   const received: FakeUpstream['received'] = [];
   const answer = (bytes: Buffer, transport: Transport): Buffer | undefined => {
     received.push({ bytes: Buffer.from(bytes), transport });
@@ -26,21 +40,34 @@ export async function startFakeUpstream(script: Script): Promise<FakeUpstream> {
   const udp = createSocket('udp4');
   udp.on('message', (bytes, peer) => {
     const out = answer(bytes, 'udp');
-    if (out) udp.send(out, peer.port, peer.address);
+    if (!out) return;
+    udp.send(out, peer.port, peer.address, (err) => {
+      if (!err) options.sent?.(out, { address: peer.address, port: peer.port }, 'udp');
+    });
   });
-  await new Promise<void>((resolve) => udp.bind(0, '127.0.0.1', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    udp.once('error', reject);
+    udp.bind(options.port ?? 0, host, () => resolve());
+  });
   const port = udp.address().port;
   const tcp = createServer((socket) => {
     const messages = new TcpMessages();
     socket.on('data', (chunk) => {
       for (const bytes of messages.push(chunk)) {
         const out = answer(bytes, 'tcp');
-        if (out) socket.write(withLength(out));
+        if (!out) continue;
+        const peer = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
+        socket.write(withLength(out), (err) => {
+          if (!err) options.sent?.(out, peer, 'tcp');
+        });
       }
     });
     socket.on('error', () => undefined);
   });
-  await new Promise<void>((resolve) => tcp.listen(port, '127.0.0.1', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    tcp.once('error', reject);
+    tcp.listen(port, host, () => resolve());
+  });
   return {
     port,
     received,

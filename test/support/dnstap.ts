@@ -40,6 +40,8 @@ export function dnstapFrame(fields: {
   type?: number;
   queryAddress?: Buffer;
   queryPort?: number;
+  /** dnstap's SocketProtocol: 1 UDP (the default), 2 TCP. */
+  socketProtocol?: number;
   responseMessage?: Buffer;
   identity?: string;
 }): Buffer {
@@ -49,7 +51,7 @@ export function dnstapFrame(fields: {
     message: {
       type: fields.type ?? MessageType.CLIENT_RESPONSE,
       socketFamily: 1,
-      socketProtocol: 1,
+      socketProtocol: fields.socketProtocol ?? 1,
       ...(fields.queryAddress ? { queryAddress: fields.queryAddress } : {}),
       queryPort: fields.queryPort ?? 53000,
       ...(fields.responseMessage ? { responseMessage: fields.responseMessage } : {}),
