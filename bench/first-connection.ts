@@ -15,9 +15,11 @@
  * - dnstap connect, CoreDNS: CoreDNS 1.14.4+ listens (coredns/Corefile.listen), on-his-name
  *   --connect dials it, and CoreDNS writes each answer as it gives it. Run (in a lab of its
  *   own) only when such a CoreDNS is on the PATH: Debian packages none.
+ * - dnstap connect, stand-in, waiting client: the same producer; the client looks the name
+ *   up, sleeps 10 ms, then connects: does the rule win when the client is not instant?
  *
  * The stand-in row runs first, while DOCKER-USER holds no ACCEPT rules of the other rows;
- * the table lists push, connect, inline.
+ * the table lists push, connect (instant and waiting client), inline.
  *
  *   sudo npx tsx bench/first-connection.ts [names per mode=100]
  */
@@ -36,7 +38,15 @@ const MODES = [
     prefix: 'connect',
     net: '192.0.2', // the lab's internet routes it like the other two documentation blocks
   },
+  {
+    mode: 'dnstap connect, the same stand-in, client that looks the name up and waits 10 ms before connecting',
+    prefix: 'wait',
+    net: '198.18.0', // RFC 2544's benchmarking block: not a range the guard refuses
+  },
 ] as const;
+
+/** How long the `wait` client sleeps between its lookup and its connection. */
+const CLIENT_PAUSE_MS = 10;
 
 interface Trial {
   penaltyMs: number;
@@ -60,6 +70,7 @@ async function main(): Promise<void> {
     const connecting = await lab.startDaemon(['*.test.'], [], { dnstap: 'connect' });
     await connecting.waitFor((l) => l.msg === 'connected to the dnstap producer', 15_000);
     rows.set('connect', row(MODES[2].mode, await trials(lab, 'connect'), raw));
+    rows.set('wait', row(MODES[3].mode, await trials(lab, 'wait', CLIENT_PAUSE_MS), raw));
     await standIn.stop(); // the gateway's port 53 goes to unbound
 
     await lab.startDaemon(['*.test.']);
@@ -88,17 +99,23 @@ async function main(): Promise<void> {
   } else {
     rows.set('coredns', ['dnstap connect with CoreDNS (--connect)', '—', '—', '—', '—', '—', '—', '—', 'not measured: needs CoreDNS 1.14.4+ (`dnstap listen`), not installable here']);
   }
-  const table = ['push', 'connect', 'coredns', 'inline'].map((key) => rows.get(key) ?? []);
+  const table = ['push', 'connect', 'wait', 'coredns', 'inline'].map((key) => rows.get(key) ?? []);
   printTable(['mode', 'trials', 'p50', 'p90', 'p99', 'max', 'SYN retransmits', 'trials with a retransmit', 'failed'], table);
   for (const line of raw) console.log(line);
 }
 
-/** One container asks for every fresh name of `prefix` in turn, connecting as soon as each answer is in. */
-async function trials(lab: DockerLab, prefix: string): Promise<Trial[]> {
+/**
+ * One container asks for every fresh name of `prefix` in turn, connecting as soon as each
+ * answer is in; with `pauseMs`, it first looks the name up and sleeps that long, as a
+ * client that does other work between its lookup and its connection (curl then asks again
+ * and connects at once: the penalty it sees is what the first answer's rule left of it).
+ */
+async function trials(lab: DockerLab, prefix: string, pauseMs?: number): Promise<Trial[]> {
+  const lookFirst = (name: string) => (pauseMs === undefined ? '' : `nslookup ${name} >/dev/null 2>&1; sleep ${pauseMs / 1000}; `);
   const script = Array.from(
     { length: NAMES },
     (_, i) =>
-      `curl -s -o /dev/null --max-time 10 -w '%{time_namelookup} %{time_connect} %{http_code} ' http://${prefix}${i}.test/; ${SYN_RETRANSMITS_SH}`,
+      `${lookFirst(`${prefix}${i}.test`)}curl -s -o /dev/null --max-time 10 -w '%{time_namelookup} %{time_connect} %{http_code} ' http://${prefix}${i}.test/; ${SYN_RETRANSMITS_SH}`,
   ).join('; ');
   const result = await lab.run(['sh', '-c', script], { timeoutSeconds: NAMES * 10 });
   let before = 0;
