@@ -9,7 +9,7 @@ import { ApplyError, ConfigError } from './errors.js';
 import { iptablesRunner } from './firewall/iptables.js';
 import { removeOwnedRules } from './firewall/reset.js';
 import { destroyOwnedSet } from './firewall/ipset-backend.js';
-import { SET_V4 } from './firewall/ipset.js';
+import { OWNED_SETS, SET_V4, SET_V6 } from './firewall/ipset.js';
 import { execIpset, persistentIpset } from './firewall/ipset-runner.js';
 import { createLogger, type Logger } from './log.js';
 
@@ -63,7 +63,8 @@ Options (environment fallback in brackets):
   --log-level LEVEL    fatal, error, warn, info, debug, trace, silent (default info) [LOG_LEVEL]
   --log-format FORMAT  auto (pretty on a terminal, else JSON), json, pretty [LOG_FORMAT]
   --backend NAME       iptables: one rule per address and port (default); ipset: one set
-                       (${SET_V4}) matched by one rule, flat cost for many addresses [BACKEND]
+                       per family (${SET_V4}, ${SET_V6}) matched by one rule, flat cost
+                       for many addresses [BACKEND]
   --admin-listen ADDR  serve /metrics (Prometheus), /api/accepted, /api/matchers and
                        /healthz over HTTP, without authentication; PORT or :PORT is
                        127.0.0.1:PORT, HOST:PORT or [IPv6]:PORT listens there; off by
@@ -135,7 +136,7 @@ async function reset(log: Logger): Promise<number> {
   for (const rule of removed6) process.stdout.write(`removed (ip6tables): -A DOCKER-USER ${rule.spec}\n`);
   if (removed6.length) process.stdout.write(`removed ${removed6.length} rule(s) owned by on-his-name from ip6tables DOCKER-USER\n`);
   // After the rules: the kernel refuses to destroy a set that a rule still names.
-  if (await destroyOwnedSet(execIpset())) process.stdout.write(`removed: ipset ${SET_V4}\n`);
+  for (const set of OWNED_SETS) if (await destroyOwnedSet(execIpset(), set)) process.stdout.write(`removed: ipset ${set}\n`);
   log.debug({ removed: removed.length, removed6: removed6.length }, 'reset done');
   return 0;
 }

@@ -90,7 +90,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     ...(metrics ? { onInKernel: metrics.inKernelHook(4) } : {}),
   });
   await firewall.start();
-  const firewall6 = await startIpv6Firewall(config, deps, bridge, ipv6, metrics?.inKernelHook(6));
+  const firewall6 = await startIpv6Firewall(config, deps, { bridge, ipv6, ipset }, metrics?.inKernelHook(6));
 
   const pipeline = new Pipeline(policy, guard, { 4: firewall, 6: firewall6 }, deps.log.child({ component: 'policy' }));
   const dns = config.dns ? await startInlineDns(config.dns, pipeline, gateway, deps.log) : undefined;
@@ -196,8 +196,7 @@ function requireIpset(deps: DaemonDeps): IpsetRunner {
 async function startIpv6Firewall(
   config: Config,
   deps: DaemonDeps,
-  bridge: string,
-  ipv6: boolean,
+  { bridge, ipv6, ipset }: { bridge: string; ipv6: boolean; ipset: IpsetRunner | undefined },
   onInKernel?: (latencyMs: number, count: number) => void,
 ): Promise<Firewall | undefined> {
   const log = deps.log.child({ component: 'firewall', family: 6 });
@@ -212,9 +211,9 @@ async function startIpv6Firewall(
     if (ipv6) throw refuse('no ip6tables runner');
     return undefined;
   }
+  const layout = { bridge, ports: config.ports, family: 6 as const };
   const firewall6 = new Firewall({
-    runner: deps.runner6,
-    layout: { bridge, ports: config.ports, family: 6 },
+    ...(ipset ? { backend: new IpsetBackend({ iptables: deps.runner6, ipset, layout, maxElements: Math.max(config.maxIps, DEFAULT_MAX_ELEMENTS) }) } : { runner: deps.runner6, layout }),
     log,
     ...lifetimes(config),
     ...(onInKernel ? { onInKernel } : {}),

@@ -140,7 +140,7 @@ export class Firewall {
     this.backend = 'backend' in options ? options.backend : new IptablesBackend(options.runner, options.layout);
     this.now = options.now ?? (() => performance.now());
     this.clock = options.clock ?? (() => Date.now() / 1000);
-    this.isAddress = options.isAddress ?? ('layout' in options && options.layout.family === 6 ? isIPv6 : isIPv4);
+    this.isAddress = options.isAddress ?? (this.backend.layout.family === 6 ? isIPv6 : isIPv4);
     this.policy = { minTtl: options.minTtl ?? EXPIRY_DEFAULTS.minTtl, ttlGrace: options.ttlGrace ?? EXPIRY_DEFAULTS.ttlGrace };
     this.maxIps = options.maxIps ?? DEFAULT_MAX_IPS;
     this.log = options.log;

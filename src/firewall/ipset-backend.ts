@@ -1,5 +1,6 @@
 /**
- * `--backend ipset`: allowed addresses live in one ipset (see ipset.ts), matched by one
+ * `--backend ipset`: allowed addresses live in one ipset per family (see ipset.ts: the
+ * layout's family picks on-his-name-v4 or -v6 and iptables or ip6tables), matched by one
  * rule in our DOCKER-USER block, so the cost per packet stays flat however many addresses
  * are open (bench/RESULTS.md, "Packet path cost"). The set is created before the rule
  * that names it, and elements expire in the kernel on their own timeout.
@@ -8,7 +9,7 @@ import { ConfigError } from '../errors.js';
 import type { Counters, Entry, FirewallBackend } from './backend.js';
 import { setCounters } from './counters.js';
 import type { IptablesRunner } from './iptables.js';
-import { DEFAULT_MAX_ELEMENTS, SET_V4, adoptedEntries, createLine, incompatibility, parseSave, renderApply } from './ipset.js';
+import { DEFAULT_MAX_ELEMENTS, SET_V4, adoptedEntries, createLine, incompatibility, parseSave, renderApply, setFor, type Family } from './ipset.js';
 import type { IpsetRunner } from './ipset-runner.js';
 import { planSetSync, type Layout } from './planner.js';
 import { removeOwnedRules } from './reset.js';
@@ -17,7 +18,7 @@ export interface IpsetBackendOptions {
   iptables: IptablesRunner;
   ipset: IpsetRunner;
   layout: Layout;
-  /** Default on-his-name-v4. */
+  /** Default on-his-name-v4, or -v6 for a layout of family 6. */
   set?: string;
   /** The set's maxelem when on-his-name creates it. */
   maxElements?: number;
@@ -27,13 +28,15 @@ export interface IpsetBackendOptions {
 
 export class IpsetBackend implements FirewallBackend {
   readonly set: string;
+  private readonly family: Family;
   private readonly now: () => number;
   private current: Layout;
   /** Bridges the network has left whose rules are still to be removed. */
   private readonly leaving = new Set<string>();
 
   constructor(private readonly options: IpsetBackendOptions) {
-    this.set = options.set ?? SET_V4;
+    this.family = options.layout.family ?? 4;
+    this.set = options.set ?? setFor(this.family);
     this.now = options.nowSeconds ?? (() => Date.now() / 1000);
     this.current = options.layout;
   }
@@ -47,7 +50,7 @@ export class IpsetBackend implements FirewallBackend {
     const layout = this.current;
     const saved = parseSave((await ipset.save(this.set)) ?? '', this.set);
     if (saved) {
-      const why = incompatibility(saved.header);
+      const why = incompatibility(saved.header, this.family);
       if (why) {
         throw new ConfigError(
           `the ipset "${this.set}" exists but cannot be used: it ${why}; remove it and our rules with ` +
@@ -55,7 +58,7 @@ export class IpsetBackend implements FirewallBackend {
         );
       }
     } else {
-      await ipset.restore(`${createLine(this.set, this.options.maxElements ?? DEFAULT_MAX_ELEMENTS)}\n`);
+      await ipset.restore(`${createLine(this.set, this.options.maxElements ?? DEFAULT_MAX_ELEMENTS, this.family)}\n`);
     }
     const plan = planSetSync(await iptables.list(), layout, this.set);
     const now = this.now();

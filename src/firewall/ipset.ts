@@ -1,7 +1,7 @@
 /**
  * The ipset backend's kernel state as text, both ways. Pure; no I/O.
  *
- * One set holds every allowed IPv4 address:
+ * One set per address family holds every allowed address (on-his-name-v6 the same, family inet6):
  *   create on-his-name-v4 hash:ip family inet counters timeout 0 comment maxelem N
  *   add on-his-name-v4 198.51.100.7 timeout 300 comment "example.com."
  * Each element's timeout is its remaining lifetime, so the kernel drops it on time even
@@ -12,10 +12,13 @@
  * address keeps one timeout, one comment and one counter per address, half the elements
  * for ports 80 and 443, and a change of --ports is one rule rewrite, not a refill.
  */
-import { isIPv4 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import type { Entry } from './backend.js';
 
+export type Family = 4 | 6;
 export const SET_V4 = 'on-his-name-v4';
+export const SET_V6 = 'on-his-name-v6';
+export const OWNED_SETS = [SET_V4, SET_V6] as const;
 export const SET_TYPE = 'hash:ip';
 /** Room for the daemon's largest queue (100,000) and then some; ipset's own default is 65,536. */
 export const DEFAULT_MAX_ELEMENTS = 262_144;
@@ -49,8 +52,17 @@ export interface SavedSet {
   elements: SetElement[];
 }
 
-export function createLine(set: string, maxElements: number): string {
-  return `create ${set} ${SET_TYPE} family inet counters timeout 0 comment maxelem ${maxElements}`;
+export function setFor(family: Family): string {
+  return family === 6 ? SET_V6 : SET_V4;
+}
+
+/** ipset's name for the family. */
+function familyWord(family: Family): 'inet' | 'inet6' {
+  return family === 6 ? 'inet6' : 'inet';
+}
+
+export function createLine(set: string, maxElements: number, family: Family = 4): string {
+  return `create ${set} ${SET_TYPE} family ${familyWord(family)} counters timeout 0 comment maxelem ${maxElements}`;
 }
 
 /**
@@ -79,10 +91,15 @@ export function elementTimeout(expiresAt: number | undefined, nowSeconds: number
   return Math.min(MAX_TIMEOUT_SECONDS, Math.max(1, Math.ceil(expiresAt - nowSeconds)));
 }
 
-/** Addresses reach restore text only as dotted quads: nothing else can ride along on the line. */
+/** Addresses reach restore text only as bare IP literals: nothing else can ride along on the line. */
 function checkedAddress(address: string): string {
-  if (!isIPv4(address)) throw new TypeError(`not an IPv4 address: ${JSON.stringify(address)}`);
+  if (!isPlainAddress(address)) throw new TypeError(`not an IP address: ${JSON.stringify(address)}`);
   return address;
+}
+
+/** An IPv4 or IPv6 literal without a zone (`%eth0`), which isIPv6 would let through. */
+function isPlainAddress(address: string): boolean {
+  return isIPv4(address) || (isIPv6(address) && /^[0-9A-Fa-f:.]+$/.test(address));
 }
 
 /**
@@ -126,7 +143,7 @@ export function parseSave(text: string, set: string): SavedSet | undefined {
     const words = splitSaveLine(line);
     if (words[1] !== set) continue;
     if (words[0] === 'create' && words[2]) header = parseHeader(set, words[2], words.slice(3));
-    else if (words[0] === 'add' && words[2] && isIPv4(words[2])) elements.push(parseElement(words[2], words.slice(3)));
+    else if (words[0] === 'add' && words[2] && isPlainAddress(words[2])) elements.push(parseElement(words[2], words.slice(3)));
   }
   return header && { header, elements };
 }
@@ -170,10 +187,11 @@ function splitSaveLine(line: string): string[] {
 }
 
 /** Why an existing set is not one we can use, or undefined when it is. */
-export function incompatibility(header: SetHeader): string | undefined {
+export function incompatibility(header: SetHeader, family: Family = 4): string | undefined {
+  const wanted = familyWord(family);
   const missing = [
     header.type !== SET_TYPE && `type ${SET_TYPE} (it is ${header.type})`,
-    (header.family ?? 'inet') !== 'inet' && `family inet (it is ${header.family})`,
+    (header.family ?? 'inet') !== wanted && `family ${wanted} (it is ${header.family ?? 'inet'})`,
     header.timeout === undefined && 'timeout support',
     !header.counters && 'counters',
     !header.comment && 'comments',

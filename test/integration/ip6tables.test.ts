@@ -9,6 +9,8 @@ import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Firewall } from '../../src/firewall/firewall.js';
 import { iptablesRunner } from '../../src/firewall/iptables.js';
+import { IpsetBackend, destroyOwnedSet } from '../../src/firewall/ipset-backend.js';
+import { execIpset } from '../../src/firewall/ipset-runner.js';
 import { removeOwnedRules } from '../../src/firewall/reset.js';
 import { recordingLogger } from '../support/log.js';
 import { canUseNamespaces, skipNote } from '../support/root.js';
@@ -89,5 +91,24 @@ describe.skipIf(!canUseNamespaces())(`IPv6 firewall on real ip6tables in namespa
     const removed = await removeOwnedRules(runner6);
     expect(removed.map((r) => r.role).sort()).toEqual(['accept', 'drop', 'established', 'same-network']);
     expect((await inNs(host, 'ip6tables', ['-S', 'DOCKER-USER'])).stdout.split('\n')).toEqual(['-N DOCKER-USER', '-A DOCKER-USER -j RETURN']);
+  });
+
+  it('--backend ipset does the same with the inet6 set on-his-name-v6, counted per element', async () => {
+    const ipset = execIpset({ prefix: ['ip', 'netns', 'exec', host] });
+    const v6 = new Firewall({ backend: new IpsetBackend({ iptables: runner6, ipset, layout }), log: recordingLogger().log });
+    await v6.start();
+    expect(await reaches(443)).toBe(false);
+
+    expect(v6.allow('2001:db8:1::1', 'allowed.test.')).toBe('queued');
+    await v6.settled();
+    expect(await reaches(443)).toBe(true);
+    expect(await reaches(8443)).toBe(false);
+    const saved = (await inNs(host, 'ipset', ['list', '-o', 'save', 'on-his-name-v6'])).stdout;
+    expect(saved).toMatch(/^create on-his-name-v6 hash:ip family inet6 /m);
+    expect(saved).toMatch(/^add on-his-name-v6 2001:db8:1::1 timeout \d+ packets [1-9]\d* bytes \d+ comment "allowed\.test\."$/m);
+    expect((await inNs(host, 'ip6tables', ['-S', 'DOCKER-USER'])).stdout).toMatch(/-m set --match-set on-his-name-v6 dst/);
+
+    expect((await removeOwnedRules(runner6)).map((r) => r.role).sort()).toEqual(['drop', 'established', 'same-network', 'set-accept']);
+    expect(await destroyOwnedSet(ipset, 'on-his-name-v6')).toBe(true);
   });
 });

@@ -10,6 +10,7 @@ import { MessageType } from '../../src/dnstap/schema.js';
 import { addressBytes, clientResponse, dnsResponse, dnstapFrame } from '../support/dnstap.js';
 import { answerData, answerTo, askUdp, query, startFakeUpstream } from '../support/dns.js';
 import { bidirectionalStream } from '../support/framestream.js';
+import { fakeIpset } from '../support/ipset.js';
 import { fakeIptables } from '../support/iptables.js';
 import { recordingLogger } from '../support/log.js';
 import { connectProducer } from '../support/socket.js';
@@ -145,6 +146,21 @@ describe('the daemon with IPv6', () => {
     expect(v4.chain.filter((l) => l.includes('-j ACCEPT')).map((l) => /-d (\S+) /.exec(l)?.[1]).sort()).toEqual(
       ['198.51.100.10/32', '198.51.100.10/32', '198.51.100.11/32', '198.51.100.11/32'],
     );
+  });
+
+  it('with --backend ipset, puts A answers in on-his-name-v4 and AAAA answers in on-his-name-v6, each behind one rule', async () => {
+    const [v4, v6, sets] = [fakeIptables(), fakeIptables(), fakeIpset()];
+    const config = parseConfig(['--interface', 'br0', '--backend', 'ipset', '--listen', join(dir, 'dnstap.sock'), 'allowed.test.'], {});
+    daemon = await startDaemon(config, { runner: v4.runner, runner6: v6.runner, ipset: () => sets.runner, log: recordingLogger().log });
+    await send([clientResponse('192.0.2.10', 'allowed.test', [A('allowed.test', '198.51.100.10'), AAAA('allowed.test', '2001:db8::10')])]);
+    await daemon.firewall.settled();
+    await daemon.firewall6!.settled();
+    expect(sets.sets.get('on-his-name-v4')?.create).toMatch(/family inet counters/);
+    expect(sets.sets.get('on-his-name-v6')?.create).toMatch(/family inet6 counters/);
+    expect([...sets.sets.get('on-his-name-v4')!.members.keys()]).toEqual(['198.51.100.10']);
+    expect([...sets.sets.get('on-his-name-v6')!.members.keys()]).toEqual(['2001:db8::10']);
+    expect(v4.chain.filter((l) => l.includes('--match-set')).map((l) => /--match-set (\S+)/.exec(l)?.[1])).toEqual(['on-his-name-v4']);
+    expect(v6.chain.filter((l) => l.includes('--match-set')).map((l) => /--match-set (\S+)/.exec(l)?.[1])).toEqual(['on-his-name-v6']);
   });
 
   it('refuses to start, naming the fix, when the network has IPv6 and ip6tables filtering cannot be installed', async () => {

@@ -44,14 +44,24 @@ describe('renderApply', () => {
     expect(renderApply('s', [], [], NOW)).toBe('');
   });
 
-  it('refuses anything but a dotted quad, so nothing can ride along on the line', () => {
-    expect(() => renderApply('s', [{ address: '198.51.100.7\nflush s' }], [], NOW)).toThrow(/not an IPv4 address/);
-    expect(() => renderApply('s', [], [{ address: '2001:db8::1' }], NOW)).toThrow(/not an IPv4 address/);
+  it('refuses anything but a bare IP literal, so nothing can ride along on the line', () => {
+    expect(() => renderApply('s', [{ address: '198.51.100.7\nflush s' }], [], NOW)).toThrow(/not an IP address/);
+    expect(() => renderApply('s', [], [{ address: 'fe80::1%eth0 x' }], NOW)).toThrow(/not an IP address/);
+    expect(() => renderApply('s', [], [{ address: 'fe80::1%eth0' }], NOW)).toThrow(/not an IP address/);
   });
 
-  it('creates the set with timeouts, counters and comments', () => {
+  it('writes IPv6 elements the same way, for the inet6 set', () => {
+    expect(renderApply('on-his-name-v6', [{ address: '2001:db8::7', name: 'six.test.', expiresAt: NOW + 60 }], [{ address: '2001:db8::1' }], NOW)).toBe(
+      'del on-his-name-v6 2001:db8::1\nadd on-his-name-v6 2001:db8::7 timeout 60 comment "six.test."\n',
+    );
+  });
+
+  it('creates the set with timeouts, counters and comments, in the family asked for', () => {
     expect(createLine('on-his-name-v4', 1000)).toBe(
       'create on-his-name-v4 hash:ip family inet counters timeout 0 comment maxelem 1000',
+    );
+    expect(createLine('on-his-name-v6', 1000, 6)).toBe(
+      'create on-his-name-v6 hash:ip family inet6 counters timeout 0 comment maxelem 1000',
     );
   });
 });
@@ -164,5 +174,17 @@ describe('incompatibility', () => {
     expect(incompatibility({ name: 's', type: 'hash:ip', family: 'inet6', counters: true, comment: false })).toBe(
       'needs family inet (it is inet6), timeout support, comments',
     );
+  });
+
+  it('wants inet6 for the IPv6 set, and reads its elements', () => {
+    const v6 = parseSave(
+      'create on-his-name-v6 hash:ip family inet6 hashsize 1024 maxelem 262144 timeout 0 counters comment bucketsize 12 initval 0x1\n' +
+        'add on-his-name-v6 2001:db8::7 timeout 59 packets 3 bytes 180 comment "six.test."\n',
+      'on-his-name-v6',
+    )!;
+    expect(incompatibility(v6.header, 6)).toBeUndefined();
+    expect(incompatibility(v6.header, 4)).toBe('needs family inet (it is inet6)');
+    expect(incompatibility({ ...v6.header, family: 'inet' }, 6)).toBe('needs family inet6 (it is inet)');
+    expect(v6.elements).toEqual([{ address: '2001:db8::7', timeout: 59, packets: 3, bytes: 180, comment: 'six.test.' }]);
   });
 });
