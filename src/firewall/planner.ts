@@ -28,8 +28,9 @@ export interface SyncPlan {
 /**
  * Make CHAIN hold our block for `layout.bridge`, adopting the accept rules a previous run
  * left, and opening the `carry` entries too (the addresses open on the bridge the network
- * had before it was re-created: they move with it, in the same transaction as the DROP). If the block is already in order (and ahead of any trailing RETURN) it is kept
- * and only ports are brought in line; otherwise all our rules for this bridge are deleted
+ * had before it was re-created: they move with it, in the same transaction as the DROP).
+ * If the block is already in order (and ahead of any trailing RETURN) it is kept and only
+ * ports are brought in line; otherwise all our rules for this bridge are deleted
  * and written again at the top, in one atomic restore so that no packet sees a gap.
  * Rules for other bridges and rules that are not ours are never touched.
  */
@@ -111,14 +112,6 @@ export function planApply(
 
 function acceptRules(entry: Entry, layout: Layout): string[] {
   return layout.ports.map((port) => acceptRule(layout.bridge, entry.address, port, entry.name, entry.expiresAt));
-}
-
-/**
- * Delete our rules that name `bridge`, once the network has moved to another: the new
- * bridge's block is in place first, so nothing opens in between. Undefined when none.
- */
-export function planRetire(listing: readonly string[], bridge: string): string | undefined {
-  return planRemoval(ownedRules(listing).filter((r) => r.bridge === bridge));
 }
 
 /** Delete the given rules of ours (all bridges); used by `on-his-name reset`. */
