@@ -69,7 +69,7 @@ export class Pipeline {
   /** A dnstap data frame: decide and open; bad bytes are counted, logged and skipped. */
   readonly onFrame = (payload: Buffer, producer: Producer): void => {
     const decision = this.attempt(() => decide(payload, this.policy, this.guard), { producer: producer.id }, this.skippedFrame);
-    if (decision) this.act(decision);
+    if (decision) this.act(decision, false);
   };
 
   /**
@@ -79,7 +79,7 @@ export class Pipeline {
   onResponse(response: Uint8Array, client: string): Opened | undefined {
     const decision = this.attempt(() => decideResponse(response, client, this.policy, this.guard), { client }, this.unreadableAnswer);
     if (!decision) return undefined;
-    const opening = this.act(decision);
+    const opening = this.act(decision, true);
     return { decision, inKernel: Promise.all(opening).then((all) => all.every(Boolean)) };
   }
 
@@ -105,12 +105,15 @@ export class Pipeline {
     }
   }
 
-  /** Count, log and open; returns, for an allowed answer, when each of its addresses reaches the kernel. */
-  private act(decision: Decision): Promise<boolean>[] {
+  /**
+   * Count, log and open; with `track` (a source that waits, the inline proxy), returns when
+   * each address of an allowed answer reaches the kernel. dnstap does not wait: no promise per address.
+   */
+  private act(decision: Decision, track: boolean): Promise<boolean>[] {
     this.stats.decisions[decision.outcome]++;
     switch (decision.outcome) {
       case 'allow':
-        return this.open(decision);
+        return this.open(decision, track);
       case 'deny':
         this.log.info({ name: decision.name, client: decision.client }, 'deny');
         return [];
@@ -120,7 +123,7 @@ export class Pipeline {
     }
   }
 
-  private open(decision: Extract<Decision, { outcome: 'allow' }>): Promise<boolean>[] {
+  private open(decision: Extract<Decision, { outcome: 'allow' }>, track: boolean): Promise<boolean>[] {
     this.stats.allowsByPattern.set(decision.pattern, (this.stats.allowsByPattern.get(decision.pattern) ?? 0) + 1);
     for (const { address, why } of decision.refused) {
       this.log.warn(
@@ -135,7 +138,7 @@ export class Pipeline {
       if (!firewall) continue;
       for (const { address, ttl } of records) {
         if (firewall.allow(address, decision.name, ttl, decision.client) === 'queued') added.push(address);
-        opening.push(firewall.whenInKernel(address));
+        if (track) opening.push(firewall.whenInKernel(address));
       }
     }
     if (added.length === 0 && !this.log.isLevelEnabled('debug')) return opening; // a repeat answer: nothing to say
