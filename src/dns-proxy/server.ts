@@ -12,6 +12,7 @@
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, isIPv6, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { LogSummary } from '../log-summary.js';
 import { checkQuery, fitForUdp, reply, type Query } from './message.js';
 import { TcpMessages, withLength } from './tcp-framing.js';
 import { UpstreamError, askOverTcp, askOverUdp, describe, type UpstreamAddress } from './upstream.js';
@@ -57,7 +58,7 @@ export interface DnsProxy {
 const DEFAULT_MAX_IN_FLIGHT = 4096;
 const TCP_IDLE_MS = 10_000;
 const MAX_TCP_CLIENTS = 512;
-/** Warnings about a sick upstream or malformed queries: at most one line per kind this often. */
+/** Warnings about a sick upstream or malformed queries: one line per kind this often, then a summary with the count. */
 const WARN_EVERY_MS = 10_000;
 
 export function newProxyStats(): DnsProxyStats {
@@ -67,7 +68,13 @@ export function newProxyStats(): DnsProxyStats {
 export async function startDnsProxy(options: DnsProxyOptions): Promise<DnsProxy> {
   const { log } = options;
   const stats = options.stats ?? newProxyStats();
-  const warn = rateLimited(log, WARN_EVERY_MS);
+  const warnings = {
+    malformed: new LogSummary(log, 'malformed DNS query: answered FORMERR/NOTIMP or dropped', { intervalMs: WARN_EVERY_MS }),
+    overloaded: new LogSummary(log, 'too many DNS queries waiting for the upstream: answered SERVFAIL', { intervalMs: WARN_EVERY_MS }),
+    upstream: new LogSummary(log, 'the upstream DNS server did not answer: SERVFAIL to the client (is --dns-upstream right and running?)', {
+      intervalMs: WARN_EVERY_MS,
+    }),
+  };
   let inFlight = 0;
 
   /** The reply owed for `bytes` from `client`, or undefined when none is (a response, a runt). */
@@ -76,7 +83,7 @@ export async function startDnsProxy(options: DnsProxyOptions): Promise<DnsProxy>
     const check = checkQuery(bytes);
     if (!check.ok) {
       stats.malformed++;
-      warn('malformed', { client, transport, why: check.why, malformed: stats.malformed }, 'malformed DNS query: answered FORMERR/NOTIMP or dropped');
+      warnings.malformed.warn({ client, transport, why: check.why, malformed: stats.malformed });
       return check.reply ? { reply: check.reply } : undefined;
     }
     const { query } = check;
@@ -84,7 +91,7 @@ export async function startDnsProxy(options: DnsProxyOptions): Promise<DnsProxy>
     if (local) return { reply: local, query };
     if (inFlight >= (options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT)) {
       stats.overloaded++;
-      warn('overloaded', { client, inFlight, overloaded: stats.overloaded }, 'too many DNS queries waiting for the upstream: answered SERVFAIL');
+      warnings.overloaded.warn({ client, inFlight, overloaded: stats.overloaded });
       return { reply: reply(query, 'SERVFAIL'), query };
     }
     inFlight++;
@@ -95,11 +102,7 @@ export async function startDnsProxy(options: DnsProxyOptions): Promise<DnsProxy>
     } catch (err) {
       if (!(err instanceof UpstreamError)) throw err;
       stats.upstreamFailures++;
-      warn(
-        'upstream',
-        { upstream: describe(options.upstream), kind: err.kind, reason: err.message, failures: stats.upstreamFailures },
-        'the upstream DNS server did not answer: SERVFAIL to the client (is --dns-upstream right and running?)',
-      );
+      warnings.upstream.warn({ upstream: describe(options.upstream), kind: err.kind, reason: err.message, failures: stats.upstreamFailures });
       return { reply: reply(query, 'SERVFAIL'), query };
     } finally {
       inFlight--;
@@ -144,6 +147,7 @@ export async function startDnsProxy(options: DnsProxyOptions): Promise<DnsProxy>
     async close() {
       for (const socket of tcpClients) socket.destroy();
       await Promise.all([new Promise<void>((resolve) => udp.close(() => resolve())), new Promise<void>((resolve) => tcp.close(() => resolve()))]);
+      for (const warning of Object.values(warnings)) warning.flush();
     },
   };
 }
@@ -190,12 +194,3 @@ function listenTcp(listen: UpstreamAddress): Promise<Server> {
 }
 
 /** A warning per kind at most every `everyMs`; the counts in each line say how many there were. */
-function rateLimited(log: Logger, everyMs: number) {
-  const last = new Map<string, number>();
-  return (kind: string, fields: Record<string, unknown>, message: string): void => {
-    const now = performance.now();
-    if (now - (last.get(kind) ?? -Infinity) < everyMs) return;
-    last.set(kind, now);
-    log.warn(fields, message);
-  };
-}
