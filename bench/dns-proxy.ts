@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
+import { isInside, rerunInNamespace } from './namespace.js';
 import { median, percentile, printTable } from './stats.js';
 
 const QUERIES = Number(process.argv[2] ?? 20_000);
@@ -98,17 +99,8 @@ function row(what: string, { latenciesMs, seconds, lost }: Load): string[] {
 }
 
 async function main(): Promise<void> {
-  if (process.argv.includes('--inside')) return inside();
-  if (process.getuid?.() !== 0) throw new Error('run as root: the benchmark builds a network namespace');
-  const ns = `ohn-dnsb-${process.pid}`;
-  await execa('ip', ['netns', 'add', ns]);
-  try {
-    const self = fileURLToPath(import.meta.url);
-    const child = await execa('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', self, String(QUERIES), String(FRESH), '--inside'], { stdio: 'inherit', reject: false });
-    if (child.exitCode !== 0) process.exitCode = child.exitCode ?? 1;
-  } finally {
-    await execa('ip', ['netns', 'del', ns], { reject: false });
-  }
+  if (isInside()) return inside();
+  await rerunInNamespace('ohn-dnsb', import.meta.url, [String(QUERIES), String(FRESH)]);
 }
 
 await main();

@@ -14,7 +14,6 @@
  *   sudo npx tsx bench/time-to-allow.ts [singles=200] [bursts=5]
  */
 import { execa } from 'execa';
-import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { decide } from '../src/decision.js';
 import { Firewall } from '../src/firewall/firewall.js';
@@ -26,6 +25,7 @@ import { execIpset, persistentIpset, type IpsetRunner } from '../src/firewall/ip
 import { acceptRule } from '../src/firewall/rules.js';
 import { Policy } from '../src/policy/policy.js';
 import { clientResponse } from '../test/support/dnstap.js';
+import { isInside, rerunInNamespace } from './namespace.js';
 import { median, percentile, printTable } from './stats.js';
 
 const SINGLES = Number(process.argv[2] ?? 200);
@@ -198,17 +198,8 @@ async function inside(): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  if (process.argv.includes('--inside')) return inside();
-  if (process.getuid?.() !== 0) throw new Error('run as root: the benchmark builds a network namespace');
-  const ns = `ohn-bench-${process.pid}`;
-  await execa('ip', ['netns', 'add', ns]);
-  try {
-    const self = fileURLToPath(import.meta.url);
-    const child = await execa('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', self, String(SINGLES), String(BURSTS), '--inside'], { stdio: 'inherit', reject: false });
-    if (child.exitCode !== 0) process.exitCode = child.exitCode ?? 1;
-  } finally {
-    await execa('ip', ['netns', 'del', ns], { reject: false });
-  }
+  if (isInside()) return inside();
+  await rerunInNamespace('ohn-bench', import.meta.url, [String(SINGLES), String(BURSTS)]);
 }
 
 await main();
