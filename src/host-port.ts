@@ -21,6 +21,11 @@ export function splitHostPort(text: string): HostPortText | undefined {
   return plain ? { host: plain[1]!, port: plain[2] } : undefined;
 }
 
+/** HOST:PORT, with an IPv6 host in brackets: the form the flags take, for logs and messages. */
+export function formatHostPort(host: string, port: number): string {
+  return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 /** A TCP or UDP port, 1 to 65535; undefined for anything else. */
 export function portNumber(text: string): number | undefined {
   const port = /^\d{1,5}$/.test(text) ? Number(text) : NaN;

@@ -7,6 +7,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { ConfigError } from '../errors.js';
+import { formatHostPort } from '../host-port.js';
 
 export interface Reply {
   status: number;
@@ -44,10 +45,10 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       resolve();
     });
   }).catch((err: NodeJS.ErrnoException) => {
-    throw new ConfigError(`--admin-listen ${hostPort(address.host, address.port)}: ${listenProblem(err)}`, { cause: err });
+    throw new ConfigError(`--admin-listen ${formatHostPort(address.host, address.port)}: ${listenProblem(err)}`, { cause: err });
   });
   const bound = server.address() as AddressInfo;
-  const url = `http://${hostPort(bound.address, bound.port)}`;
+  const url = `http://${formatHostPort(bound.address, bound.port)}`;
   if (address.loopback) log.info({ url }, 'admin API listening');
   else log.warn({ url }, 'admin API listening on a non-loopback address: it has no authentication, anyone who can reach it can read it');
   return {
@@ -88,6 +89,3 @@ function listenProblem(err: NodeJS.ErrnoException): string {
   return err.message;
 }
 
-export function hostPort(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-}

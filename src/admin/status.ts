@@ -4,7 +4,7 @@
  */
 import type { AdminAddress } from '../config.js';
 import type { AcceptedView, MatchersView } from './api.js';
-import { hostPort } from './server.js';
+import { formatHostPort } from '../host-port.js';
 import { renderStatus } from './table.js';
 
 const TIMEOUT_MS = 5_000;
@@ -12,7 +12,7 @@ const TIMEOUT_MS = 5_000;
 /** Where to connect for an address the daemon listens on: a wildcard listens on loopback too. */
 export function adminUrl(address: Pick<AdminAddress, 'host' | 'port'>): string {
   const host = address.host === '0.0.0.0' ? '127.0.0.1' : address.host === '::' ? '::1' : address.host;
-  return `http://${hostPort(host, address.port)}`;
+  return `http://${formatHostPort(host, address.port)}`;
 }
 
 /** Prints the tables, or one line saying why the daemon could not be asked; the exit code. */
@@ -27,7 +27,7 @@ export async function runStatus(
     out.write(renderStatus(accepted, matchers));
     return 0;
   } catch (e) {
-    err.write(`on-his-name: cannot read the admin API at ${base} (${reason(e)}): is on-his-name running with --admin-listen ${hostPort(address.host, address.port)}?\n`);
+    err.write(`on-his-name: cannot read the admin API at ${base} (${reason(e)}): is on-his-name running with --admin-listen ${formatHostPort(address.host, address.port)}?\n`);
     return 1;
   }
 }

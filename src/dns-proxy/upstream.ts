@@ -7,6 +7,7 @@
  */
 import { createSocket } from 'node:dgram';
 import { connect, isIPv6 } from 'node:net';
+import { formatHostPort } from '../host-port.js';
 import { answers, type Query } from './message.js';
 import { TcpMessages, withLength } from './tcp-framing.js';
 
@@ -73,5 +74,5 @@ function settle(
 }
 
 export function describe(upstream: UpstreamAddress): string {
-  return isIPv6(upstream.host) ? `[${upstream.host}]:${upstream.port}` : `${upstream.host}:${upstream.port}`;
+  return formatHostPort(upstream.host, upstream.port);
 }

@@ -5,7 +5,7 @@
  */
 import { isIP } from 'node:net';
 import { ConfigError } from '../errors.js';
-import { isLoopbackHost, portNumber, splitHostPort } from '../host-port.js';
+import { formatHostPort, isLoopbackHost, portNumber, splitHostPort } from '../host-port.js';
 
 export { isLoopbackHost };
 
@@ -38,7 +38,7 @@ export function parseConnectEndpoint(value: string, source: string): Endpoint {
 /** The form the flags take, for logs and messages. */
 export function formatEndpoint(endpoint: Endpoint): string {
   if (endpoint.transport === 'unix') return `unix://${endpoint.path}`;
-  return `tcp://${isIP(endpoint.host) === 6 ? `[${endpoint.host}]` : endpoint.host}:${endpoint.port}`;
+  return `tcp://${formatHostPort(endpoint.host, endpoint.port)}`;
 }
 
 /** A Unix socket path; `unix://` is accepted for symmetry with Corefile syntax. */

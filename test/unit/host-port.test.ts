@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isLoopbackHost, portNumber, splitHostPort } from '../../src/host-port.js';
+import { formatHostPort, isLoopbackHost, portNumber, splitHostPort } from '../../src/host-port.js';
 
 describe('splitHostPort', () => {
   it.each([
@@ -24,5 +24,11 @@ describe('splitHostPort', () => {
 
   it('knows IPv4-mapped loopback as loopback', () => {
     expect([isLoopbackHost('::ffff:127.0.0.1'), isLoopbackHost('::FFFF:127.9.9.9'), isLoopbackHost('::ffff:10.0.0.1')]).toEqual([true, true, false]);
+  });
+
+  it('formats HOST:PORT back, an IPv6 host in brackets, so that splitHostPort reads it again', () => {
+    expect(formatHostPort('192.0.2.1', 53)).toBe('192.0.2.1:53');
+    expect(formatHostPort('2001:db8::1', 53)).toBe('[2001:db8::1]:53');
+    expect(splitHostPort(formatHostPort('2001:db8::1', 53))).toEqual({ host: '2001:db8::1', port: '53' });
   });
 });
