@@ -9,6 +9,7 @@
  *   Docker reconnected ─▶ each Firewall.reconcile() (dockerd's start may touch DOCKER-USER)
  */
 import type { Logger } from 'pino';
+import type { BackoffPolicy } from './backoff.js';
 import type { DockerEvents } from './docker/events.js';
 import { followNetwork, type NetworkFollower } from './docker/follow.js';
 import type { BridgeNetwork, DockerNetworks } from './docker/network.js';
@@ -25,7 +26,7 @@ export interface BridgeFollowerOptions {
   /** Inline mode on the gateway: answer DNS on the new one. Without it, the operator is told to move the DNS server. */
   onGateway?: (gateway: string | undefined) => Promise<void>;
   log: Logger;
-  backoffMs?: { first: number; max: number };
+  backoff?: BackoffPolicy;
 }
 
 export function followBridge(options: BridgeFollowerOptions): NetworkFollower | undefined {
@@ -39,7 +40,7 @@ export function followBridge(options: BridgeFollowerOptions): NetworkFollower | 
     docker,
     network: options.network,
     log,
-    ...(options.backoffMs ? { backoffMs: options.backoffMs } : {}),
+    ...(options.backoff ? { backoff: options.backoff } : {}),
     async onChange(next, previous) {
       options.onSubnets(next);
       if (next.gateway !== previous.gateway && !options.onGateway) {

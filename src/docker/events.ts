@@ -9,6 +9,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
+import { reconnectDelay, type BackoffPolicy } from '../backoff.js';
 
 export interface DockerEvent {
   /** network, daemon, container… */
@@ -91,7 +92,7 @@ export interface FollowOptions {
   /** After each connection (the first one too): catch up on what happened while not listening. */
   onConnect(reconnected: boolean): void;
   log: Logger;
-  backoffMs?: { first: number; max: number };
+  backoff?: BackoffPolicy;
 }
 
 export interface EventFollower {
@@ -99,17 +100,17 @@ export interface EventFollower {
   stop(): Promise<void>;
 }
 
-const DEFAULT_BACKOFF = { first: 250, max: 10_000 };
+const DEFAULT_BACKOFF: BackoffPolicy = { initialMs: 250, maxMs: 10_000 };
 
 export function followEvents(options: FollowOptions): EventFollower {
   const abort = new AbortController();
-  const backoff = options.backoffMs ?? DEFAULT_BACKOFF;
+  const backoff = options.backoff ?? DEFAULT_BACKOFF;
   const { log } = options;
 
   const loop = async () => {
     let connected = false;
     let outage: { since: number; reason: string } | undefined;
-    let delay = backoff.first;
+    let attempt = 0;
     while (!abort.signal.aborted) {
       let stream: NodeJS.ReadableStream;
       try {
@@ -120,15 +121,14 @@ export function followEvents(options: FollowOptions): EventFollower {
           outage = { since: Date.now(), reason: describe(err) };
           log.warn({ err: outage.reason }, "cannot follow Docker's events (dockerd restarting?); retrying until it answers");
         }
-        await sleep(delay, undefined, { signal: abort.signal }).catch(() => undefined);
-        delay = Math.min(delay * 2, backoff.max);
+        await sleep(reconnectDelay(attempt++, backoff), undefined, { signal: abort.signal }).catch(() => undefined);
         continue;
       }
       if (outage) log.info({ downForMs: Date.now() - outage.since }, "following Docker's events again");
       const reconnected = connected;
       connected = true;
       outage = undefined;
-      delay = backoff.first;
+      attempt = 0;
       options.onConnect(reconnected);
       const reason = await read(stream, options.onEvent, log, abort.signal);
       if (abort.signal.aborted) return;

@@ -9,6 +9,7 @@
  * a time; events arriving meanwhile coalesce into one more check.
  */
 import type { Logger } from 'pino';
+import type { BackoffPolicy } from '../backoff.js';
 import { ConfigError } from '../errors.js';
 import { followEvents, type DockerEvent, type DockerEvents, type EventFollower } from './events.js';
 import { resolveBridgeNetwork, waitableFailure, type BridgeNetwork, type DockerNetworks } from './network.js';
@@ -22,7 +23,7 @@ export interface NetworkFollowerOptions {
   /** Docker came back after an outage (its start may have touched DOCKER-USER): reconcile now. */
   onReconnect(): Promise<void>;
   log: Logger;
-  backoffMs?: { first: number; max: number };
+  backoff?: BackoffPolicy;
 }
 
 export interface NetworkFollower {
@@ -117,7 +118,7 @@ export function followNetwork(options: NetworkFollowerOptions): NetworkFollower 
     onEvent,
     onConnect: (reconnected) => check(reconnected),
     log,
-    ...(options.backoffMs ? { backoffMs: options.backoffMs } : {}),
+    ...(options.backoff ? { backoff: options.backoff } : {}),
   });
 
   return {

@@ -73,7 +73,7 @@ describe('followEvents', () => {
       onEvent: (e) => events.push(e),
       onConnect: (again) => connects.push(again),
       log,
-      backoffMs: { first: 1, max: 4 },
+      backoff: { initialMs: 1, maxMs: 4 },
     });
     await connected;
     expect(docker.subscriptions[0]).toEqual({ type: ['network', 'daemon'] });
@@ -105,7 +105,7 @@ describe('followEvents', () => {
     docker.stop(true);
     const { log, lines } = recordingLogger();
     const connects: boolean[] = [];
-    const follower = followEvents({ docker: docker.client, filters: {}, onEvent: () => undefined, onConnect: (a) => connects.push(a), log, backoffMs: { first: 1, max: 2 } });
+    const follower = followEvents({ docker: docker.client, filters: {}, onEvent: () => undefined, onConnect: (a) => connects.push(a), log, backoff: { initialMs: 1, maxMs: 2 } });
     await new Promise((r) => setTimeout(r, 30));
     expect(connects).toEqual([]);
     const connected = docker.nextConnection();
@@ -120,7 +120,7 @@ describe('followEvents', () => {
   it('stops cleanly while waiting to reconnect', async () => {
     const docker = fakeDocker(undefined);
     docker.stop(true);
-    const follower = followEvents({ docker: docker.client, filters: {}, onEvent: () => undefined, onConnect: () => undefined, log: recordingLogger().log, backoffMs: { first: 10_000, max: 10_000 } });
+    const follower = followEvents({ docker: docker.client, filters: {}, onEvent: () => undefined, onConnect: () => undefined, log: recordingLogger().log, backoff: { initialMs: 10_000, maxMs: 10_000 } });
     await new Promise((r) => setTimeout(r, 10));
     await follower.stop();
     expect(docker.connections).toBe(0);

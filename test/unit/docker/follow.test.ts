@@ -29,7 +29,7 @@ async function follow(docker = fakeDocker(networkInspect('aaaaaaaaaaaa'))) {
     onChange: async (next, previous) => void changes.push([next, previous]),
     onReconnect: async () => void reconciles++,
     log,
-    backoffMs: { first: 1, max: 4 },
+    backoff: { initialMs: 1, maxMs: 4 },
   });
   await connected;
   await follower.idle();
@@ -118,7 +118,7 @@ describe('followNetwork', () => {
       },
       onReconnect: async () => undefined,
       log,
-      backoffMs: { first: 1, max: 4 },
+      backoff: { initialMs: 1, maxMs: 4 },
     });
     await connected;
     docker.setNetwork(networkInspect('ffffffffffff'));

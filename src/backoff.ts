@@ -1,7 +1,7 @@
 /**
- * Reconnect delays while a listening producer is away: exponential from `initialMs` up to
- * `maxMs`, with jitter so that several readers of one restarted producer do not dial it
- * in lockstep. Pure: the attempt number and a random source in, milliseconds out.
+ * Reconnect delays while a peer is away (a listening dnstap producer, Docker's event
+ * stream): exponential from `initialMs` up to `maxMs`, with jitter so that several readers
+ * of one restarted peer do not dial it in lockstep. Pure: the attempt number and a random source in, milliseconds out.
  */
 export interface BackoffPolicy {
   initialMs: number;
