@@ -28,11 +28,12 @@ import type { NetworkFollower } from './docker/follow.js';
 import { resolveBridgeNetwork, type BridgeNetwork, type DockerNetworks } from './docker/network.js';
 import { waitForNetwork } from './docker/wait.js';
 import { ConfigError } from './errors.js';
-import { Firewall } from './firewall/firewall.js';
+import { Firewall, type KernelOptions } from './firewall/firewall.js';
 import { IpsetBackend } from './firewall/ipset-backend.js';
 import { DEFAULT_MAX_ELEMENTS } from './firewall/ipset.js';
 import type { IpsetRunner } from './firewall/ipset-runner.js';
 import type { IptablesRunner } from './firewall/iptables.js';
+import type { Layout } from './firewall/planner.js';
 import { producerIds, sumStats } from './framestream/connection.js';
 import { connectFrameStreams, type FrameStreamDialer } from './framestream/dialer.js';
 import { listenFrameStreams, type FrameStreamListener } from './framestream/listener.js';
@@ -82,9 +83,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   const layout = { bridge, ports: config.ports };
   const metrics = config.adminListen ? new Metrics() : undefined;
   const firewall = new Firewall({
-    ...(ipset
-      ? { backend: new IpsetBackend({ iptables: deps.runner, ipset, layout, maxElements: Math.max(config.maxIps, DEFAULT_MAX_ELEMENTS) }) }
-      : { runner: deps.runner, layout }),
+    ...kernelFor(config, deps.runner, ipset, layout),
     log: deps.log.child({ component: 'firewall' }),
     ...lifetimes(config),
     ...(metrics ? { onInKernel: metrics.inKernelHook(4) } : {}),
@@ -107,6 +106,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
       })
     : undefined;
   const dialers = config.connect.map((endpoint) => connectFrameStreams({ endpoint, ...dnstap }));
+  const closeSources = () => Promise.all([listener?.close(), ...dialers.map((d) => d.close()), dns?.proxy.close()]);
   const families = [{ family: 4 as const, firewall }, ...(firewall6 ? [{ family: 6 as const, firewall: firewall6 }] : [])];
   const admin = metrics
     ? await startAdmin(config, metrics, {
@@ -118,7 +118,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
         firewalls: families,
       }, deps.log).catch(async (err: unknown) => {
         // The sockets go with the daemon that cannot start.
-        await Promise.all([listener?.close(), ...dialers.map((d) => d.close()), dns?.proxy.close()]);
+        await closeSources();
         throw err;
       })
     : undefined;
@@ -152,7 +152,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     async close() {
       await admin?.close();
       await follower?.stop();
-      await Promise.all([listener?.close(), ...dialers.map((d) => d.close()), dns?.proxy.close()]);
+      await closeSources();
       pipeline.flush();
       firewall.stop();
       firewall6?.stop();
@@ -165,6 +165,12 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
       deps.runner6?.close?.();
     },
   };
+}
+
+/** Per-address rules through `runner`, or with --backend ipset the family's set behind one rule. */
+function kernelFor(config: Config, runner: IptablesRunner, ipset: IpsetRunner | undefined, layout: Layout): KernelOptions {
+  if (!ipset) return { runner, layout };
+  return { backend: new IpsetBackend({ iptables: runner, ipset, layout, maxElements: Math.max(config.maxIps, DEFAULT_MAX_ELEMENTS) }) };
 }
 
 /** Expiry, bound and reconcile: the same for both address families. */
@@ -213,7 +219,7 @@ async function startIpv6Firewall(
   }
   const layout = { bridge, ports: config.ports, family: 6 as const };
   const firewall6 = new Firewall({
-    ...(ipset ? { backend: new IpsetBackend({ iptables: deps.runner6, ipset, layout, maxElements: Math.max(config.maxIps, DEFAULT_MAX_ELEMENTS) }) } : { runner: deps.runner6, layout }),
+    ...kernelFor(config, deps.runner6, ipset, layout),
     log,
     ...lifetimes(config),
     ...(onInKernel ? { onInKernel } : {}),
