@@ -33,8 +33,8 @@ interface Load {
 
 async function inside(): Promise<void> {
   const fromDist = (path: string): Promise<unknown> => import(new URL(`../dist/${path}`, import.meta.url).href);
-  const { parseConfig } = (await fromDist('config.js')) as typeof import('../src/config.js');
-  const { startDaemon } = (await fromDist('daemon.js')) as typeof import('../src/daemon.js');
+  const { parseConfig } = (await fromDist('config.js')) as typeof import('../src/config/config.js');
+  const { startDaemon } = (await fromDist('daemon.js')) as typeof import('../src/daemon/daemon.js');
   const { iptablesRunner } = (await fromDist('firewall/iptables.js')) as typeof import('../src/firewall/iptables.js');
   const { persistentIpset } = (await fromDist('firewall/ipset-runner.js')) as typeof import('../src/firewall/ipset-runner.js');
 

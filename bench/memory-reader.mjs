@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
-import { decide } from '../dist/decision.js';
+import { decide } from '../dist/pipeline/decision.js';
 import { Firewall } from '../dist/firewall/firewall.js';
 import { listenFrameStreams } from '../dist/framestream/listener.js';
 import { Policy } from '../dist/policy/policy.js';

@@ -15,7 +15,7 @@
  */
 import { execa } from 'execa';
 import { pino } from 'pino';
-import { decide } from '../src/decision.js';
+import { decide } from '../src/pipeline/decision.js';
 import { Firewall } from '../src/firewall/firewall.js';
 import { iptablesRunner } from '../src/firewall/iptables.js';
 import type { Entry } from '../src/firewall/backend.js';

@@ -1,17 +1,17 @@
 #!/usr/bin/env node
 /** The command line at the edge: parse, then run the daemon or reset; user errors are one line. */
 import { readFileSync } from 'node:fs';
-import { DEFAULTS, parseConfig, type Config } from './config.js';
+import { DEFAULTS, parseConfig, type Config } from './config/config.js';
 import { runStatus } from './admin/status.js';
-import { startDaemon } from './daemon.js';
+import { startDaemon } from './daemon/daemon.js';
 import { dockerClient } from './docker/network.js';
-import { ApplyError, ConfigError } from './errors.js';
+import { ApplyError, ConfigError } from './util/errors.js';
 import { iptablesRunner } from './firewall/iptables.js';
 import { removeOwnedRules } from './firewall/reset.js';
 import { destroyOwnedSet } from './firewall/ipset-backend.js';
 import { OWNED_SETS, SET_V4, SET_V6 } from './firewall/ipset.js';
 import { execIpset, persistentIpset } from './firewall/ipset-runner.js';
-import { createLogger, type Logger } from './log.js';
+import { createLogger, type Logger } from './util/log.js';
 
 const HELP = `on-his-name - a DNS-driven egress firewall for Docker hosts
 

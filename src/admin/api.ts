@@ -6,7 +6,7 @@
 import { stat } from 'node:fs/promises';
 import type { Counters } from '../firewall/backend.js';
 import type { Firewall } from '../firewall/firewall.js';
-import type { PipelineStats } from '../pipeline.js';
+import type { PipelineStats } from '../pipeline/pipeline.js';
 import type { Family, MetricsSources } from './metrics.js';
 
 export interface ApiSources extends MetricsSources {

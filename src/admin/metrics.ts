@@ -7,10 +7,10 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DnsProxyStats } from '../dns-proxy/server.js';
-import type { HoldStats } from '../dns-proxy/hold.js';
+import type { HoldStats } from '../pipeline/hold.js';
 import type { Firewall, FirewallStats } from '../firewall/firewall.js';
 import type { FrameStreamStats } from '../framestream/connection.js';
-import type { PipelineStats } from '../pipeline.js';
+import type { PipelineStats } from '../pipeline/pipeline.js';
 
 export type Family = 4 | 6;
 

@@ -6,8 +6,8 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { ConfigError } from '../errors.js';
-import { formatHostPort } from '../host-port.js';
+import { ConfigError } from '../util/errors.js';
+import { formatHostPort } from '../util/host-port.js';
 
 export interface Reply {
   status: number;

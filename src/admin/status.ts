@@ -2,9 +2,9 @@
  * `on-his-name status`: ask a running daemon's admin API and print its tables. The daemon
  * is the only source: status reads no kernel state itself, so it needs no privilege.
  */
-import type { AdminAddress } from '../config.js';
+import type { AdminAddress } from '../config/config.js';
 import type { AcceptedView, MatchersView } from './api.js';
-import { formatHostPort } from '../host-port.js';
+import { formatHostPort } from '../util/host-port.js';
 import { renderStatus } from './table.js';
 
 const TIMEOUT_MS = 5_000;

@@ -6,9 +6,9 @@
  * understands: FORMERR, NOTIMP, SERVFAIL after an upstream timeout, NXDOMAIN for a denied
  * name with --deny-nxdomain, and a truncated reply (TC) that sends the client to TCP.
  */
-import { DecodeError } from '../errors.js';
+import { DecodeError } from '../util/errors.js';
 import { decodeName, readRecords, skipName } from '../dns/records.js';
-import { normaliseName } from '../policy/name.js';
+import { normaliseName } from '../dns/name.js';
 
 export const HEADER_BYTES = 12;
 /** A client without EDNS takes at most this many bytes over UDP (RFC 1035). */

@@ -12,7 +12,7 @@
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, isIPv6, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { LogSummary } from '../log-summary.js';
+import { LogSummary } from '../util/log-summary.js';
 import { checkQuery, fitForUdp, reply, type Query } from './message.js';
 import { TcpMessages, withLength } from './tcp-framing.js';
 import { UpstreamError, askOverTcp, askOverUdp, describe, type UpstreamAddress } from './upstream.js';

@@ -7,7 +7,7 @@
  */
 import { createSocket } from 'node:dgram';
 import { connect, isIPv6 } from 'node:net';
-import { formatHostPort } from '../host-port.js';
+import { formatHostPort } from '../util/host-port.js';
 import { answers, type Query } from './message.js';
 import { TcpMessages, withLength } from './tcp-framing.js';
 

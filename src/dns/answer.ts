@@ -6,9 +6,9 @@
  * every A and AAAA record owned by a name on the chain. Authority and additional records,
  * and answer records off the chain, could be planted by anyone upstream: they are ignored.
  */
-import { DecodeError } from '../errors.js';
+import { DecodeError } from '../util/errors.js';
 import { formatIPv4, formatIPv6 } from '../dnstap/address.js';
-import { normaliseName } from '../policy/name.js';
+import { normaliseName } from './name.js';
 import { CLASS_IN, TYPE_A, TYPE_AAAA, TYPE_CNAME, decodeName, nameEquals, readNormalisedName, readRecords, skipName, type WireRecord } from './records.js';
 
 /** Longer chains are broken or hostile; resolvers give up well before this (BIND at 16). */

@@ -6,8 +6,8 @@
  * not hold the records the header announced.
  */
 import dnsPacket from 'dns-packet';
-import { DecodeError } from '../errors.js';
-import { normaliseName } from '../policy/name.js';
+import { DecodeError } from '../util/errors.js';
+import { normaliseName } from './name.js';
 
 export const TYPE_A = 1;
 export const TYPE_CNAME = 5;

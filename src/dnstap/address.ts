@@ -2,7 +2,7 @@
  * Socket addresses in dnstap are raw bytes. Their length, not socket_family, says what
  * they are: CoreDNS may send a 16-byte IPv4-mapped address with family INET.
  */
-import { DecodeError } from '../errors.js';
+import { DecodeError } from '../util/errors.js';
 
 export function formatAddress(bytes: Uint8Array): string {
   if (bytes.length === 4) return formatIPv4(bytes, 0);

@@ -2,7 +2,7 @@
  * dnstap decode: protobuf bytes in, a plain object out, no I/O.
  * Throws a DecodeError with a precise reason for bytes that are not a dnstap message.
  */
-import { DecodeError } from '../errors.js';
+import { DecodeError } from '../util/errors.js';
 import { formatAddress } from './address.js';
 import { DnstapType } from './schema.js';
 

@@ -9,7 +9,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { reconnectDelay, type BackoffPolicy } from '../backoff.js';
+import { reconnectDelay, type BackoffPolicy } from '../util/backoff.js';
 
 export interface DockerEvent {
   /** network, daemon, container… */

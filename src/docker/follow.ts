@@ -9,8 +9,8 @@
  * a time; events arriving meanwhile coalesce into one more check.
  */
 import type { Logger } from 'pino';
-import type { BackoffPolicy } from '../backoff.js';
-import { ConfigError } from '../errors.js';
+import type { BackoffPolicy } from '../util/backoff.js';
+import { ConfigError } from '../util/errors.js';
 import { followEvents, type DockerEvent, type DockerEvents, type EventFollower } from './events.js';
 import { resolveBridgeNetwork, waitableFailure, type BridgeNetwork, type DockerNetworks } from './network.js';
 

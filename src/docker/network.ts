@@ -3,7 +3,7 @@
  * enter the host by, and the gateway they should use as --dns.
  */
 import Docker from 'dockerode';
-import { ConfigError } from '../errors.js';
+import { ConfigError } from '../util/errors.js';
 import type { DockerEvents } from './events.js';
 
 export interface BridgeNetwork {

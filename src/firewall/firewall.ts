@@ -18,7 +18,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { LogSummary } from '../log-summary.js';
+import { LogSummary } from '../util/log-summary.js';
 import type { Counters, Entry, FirewallBackend } from './backend.js';
 import { EXPIRY_DEFAULTS, ExpiryHeap, expiryFor, needsRefresh, type ExpiryPolicy } from './expiry.js';
 import { IptablesBackend } from './iptables-backend.js';

@@ -5,7 +5,7 @@
  * are open (bench/RESULTS.md, "Packet path cost"). The set is created before the rule
  * that names it, and elements expire in the kernel on their own timeout.
  */
-import { ConfigError } from '../errors.js';
+import { ConfigError } from '../util/errors.js';
 import type { Counters, Entry, FirewallBackend } from './backend.js';
 import { setCounters } from './counters.js';
 import type { IptablesRunner } from './iptables.js';

@@ -8,7 +8,7 @@
  *   before it ran, and any other line that came back before it is an error for this batch.
  */
 import { execa, type ExecaError } from 'execa';
-import { ApplyError, ConfigError } from '../errors.js';
+import { ApplyError, ConfigError } from '../util/errors.js';
 import { AckedPipe } from './acked-pipe.js';
 
 export interface IpsetRunner {

@@ -3,7 +3,7 @@
  * listings and restore text, so unit tests pass a fake that records what it is given.
  */
 import { execa, type ExecaError } from 'execa';
-import { ApplyError, ConfigError } from '../errors.js';
+import { ApplyError, ConfigError } from '../util/errors.js';
 import { AckedPipe } from './acked-pipe.js';
 import { CHAIN } from './rules.js';
 

@@ -6,8 +6,8 @@
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { ProtocolError } from '../errors.js';
-import { LogSummary } from '../log-summary.js';
+import { ProtocolError } from '../util/errors.js';
+import { LogSummary } from '../util/log-summary.js';
 import type { ControlFrame } from './control.js';
 import { FrameDecoder, type Frame } from './decoder.js';
 import { INITIAL_HANDSHAKE, acceptsData, stepHandshake, type HandshakeState, type Phase } from './handshake.js';

@@ -4,7 +4,7 @@
  * Wire form: 0x00000000 (escape), u32 length, u32 control type, then fields
  * (u32 field type, u32 length, bytes). Only CONTENT_TYPE fields are defined.
  */
-import { ProtocolError } from '../errors.js';
+import { ProtocolError } from '../util/errors.js';
 import {
   CONTROL_ESCAPE,
   CONTROL_FIELD_CONTENT_TYPE,

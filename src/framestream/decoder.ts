@@ -7,7 +7,7 @@
  * over MAX_CONTROL_FRAME_BYTES, or a malformed one, throws a ProtocolError: the caller
  * closes that connection.
  */
-import { ProtocolError } from '../errors.js';
+import { ProtocolError } from '../util/errors.js';
 import { decodeControl, type ControlFrame } from './control.js';
 import { CONTROL_ESCAPE, MAX_CONTROL_FRAME_BYTES, MAX_DATA_FRAME_BYTES } from './limits.js';
 

@@ -12,7 +12,7 @@
  * it is back; the retries in between are debug lines.
  */
 import { createConnection, type Socket } from 'node:net';
-import { RECONNECT_BACKOFF, reconnectDelay, type BackoffPolicy } from '../backoff.js';
+import { RECONNECT_BACKOFF, reconnectDelay, type BackoffPolicy } from '../util/backoff.js';
 import { ProducerWarnings, newStats, producerIds, serveProducer, type FrameStreamStats, type ServeOptions, type StreamEnd } from './connection.js';
 import { formatEndpoint, type Endpoint } from './endpoint.js';
 

@@ -4,8 +4,8 @@
  * an Endpoint out, or a ConfigError that names the problem and the fix.
  */
 import { isIP } from 'node:net';
-import { ConfigError } from '../errors.js';
-import { formatHostPort, isLoopbackHost, portNumber, splitHostPort } from '../host-port.js';
+import { ConfigError } from '../util/errors.js';
+import { formatHostPort, isLoopbackHost, portNumber, splitHostPort } from '../util/host-port.js';
 
 export { isLoopbackHost };
 

@@ -12,7 +12,7 @@
  * ignored inside the stream ("for forward compatibility … must be ignored") and refused
  * before it.
  */
-import { ProtocolError } from '../errors.js';
+import { ProtocolError } from '../util/errors.js';
 import { encodeControl, type ControlFrame } from './control.js';
 import { ControlType, DNSTAP_CONTENT_TYPE, controlTypeName } from './limits.js';
 

@@ -7,7 +7,7 @@
 import { chmod, chown, lstat, mkdir, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
-import { ConfigError } from '../errors.js';
+import { ConfigError } from '../util/errors.js';
 import { ProducerWarnings, newStats, producerIds, serveProducer, type FrameStreamStats, type ServeOptions } from './connection.js';
 import { formatEndpoint, isLoopbackHost, type Endpoint } from './endpoint.js';
 

@@ -9,8 +9,8 @@
  * A wildcard never matches across a dot. Everything else is refused with a ConfigError
  * that names the pattern and the fix.
  */
-import { ConfigError } from '../errors.js';
-import { normaliseName } from './name.js';
+import { ConfigError } from '../util/errors.js';
+import { normaliseName } from '../dns/name.js';
 
 export type PatternKind = 'exact' | 'wildcard' | 'all';
 

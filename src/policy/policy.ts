@@ -3,7 +3,7 @@
  * One call per DNS answer, so exact names are one Map lookup and only the wildcards,
  * usually few, are tried one by one, in the order the operator gave them.
  */
-import { ConfigError } from '../errors.js';
+import { ConfigError } from '../util/errors.js';
 import { compilePattern, type CompiledPattern, type PatternOptions } from './pattern.js';
 
 export class Policy {

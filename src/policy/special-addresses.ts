@@ -6,7 +6,7 @@
  * judges an IPv4-mapped IPv6 address (::ffff:a.b.c.d) by the IPv4 address inside it.
  */
 import { BlockList, isIP } from 'node:net';
-import { ConfigError } from '../errors.js';
+import { ConfigError } from '../util/errors.js';
 
 interface Range {
   cidr: string;

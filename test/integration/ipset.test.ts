@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ApplyError, ConfigError } from '../../src/errors.js';
+import { ApplyError, ConfigError } from '../../src/util/errors.js';
 import { IpsetBackend, destroyOwnedSet } from '../../src/firewall/ipset-backend.js';
 import { SET_V4, parseSave } from '../../src/firewall/ipset.js';
 import { execIpset, persistentIpset, type IpsetRunner } from '../../src/firewall/ipset-runner.js';

@@ -6,7 +6,7 @@
 import { execa } from 'execa';
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApplyError } from '../../src/errors.js';
+import { ApplyError } from '../../src/util/errors.js';
 import { Firewall } from '../../src/firewall/firewall.js';
 import { iptablesRunner, type IptablesRunner } from '../../src/firewall/iptables.js';
 import { removeOwnedRules } from '../../src/firewall/reset.js';

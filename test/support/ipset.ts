@@ -1,4 +1,4 @@
-import { ApplyError } from '../../src/errors.js';
+import { ApplyError } from '../../src/util/errors.js';
 import type { IpsetRunner } from '../../src/firewall/ipset-runner.js';
 
 /**

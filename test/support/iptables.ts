@@ -1,4 +1,4 @@
-import { ApplyError } from '../../src/errors.js';
+import { ApplyError } from '../../src/util/errors.js';
 import type { IptablesRunner } from '../../src/firewall/iptables.js';
 
 /** A fake kernel: applies restore scripts to an in-memory DOCKER-USER listing, and can be made to fail. */

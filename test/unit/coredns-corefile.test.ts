@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config.js';
+import { parseConfig } from '../../src/config/config.js';
 import { parseConnectEndpoint } from '../../src/framestream/endpoint.js';
 import { COREFILE, COREFILE_LISTEN, hasDnstapListen, labCorefile } from '../lab/coredns.js';
 

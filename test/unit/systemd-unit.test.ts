@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DEFAULTS, parseConfig } from '../../src/config.js';
+import { DEFAULTS, parseConfig } from '../../src/config/config.js';
 import { splitRule } from '../../src/firewall/rules.js';
 
 const UNIT = new URL('../../examples/on-his-name.service', import.meta.url);

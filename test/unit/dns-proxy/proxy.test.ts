@@ -1,10 +1,10 @@
 import dnsPacket from 'dns-packet';
 import { afterEach, describe, expect, it } from 'vitest';
-import { holdUntilOpen } from '../../../src/dns-proxy/hold.js';
+import { holdUntilOpen } from '../../../src/pipeline/hold.js';
 import { startDnsProxy, type DnsProxy } from '../../../src/dns-proxy/server.js';
 import type { Entry, FirewallBackend } from '../../../src/firewall/backend.js';
 import { Firewall } from '../../../src/firewall/firewall.js';
-import { Pipeline } from '../../../src/pipeline.js';
+import { Pipeline } from '../../../src/pipeline/pipeline.js';
 import { Policy } from '../../../src/policy/policy.js';
 import { AddressGuard } from '../../../src/policy/special-addresses.js';
 import { answerData, answerTo, askTcp, askUdp, rcodeOf, query, startFakeUpstream, type FakeUpstream, type Script } from '../../support/dns.js';

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MAX_CNAME_CHAIN, extractAnswer, type Answer } from '../../../src/dns/answer.js';
-import { DecodeError } from '../../../src/errors.js';
+import { DecodeError } from '../../../src/util/errors.js';
 import { addressBytes, dnsResponse } from '../../support/dnstap.js';
 import { PROPERTY_RUNS, mutated } from '../../support/mutate.js';
 

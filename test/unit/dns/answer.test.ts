@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_CNAME_CHAIN, extractAnswer } from '../../../src/dns/answer.js';
-import { DecodeError } from '../../../src/errors.js';
+import { DecodeError } from '../../../src/util/errors.js';
 import { dnsResponse } from '../../support/dnstap.js';
 
 const A = (name: string, data: string, ttl = 300) => ({ type: 'A' as const, name, data, ttl });

@@ -7,8 +7,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MAX_CNAME_CHAIN, extractAnswer } from '../../../src/dns/answer.js';
 import { decodeName, nameEquals, readNormalisedName, readRecords, skipName } from '../../../src/dns/records.js';
-import { DecodeError } from '../../../src/errors.js';
-import { normaliseName } from '../../../src/policy/name.js';
+import { DecodeError } from '../../../src/util/errors.js';
+import { normaliseName } from '../../../src/dns/name.js';
 import { dnsResponse } from '../../support/dnstap.js';
 
 /** The previous implementation: every answer record decoded by dns-packet, names compared as strings. */

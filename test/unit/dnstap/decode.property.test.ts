@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decide } from '../../../src/decision.js';
+import { decide } from '../../../src/pipeline/decision.js';
 import { decodeDnstap } from '../../../src/dnstap/decode.js';
-import { DecodeError } from '../../../src/errors.js';
+import { DecodeError } from '../../../src/util/errors.js';
 import { Policy } from '../../../src/policy/policy.js';
 import { addressBytes, dnsResponse, dnstapFrame } from '../../support/dnstap.js';
 import { PROPERTY_RUNS, mutated } from '../../support/mutate.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { formatAddress } from '../../../src/dnstap/address.js';
 import { decodeDnstap } from '../../../src/dnstap/decode.js';
-import { DecodeError } from '../../../src/errors.js';
+import { DecodeError } from '../../../src/util/errors.js';
 import { addressBytes, dnsResponse, dnstapFrame } from '../../support/dnstap.js';
 
 describe('decodeDnstap', () => {

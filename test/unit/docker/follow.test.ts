@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { followNetwork, type NetworkFollower } from '../../../src/docker/follow.js';
 import { resolveBridgeNetwork, type BridgeNetwork } from '../../../src/docker/network.js';
 import { waitForNetwork } from '../../../src/docker/wait.js';
-import { ConfigError } from '../../../src/errors.js';
+import { ConfigError } from '../../../src/util/errors.js';
 import { fakeDocker, networkInspect } from '../../support/docker.js';
 import { recordingLogger } from '../../support/log.js';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { resolveBridgeNetwork, type DockerNetworks } from '../../../src/docker/network.js';
-import { ConfigError } from '../../../src/errors.js';
+import { ConfigError } from '../../../src/util/errors.js';
 
 function fakeDocker(answer: unknown | (() => never)): DockerNetworks {
   return {

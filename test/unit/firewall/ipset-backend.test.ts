@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ApplyError, ConfigError } from '../../../src/errors.js';
+import { ApplyError, ConfigError } from '../../../src/util/errors.js';
 import { IpsetBackend, destroyOwnedSet } from '../../../src/firewall/ipset-backend.js';
 import { acceptRule, dropRule, establishedRule, sameNetworkRule, setAcceptRule } from '../../../src/firewall/rules.js';
 import { fakeIptables } from '../../support/iptables.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ApplyError } from '../../../src/errors.js';
+import { ApplyError } from '../../../src/util/errors.js';
 import { persistentIpset, type IpsetRunner } from '../../../src/firewall/ipset-runner.js';
 
 const FAKE = fileURLToPath(new URL('../../support/fake-ipset-interactive.sh', import.meta.url));

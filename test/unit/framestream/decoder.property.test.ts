@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ProtocolError } from '../../../src/errors.js';
+import { ProtocolError } from '../../../src/util/errors.js';
 import { encodeControl, encodeData } from '../../../src/framestream/control.js';
 import { FrameDecoder, type Frame } from '../../../src/framestream/decoder.js';
 import { ControlType, DNSTAP_CONTENT_TYPE, MAX_CONTROL_FRAME_BYTES } from '../../../src/framestream/limits.js';

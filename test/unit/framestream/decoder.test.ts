@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { encodeControl, encodeData } from '../../../src/framestream/control.js';
 import { FrameDecoder, type Frame } from '../../../src/framestream/decoder.js';
 import { ControlType, DNSTAP_CONTENT_TYPE } from '../../../src/framestream/limits.js';
-import { ProtocolError } from '../../../src/errors.js';
+import { ProtocolError } from '../../../src/util/errors.js';
 import { bidirectionalStream, byteByByte, randomSplits, seededRandom } from '../../support/framestream.js';
 
 const payloads = [Buffer.from('first'), Buffer.alloc(3000, 7), Buffer.from([0, 0, 0, 0]), Buffer.from('last')];

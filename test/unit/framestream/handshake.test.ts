@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { encodeControl, type ControlFrame } from '../../../src/framestream/control.js';
 import { INITIAL_HANDSHAKE, acceptsData, stepHandshake, type HandshakeState } from '../../../src/framestream/handshake.js';
 import { ControlType, DNSTAP_CONTENT_TYPE } from '../../../src/framestream/limits.js';
-import { ProtocolError } from '../../../src/errors.js';
+import { ProtocolError } from '../../../src/util/errors.js';
 
 const ready: ControlFrame = { type: ControlType.READY, contentTypes: ['other', DNSTAP_CONTENT_TYPE] };
 const start: ControlFrame = { type: ControlType.START, contentTypes: [DNSTAP_CONTENT_TYPE] };

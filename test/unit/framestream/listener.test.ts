@@ -3,7 +3,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ConfigError } from '../../../src/errors.js';
+import { ConfigError } from '../../../src/util/errors.js';
 import { encodeControl, encodeData } from '../../../src/framestream/control.js';
 import { ControlType, DNSTAP_CONTENT_TYPE } from '../../../src/framestream/limits.js';
 import { listenFrameStreams, type FrameStreamListener } from '../../../src/framestream/listener.js';

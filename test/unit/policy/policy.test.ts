@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../../../src/errors.js';
-import { normaliseName } from '../../../src/policy/name.js';
+import { ConfigError } from '../../../src/util/errors.js';
+import { normaliseName } from '../../../src/dns/name.js';
 import { Policy } from '../../../src/policy/policy.js';
 
 describe('Policy.match', () => {

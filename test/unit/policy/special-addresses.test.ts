@@ -1,7 +1,7 @@
 import { BlockList, isIP } from 'node:net';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../../../src/errors.js';
+import { ConfigError } from '../../../src/util/errors.js';
 import { AddressGuard, parseCidr } from '../../../src/policy/special-addresses.js';
 
 describe('AddressGuard', () => {

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { decide } from '../../src/decision.js';
-import { MessageType } from '../../src/dnstap/schema.js';
-import { DecodeError } from '../../src/errors.js';
-import { Policy } from '../../src/policy/policy.js';
-import { AddressGuard } from '../../src/policy/special-addresses.js';
-import { addressBytes, clientResponse, dnsResponse, dnstapFrame } from '../support/dnstap.js';
+import { decide } from '../../../src/pipeline/decision.js';
+import { MessageType } from '../../../src/dnstap/schema.js';
+import { DecodeError } from '../../../src/util/errors.js';
+import { Policy } from '../../../src/policy/policy.js';
+import { AddressGuard } from '../../../src/policy/special-addresses.js';
+import { addressBytes, clientResponse, dnsResponse, dnstapFrame } from '../../support/dnstap.js';
 
 const policy = Policy.compile(['allowed.test.', '*.cdn.test.']);
 const A = (name: string, data: string) => ({ type: 'A' as const, name, data, ttl: 60 });

@@ -12,12 +12,12 @@
  */
 import type { Logger } from 'pino';
 import { decide, decideResponse, type Decision } from './decision.js';
-import { DecodeError } from './errors.js';
-import type { Firewall } from './firewall/firewall.js';
-import type { Producer } from './framestream/listener.js';
-import { LogSummary } from './log-summary.js';
-import type { Policy } from './policy/policy.js';
-import type { AddressGuard } from './policy/special-addresses.js';
+import { DecodeError } from '../util/errors.js';
+import type { Firewall } from '../firewall/firewall.js';
+import type { Producer } from '../framestream/listener.js';
+import { LogSummary } from '../util/log-summary.js';
+import type { Policy } from '../policy/policy.js';
+import type { AddressGuard } from '../policy/special-addresses.js';
 
 export interface PipelineStats {
   decisions: Record<Decision['outcome'], number>;

@@ -5,11 +5,11 @@
  * closes, and the counts carry on across the move.
  */
 import type { Logger } from 'pino';
-import type { InlineDns } from './config.js';
-import { holdUntilOpen, type HoldStats } from './dns-proxy/hold.js';
-import { newProxyStats, startDnsProxy, type DnsProxy } from './dns-proxy/server.js';
-import { ConfigError } from './errors.js';
-import type { Pipeline } from './pipeline.js';
+import type { InlineDns } from '../config/config.js';
+import { holdUntilOpen, type HoldStats } from '../pipeline/hold.js';
+import { newProxyStats, startDnsProxy, type DnsProxy } from '../dns-proxy/server.js';
+import { ConfigError } from '../util/errors.js';
+import type { Pipeline } from '../pipeline/pipeline.js';
 
 export interface InlineDnsService {
   /** The proxy listening now; its stats count since start, across moves. */

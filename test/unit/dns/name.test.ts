@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { normaliseName } from '../../../src/policy/name.js';
+import { normaliseName } from '../../../src/dns/name.js';
 import { seededRandom } from '../../support/framestream.js';
 
 describe('normaliseName', () => {

@@ -1,6 +1,6 @@
 /** pino, JSON by default and readable on a terminal; each component logs through its own child. */
 import { pino, type Logger } from 'pino';
-import type { LogFormat, LogLevel } from './config.js';
+import type { LogFormat, LogLevel } from '../config/config.js';
 
 export type { Logger };
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config.js';
-import { ConfigError } from '../../src/errors.js';
+import { parseConfig } from '../../../src/config/config.js';
+import { ConfigError } from '../../../src/util/errors.js';
 
 describe('parseConfig', () => {
   it('has defaults a user can run with', () => {

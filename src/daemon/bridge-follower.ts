@@ -9,11 +9,11 @@
  *   Docker reconnected ─▶ each Firewall.reconcile() (dockerd's start may touch DOCKER-USER)
  */
 import type { Logger } from 'pino';
-import type { BackoffPolicy } from './backoff.js';
-import type { DockerEvents } from './docker/events.js';
-import { followNetwork, type NetworkFollower } from './docker/follow.js';
-import type { BridgeNetwork, DockerNetworks } from './docker/network.js';
-import type { Firewall } from './firewall/firewall.js';
+import type { BackoffPolicy } from '../util/backoff.js';
+import type { DockerEvents } from '../docker/events.js';
+import { followNetwork, type NetworkFollower } from '../docker/follow.js';
+import type { BridgeNetwork, DockerNetworks } from '../docker/network.js';
+import type { Firewall } from '../firewall/firewall.js';
 
 export interface BridgeFollowerOptions {
   /** Without getEvents (a test's fake), the network is not followed. */

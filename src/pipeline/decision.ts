@@ -4,11 +4,11 @@
  * its upstream (decideResponse). Decoders throw DecodeError for bad bytes; the caller
  * counts it and skips the answer.
  */
-import { readAddresses, readQuestion, type AddressRecord } from './dns/answer.js';
-import { decodeDnstap } from './dnstap/decode.js';
-import { MessageType } from './dnstap/schema.js';
-import type { Policy } from './policy/policy.js';
-import { AddressGuard } from './policy/special-addresses.js';
+import { readAddresses, readQuestion, type AddressRecord } from '../dns/answer.js';
+import { decodeDnstap } from '../dnstap/decode.js';
+import { MessageType } from '../dnstap/schema.js';
+import type { Policy } from '../policy/policy.js';
+import { AddressGuard } from '../policy/special-addresses.js';
 
 export interface Refused {
   address: string;

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { LogSummary } from '../../src/log-summary.js';
-import { recordingLogger } from '../support/log.js';
+import { LogSummary } from '../../../src/util/log-summary.js';
+import { recordingLogger } from '../../support/log.js';
 
 beforeEach(() => vi.useFakeTimers({ now: 1_000_000 }));
 afterEach(() => vi.useRealTimers());

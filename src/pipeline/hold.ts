@@ -7,9 +7,9 @@
  * which also keeps containers from tunnelling data out through DNS queries.
  */
 import type { Logger } from 'pino';
-import type { Pipeline } from '../pipeline.js';
-import { reply, type Query } from './message.js';
-import type { ProxyHooks } from './server.js';
+import type { Pipeline } from './pipeline.js';
+import { reply, type Query } from '../dns-proxy/message.js';
+import type { ProxyHooks } from '../dns-proxy/server.js';
 
 export interface HoldOptions {
   pipeline: Pipeline;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatHostPort, isLoopbackHost, portNumber, splitHostPort } from '../../src/host-port.js';
+import { formatHostPort, isLoopbackHost, portNumber, splitHostPort } from '../../../src/util/host-port.js';
 
 describe('splitHostPort', () => {
   it.each([

@@ -5,10 +5,10 @@
  */
 import { isIP, isIPv4, isIPv6 } from 'node:net';
 import { parseArgs } from 'node:util';
-import { ConfigError } from './errors.js';
-import { isLoopbackHost, portNumber, splitHostPort } from './host-port.js';
-import { formatEndpoint, parseConnectEndpoint, parseListenEndpoint, type Endpoint } from './framestream/endpoint.js';
-import { parseCidr } from './policy/special-addresses.js';
+import { ConfigError } from '../util/errors.js';
+import { isLoopbackHost, portNumber, splitHostPort } from '../util/host-port.js';
+import { formatEndpoint, parseConnectEndpoint, parseListenEndpoint, type Endpoint } from '../framestream/endpoint.js';
+import { parseCidr } from '../policy/special-addresses.js';
 
 export type Command = 'run' | 'reset' | 'status' | 'help' | 'version';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { RECONNECT_BACKOFF, reconnectDelay } from '../../src/backoff.js';
-import { seededRandom } from '../support/framestream.js';
+import { RECONNECT_BACKOFF, reconnectDelay } from '../../../src/util/backoff.js';
+import { seededRandom } from '../../support/framestream.js';
 
 describe('reconnectDelay', () => {
   it('doubles from 100 ms up to 5 s; the jitter draws from the upper half of each step', () => {
