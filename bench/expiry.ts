@@ -12,6 +12,7 @@ import { pino } from 'pino';
 import { Firewall } from '../src/firewall/firewall.js';
 import { iptablesRunner } from '../src/firewall/iptables.js';
 import { median, printTable } from './stats.js';
+import { testLayout } from '../test/support/layout.js';
 
 const SIZES = (process.argv[2] ?? '1000,10000').split(',').map(Number);
 const RECONCILES = Number(process.argv[3] ?? 5);
@@ -35,7 +36,7 @@ async function measure(size: number): Promise<string[]> {
   const clock = { now: 1_764_000_000 };
   const firewall = new Firewall({
     runner: iptablesRunner({ prefix: ['ip', 'netns', 'exec', NS] }),
-    layout: { bridge: 'br-bench', ports: [80, 443] },
+    layout: testLayout('br-bench'),
     log,
     clock: () => clock.now,
     minTtl: 60,

@@ -39,7 +39,7 @@ import { SET_V4 } from '../src/firewall/ipset.js';
 import { execIpset } from '../src/firewall/ipset-runner.js';
 import { restoreScript } from '../src/firewall/planner.js';
 import { CHAIN, TAG, acceptRule, dropRule, establishedRule, parseOwnedRule } from '../src/firewall/rules.js';
-import { BRIDGE, CONTAINERS, FOREIGN_RULE, createFirewallLab, type FirewallLab } from '../test/lab/firewall-lab.js';
+import { BRIDGE, CONTAINERS, FOREIGN_RULE, createFirewallLab, labLayout, type FirewallLab } from '../test/lab/firewall-lab.js';
 import { median, printTable } from './stats.js';
 
 const RUNS = Number(process.argv[2] ?? 5);
@@ -84,13 +84,13 @@ async function resetHost(lab: FirewallLab): Promise<void> {
 /** on-his-name's own Firewall opens `count` addresses, the tested one first (bottom) or last (top). */
 function perAddressRules(count: number, tested: 'end' | 'front'): Variant['setup'] {
   return async (lab) => {
-    const firewall = new Firewall({ runner: iptablesRunner({ prefix: ['ip', 'netns', 'exec', lab.host.name] }), layout: { bridge: BRIDGE, ports: PORTS }, log, maxIps: count });
+    const firewall = new Firewall({ runner: iptablesRunner({ prefix: ['ip', 'netns', 'exec', lab.host.name] }), layout: labLayout(PORTS), log, maxIps: count });
     await firewall.start();
-    firewall.stop(); // no expiry or reconcile timers while the row is measured
     if (tested === 'end') firewall.allow(TESTED, 'tested.test.');
     for (let i = 0; i < count - 1; i++) firewall.allow(filler(i), `filler${i}.test.`);
     if (tested === 'front') firewall.allow(TESTED, 'tested.test.');
     await firewall.settled();
+    firewall.stop(); // no expiry or reconcile timers while the row is measured
     return acceptPosition(await lab.rules());
   };
 }
@@ -107,7 +107,7 @@ function acceptPosition(listing: readonly string[]): string {
 function ipsetBackend(count: number): Variant['setup'] {
   return async (lab) => {
     const prefix = ['ip', 'netns', 'exec', lab.host.name];
-    const backend = new IpsetBackend({ iptables: iptablesRunner({ prefix }), ipset: execIpset({ prefix }), layout: { bridge: BRIDGE, ports: PORTS } });
+    const backend = new IpsetBackend({ iptables: iptablesRunner({ prefix }), ipset: execIpset({ prefix }), layout: labLayout(PORTS) });
     await backend.sync();
     const expiresAt = Date.now() / 1000 + 3600;
     const entries = [TESTED, ...Array.from({ length: count - 1 }, (_, i) => filler(i))];

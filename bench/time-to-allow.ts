@@ -27,12 +27,13 @@ import { Policy } from '../src/policy/policy.js';
 import { clientResponse } from '../test/support/dnstap.js';
 import { isInside, rerunInNamespace } from './namespace.js';
 import { median, percentile, printTable } from './stats.js';
+import { testLayout } from '../test/support/layout.js';
 
 const SINGLES = Number(process.argv[2] ?? 200);
 const BURSTS = Number(process.argv[3] ?? 5);
 const BURST_SIZE = 1000;
 const BRIDGE = 'br-bench';
-const layout = { bridge: BRIDGE, ports: [80, 443] };
+const layout = testLayout(BRIDGE);
 const log = pino({ level: 'silent' });
 const policy = Policy.compile(['**.allowed.example.']);
 

@@ -7,7 +7,7 @@ import { startDaemon } from './daemon/daemon.js';
 import { dockerClient } from './docker/network.js';
 import { ApplyError, ConfigError } from './util/errors.js';
 import { iptablesRunner } from './firewall/iptables.js';
-import { removeOwnedRules } from './firewall/reset.js';
+import { removeOwned, type Removed } from './firewall/reset.js';
 import { destroyOwnedSet } from './firewall/ipset-backend.js';
 import { OWNED_SETS, SET_V4, SET_V6 } from './firewall/ipset.js';
 import { execIpset, persistentIpset } from './firewall/ipset-runner.js';
@@ -55,8 +55,11 @@ Options (environment fallback in brackets):
                        (default ${DEFAULTS.minTtl}) [MIN_TTL]
   --ttl-grace SECONDS  added to every lifetime: open for max(TTL, min-ttl) + grace
                        after the latest answer (default ${DEFAULTS.ttlGrace}) [TTL_GRACE]
-  --max-ips N          most addresses open at once; the one closest to expiry is
-                       closed first (default ${DEFAULTS.maxIps}) [MAX_IPS]
+  --max-ips N          most addresses open at once; beyond it the one closest to
+                       expiry of the pattern holding the most is closed
+                       (default ${DEFAULTS.maxIps}) [MAX_IPS]
+  --max-ips-per-name N most addresses one name holds open; beyond it the name's
+                       oldest is closed (default ${DEFAULTS.maxIpsPerName}) [MAX_IPS_PER_NAME]
   --reconcile-interval SECONDS
                        re-read DOCKER-USER this often and restore what someone
                        removed; 0 never (default ${DEFAULTS.reconcileInterval}) [RECONCILE_INTERVAL]
@@ -110,35 +113,58 @@ async function run(config: Config, log: Logger): Promise<number> {
     longLived.push(runner);
     return runner;
   };
-  const daemon = await startDaemon(config, { ...runners, ipset, docker: () => dockerClient(), log }).catch((err: unknown) => {
+  let fatal: ((err: Error) => void) | undefined;
+  const ended = new Promise<NodeJS.Signals | Error>((resolve) => {
+    // `on`, not `once`, and for good: execa's signal-exit kills the process again with the
+    // signal when it finds itself the last listener, which a spent `once` would leave it.
+    let signalled = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (signalled) {
+        log.warn({ signal }, 'a second signal: exiting at once (the rules stay in place)');
+        process.exit(1);
+      }
+      signalled = true;
+      resolve(signal);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    fatal = resolve;
+  });
+  const daemon = await startDaemon(config, { ...runners, ipset, docker: () => dockerClient(), onFatal: (err) => fatal?.(err), log }).catch((err: unknown) => {
     // A child process left running would keep node alive after the error line.
     for (const process of longLived) process.close?.();
     throw err;
   });
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
-  log.info({ signal, allowed: daemon.firewall.allowedCount }, 'stopping; rules stay in place so egress stays closed');
+  const why = await ended;
+  if (why instanceof Error) log.fatal({ err: why.message }, 'stopping: the firewall can no longer keep its promise; rules stay in place');
+  else log.info({ signal: why, allowed: daemon.firewall.allowedCount }, 'stopping; rules stay in place so egress stays closed');
   await daemon.close();
+  if (why instanceof Error) throw why;
   return 0;
 }
 
 async function reset(log: Logger): Promise<number> {
-  const removed = await removeOwnedRules(iptablesRunner());
-  for (const rule of removed) process.stdout.write(`removed: -A DOCKER-USER ${rule.spec}\n`);
-  process.stdout.write(`removed ${removed.length} rule(s) owned by on-his-name from DOCKER-USER\n`);
-  // ip6tables may be missing, or have no DOCKER-USER (Docker 20.10): then there is nothing of ours there.
-  const removed6 = await removeOwnedRules(ip6tablesRunner()).catch((err: Error) => {
+  const removed = await removeOwned(iptablesRunner());
+  report(removed, '');
+  process.stdout.write(`removed ${removed.rules.length} rule(s) and ${removed.chains.length} chain(s) owned by on-his-name from iptables\n`);
+  // ip6tables may be missing: then there is nothing of ours there.
+  const removed6 = await removeOwned(ip6tablesRunner()).catch((err: Error) => {
     log.debug({ err: err.message }, 'no IPv6 rules to remove');
-    return [];
+    return { rules: [], chains: [] };
   });
-  for (const rule of removed6) process.stdout.write(`removed (ip6tables): -A DOCKER-USER ${rule.spec}\n`);
-  if (removed6.length) process.stdout.write(`removed ${removed6.length} rule(s) owned by on-his-name from ip6tables DOCKER-USER\n`);
+  report(removed6, ' (ip6tables)');
+  if (removed6.rules.length + removed6.chains.length) {
+    process.stdout.write(`removed ${removed6.rules.length} rule(s) and ${removed6.chains.length} chain(s) owned by on-his-name from ip6tables\n`);
+  }
   // After the rules: the kernel refuses to destroy a set that a rule still names.
   for (const set of OWNED_SETS) if (await destroyOwnedSet(execIpset(), set)) process.stdout.write(`removed: ipset ${set}\n`);
-  log.debug({ removed: removed.length, removed6: removed6.length }, 'reset done');
+  log.debug({ removed: removed.rules.length, removed6: removed6.rules.length }, 'reset done');
   return 0;
+}
+
+function report(removed: Removed, family: string): void {
+  for (const rule of removed.rules) process.stdout.write(`removed${family}: -A ${rule.role === 'host-jump' ? 'INPUT' : 'DOCKER-USER'} ${rule.spec}\n`);
+  for (const { chain, rules } of removed.chains) process.stdout.write(`removed${family}: chain ${chain} (${rules} rule(s))\n`);
 }
 
 function ip6tablesRunner(options: { persistent?: boolean } = {}) {

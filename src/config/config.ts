@@ -9,6 +9,8 @@ import { ConfigError } from '../util/errors.js';
 import { isLoopbackHost, portNumber, splitHostPort } from '../util/host-port.js';
 import { formatEndpoint, parseConnectEndpoint, parseListenEndpoint, type Endpoint } from '../framestream/endpoint.js';
 import { parseCidr } from '../policy/special-addresses.js';
+import type { PortSpec } from '../firewall/rules.js';
+import { parsePortSpecs } from './ports.js';
 
 export type Command = 'run' | 'reset' | 'status' | 'help' | 'version';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -30,13 +32,17 @@ export interface Config {
   /** A host bridge interface to use as is, bypassing Docker. */
   interface?: string;
   ports: number[];
+  /** Host ports containers may reach on the host itself (everything else from the bridge to the host is dropped, but DNS). */
+  hostPorts: PortSpec[];
   /** Special-purpose ranges (private, loopback…) opened on purpose. */
   allowCidrs: string[];
   /** Seconds: an address lives max(TTL, minTtl) + ttlGrace after its latest answer. */
   minTtl: number;
   ttlGrace: number;
-  /** Most addresses open at once; the one closest to expiry is closed first. */
+  /** Most addresses open at once; the one closest to expiry of the pattern holding the most is closed first. */
   maxIps: number;
+  /** Most addresses one name holds open; its oldest is closed first. */
+  maxIpsPerName: number;
   /** Seconds between reads of DOCKER-USER that restore what someone removed; 0: never. */
   reconcileInterval: number;
   logLevel: LogLevel;
@@ -84,6 +90,7 @@ export const DEFAULTS = {
   minTtl: '300',
   ttlGrace: '600',
   maxIps: '5000',
+  maxIpsPerName: '1000',
   reconcileInterval: '15',
   backend: 'iptables',
   dnsHoldMs: '200',
@@ -107,9 +114,11 @@ const OPTIONS = {
   interface: { type: 'string' },
   ports: { type: 'string' },
   'allow-cidr': { type: 'string', multiple: true },
+  'host-ports': { type: 'string' },
   'min-ttl': { type: 'string' },
   'ttl-grace': { type: 'string' },
   'max-ips': { type: 'string' },
+  'max-ips-per-name': { type: 'string' },
   'reconcile-interval': { type: 'string' },
   'log-level': { type: 'string' },
   'log-format': { type: 'string' },
@@ -167,10 +176,18 @@ export function parseConfig(argv: readonly string[], env: Env): Config {
     network: values.network ?? env.DOCKER_BRIDGE_NAME ?? DEFAULTS.network,
     ...(iface !== undefined ? { interface: iface } : {}),
     ports,
+    hostPorts: parsePortSpecs(values['host-ports'] ?? env.HOST_PORTS ?? '', values['host-ports'] !== undefined ? '--host-ports' : 'HOST_PORTS'),
     allowCidrs: parseCidrs(values['allow-cidr'] ?? (env.ALLOW_CIDR ? [env.ALLOW_CIDR] : [])),
     minTtl: parseCount(values['min-ttl'], env.MIN_TTL, DEFAULTS.minTtl, { flag: '--min-ttl', env: 'MIN_TTL', min: 1, max: WEEK, unit: 'seconds' }),
     ttlGrace: parseCount(values['ttl-grace'], env.TTL_GRACE, DEFAULTS.ttlGrace, { flag: '--ttl-grace', env: 'TTL_GRACE', min: 0, max: WEEK, unit: 'seconds' }),
     maxIps: parseCount(values['max-ips'], env.MAX_IPS, DEFAULTS.maxIps, { flag: '--max-ips', env: 'MAX_IPS', min: 1, max: 1_000_000, unit: 'addresses' }),
+    maxIpsPerName: parseCount(values['max-ips-per-name'], env.MAX_IPS_PER_NAME, DEFAULTS.maxIpsPerName, {
+      flag: '--max-ips-per-name',
+      env: 'MAX_IPS_PER_NAME',
+      min: 1,
+      max: 1_000_000,
+      unit: 'addresses',
+    }),
     reconcileInterval: parseCount(values['reconcile-interval'], env.RECONCILE_INTERVAL, DEFAULTS.reconcileInterval, {
       flag: '--reconcile-interval',
       env: 'RECONCILE_INTERVAL',

@@ -3,10 +3,15 @@
  * back with another bridge or subnets, or when Docker came back after an outage; this
  * file says what the firewall does about it.
  *
- *   network re-created ─▶ guard refuses the new subnets ─▶ each Firewall.moveTo(new bridge)
- *     (new block with every open address first, then the old bridge's rules removed)
+ *   network re-created ─▶ read the new bridge (filtered-bridge.ts) ─▶ guard refuses the new subnets
+ *     ─▶ each Firewall.moveTo(new bridge, its subnets and DNS targets)
+ *        (new block with every open address first, then the old bridge's rules removed)
  *     ─▶ inline mode on the gateway: the DNS proxy moves to the new gateway
  *   Docker reconnected ─▶ each Firewall.reconcile() (dockerd's start may touch DOCKER-USER)
+ *
+ * A network re-created with IPv6 that no firewall here can filter is what the daemon
+ * refuses at start, so it is fatal here too: the daemon exits (its IPv4 rules stay, fail
+ * closed) instead of running with IPv6 open and only a line in the log.
  */
 import type { Logger } from 'pino';
 import type { BackoffPolicy } from '../util/backoff.js';
@@ -14,6 +19,8 @@ import type { DockerEvents } from '../docker/events.js';
 import { followNetwork, type NetworkFollower } from '../docker/follow.js';
 import type { BridgeNetwork, DockerNetworks } from '../docker/network.js';
 import type { Firewall } from '../firewall/firewall.js';
+import type { Layout } from '../firewall/planner.js';
+import { refuseIpv6, type Family, type FilteredBridge } from './filtered-bridge.js';
 
 export interface BridgeFollowerOptions {
   /** Without getEvents (a test's fake), the network is not followed. */
@@ -21,10 +28,15 @@ export interface BridgeFollowerOptions {
   network: BridgeNetwork;
   firewall: Firewall;
   firewall6: Firewall | undefined;
+  /** How the re-created network's bridge looks to the firewall. */
+  viewOf(network: BridgeNetwork): Promise<FilteredBridge>;
+  layoutFor(view: FilteredBridge, family: Family): Layout;
   /** The network's subnets changed: refuse the new ones from now on. */
-  onSubnets(network: BridgeNetwork): void;
+  onSubnets(view: FilteredBridge): void;
   /** Inline mode on the gateway: answer DNS on the new one. Without it, the operator is told to move the DNS server. */
   onGateway?: (gateway: string | undefined) => Promise<void>;
+  /** The new network cannot be filtered as the daemon promised. */
+  onFatal(err: Error): void;
   log: Logger;
   backoff?: BackoffPolicy;
 }
@@ -35,32 +47,30 @@ export function followBridge(options: BridgeFollowerOptions): NetworkFollower | 
     log.warn('this Docker client cannot follow events: a re-created network will not be followed');
     return undefined;
   }
-  const firewalls = [firewall, firewall6].filter((f): f is Firewall => f !== undefined);
+  const firewalls: Array<[Family, Firewall]> = [[4, firewall], ...(firewall6 ? [[6, firewall6] as [Family, Firewall]] : [])];
   return followNetwork({
     docker,
     network: options.network,
     log,
     ...(options.backoff ? { backoff: options.backoff } : {}),
     async onChange(next, previous) {
-      options.onSubnets(next);
+      const view = await options.viewOf(next);
+      options.onSubnets(view);
       if (next.gateway !== previous.gateway && !options.onGateway) {
         log.warn(
           { network: next.name, dns: next.gateway },
           `the network's gateway is now ${next.gateway ?? 'unknown'}: bind the DNS server there and give containers --dns=${next.gateway ?? '<the gateway>'}`,
         );
       }
-      if (next.ipv6 && !firewall6) {
-        log.error(
-          { network: next.name, bridge: next.bridge },
-          'the re-created network has IPv6 but no ip6tables filtering is installed: IPv6 egress is NOT filtered; restart on-his-name to filter it or refuse it',
-        );
+      await Promise.all(firewalls.map(([family, f]) => f.moveTo(next.bridge, options.layoutFor(view, family))));
+      if (view.ipv6Because && !firewall6) {
+        options.onFatal(refuseIpv6(view.ipv6Because, 'the daemon started without IPv6 filtering; restart it to filter or refuse the new network'));
       }
-      if (next.bridge !== previous.bridge) await Promise.all(firewalls.map((f) => f.moveTo(next.bridge)));
       // After the firewall: a container may only get answers once the new bridge is filtered.
       if (next.gateway !== previous.gateway) await options.onGateway?.(next.gateway);
     },
     async onReconnect() {
-      await Promise.all(firewalls.map((f) => f.reconcile()));
+      await Promise.all(firewalls.map(([, f]) => f.reconcile()));
     },
   });
 }

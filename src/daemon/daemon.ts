@@ -5,29 +5,31 @@
  *     (or a DNS server that listens ◀─ framestream/dialer, --connect)        │
  *   containers ─DNS─▶ dns-proxy ─query─▶ upstream resolver ─answer (held)────┤
  *                                                                            ▼
- *     pipeline: decision (dnstap/decode → dns/answer → policy) ─allow─▶ firewall ─▶ DOCKER-USER
+ *     pipeline: decision (dnstap/decode → dns/answer → policy) ─allow─▶ firewall ─▶ the kernel
  *
  * docker/network turns --network into the bridge interface at start (docker/wait.ts waits
- * for it with --wait-for-network); bridge-follower.ts then follows Docker's events and moves
- * the firewall when the network is re-created on another bridge. The firewall's
- * base rules (DROP included) are in place before the socket accepts a single producer,
- * and stay in place when the daemon stops: egress is closed whenever we are not running.
- * With --admin-listen, admin/ serves what every stage counts (metrics, open addresses,
- * pattern hits, health); it reads, never changes.
+ * for it with --wait-for-network) and host/bridge.ts reads the bridge's own addresses, which
+ * together say which sources the bridge may carry, where its containers ask DNS, and
+ * whether IPv6 must be filtered (filtered-bridge.ts). bridge-follower.ts then follows
+ * Docker's events and moves the firewall when the network is re-created. The firewall's
+ * base rules (DROP, source check and host protection included) are in place before the
+ * socket accepts a single producer, and stay in place when the daemon stops: egress is
+ * closed whenever we are not running. With --admin-listen, admin/ serves what every stage
+ * counts (metrics, open addresses, pattern hits, health); it reads, never changes.
+ *
+ * Everything opened goes on one list of closers (closers.ts), unwound in reverse when a
+ * later step of the start fails, and at stop.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { Metrics } from '../admin/metrics.js';
 import { adminRoutes } from '../admin/routes.js';
 import { startAdminServer, type AdminServer } from '../admin/server.js';
 import type { ApiSources } from '../admin/api.js';
-import { followBridge } from './bridge-follower.js';
 import type { Config } from '../config/config.js';
 import type { DockerEvents } from '../docker/events.js';
 import type { NetworkFollower } from '../docker/follow.js';
 import { resolveBridgeNetwork, type BridgeNetwork, type DockerNetworks } from '../docker/network.js';
 import { waitForNetwork } from '../docker/wait.js';
-import { ConfigError } from '../util/errors.js';
 import { Firewall, type KernelOptions } from '../firewall/firewall.js';
 import { IpsetBackend } from '../firewall/ipset-backend.js';
 import { DEFAULT_MAX_ELEMENTS } from '../firewall/ipset.js';
@@ -37,19 +39,28 @@ import type { Layout } from '../firewall/planner.js';
 import { producerIds, sumStats } from '../framestream/connection.js';
 import { connectFrameStreams, type FrameStreamDialer } from '../framestream/dialer.js';
 import { listenFrameStreams, type FrameStreamListener } from '../framestream/listener.js';
-import { startInlineDns, type InlineDnsService } from './inline-dns.js';
+import { readBridge, type BridgeReader } from '../host/bridge.js';
 import { Pipeline, type PipelineStats } from '../pipeline/pipeline.js';
 import { Policy } from '../policy/policy.js';
 import { AddressGuard } from '../policy/special-addresses.js';
+import { ConfigError } from '../util/errors.js';
+import { followBridge } from './bridge-follower.js';
+import { Closers } from './closers.js';
+import { filteredBridge, layoutFor, refuseIpv6, type Family, type FilteredBridge } from './filtered-bridge.js';
+import { startInlineDns, type InlineDnsService } from './inline-dns.js';
 
 export interface DaemonDeps {
   runner: IptablesRunner;
   /** Needed for --backend ipset; a long-lived `ipset -` in production. */
   ipset?: () => IpsetRunner;
-  /** ip6tables; AAAA answers open rules there. Without it IPv6 is refused if the network has IPv6. */
+  /** ip6tables; AAAA answers open rules there. Without it a bridge that can carry IPv6 is refused. */
   runner6?: IptablesRunner;
   /** Needed unless config.interface names the bridge; without getEvents the network is not followed. */
   docker?: () => DockerNetworks & Partial<DockerEvents>;
+  /** What the host says about the bridge; the real `ip` and /proc by default. */
+  bridgeFacts?: BridgeReader;
+  /** The daemon can no longer keep its promise (a re-created network it cannot filter): the CLI exits. */
+  onFatal?: (err: Error) => void;
   log: Logger;
 }
 
@@ -73,112 +84,131 @@ export interface Daemon {
   close(): Promise<void>;
 }
 
+/** At stop, rules still queued are worth a moment; a kernel that keeps refusing them is not worth hanging for. */
 const SHUTDOWN_GRACE_MS = 5_000;
 
 export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Daemon> {
+  const closers = new Closers();
   const policy = Policy.compile(config.patterns, { allowAll: config.allowAll });
-  const { bridge, subnet, ipv6, subnet6, gateway, docker, network } = await findBridge(config, deps);
-  const guard = guardFor(config, { subnet, subnet6 });
+  const found = await findBridge(config, deps);
+  const view = filteredBridge(found.bridge, found.network, await (deps.bridgeFacts ?? readBridge)(found.bridge), config.dns?.listen);
+  warnAboutSources(view, deps.log);
+  const guard = guardFor(config, view);
   const ipset = config.backend === 'ipset' ? requireIpset(deps) : undefined;
-  const layout = { bridge, ports: config.ports };
-  const metrics = config.adminListen ? new Metrics() : undefined;
-  const firewall = new Firewall({
-    ...kernelFor(config, deps.runner, ipset, layout),
-    log: deps.log.child({ component: 'firewall' }),
-    ...lifetimes(config),
-    ...(metrics ? { onInKernel: metrics.inKernelHook(4) } : {}),
+  if (ipset) closers.add('ipset', () => ipset.close());
+  closers.add('iptables', () => {
+    deps.runner.close?.();
+    deps.runner6?.close?.();
   });
-  await firewall.start();
-  const firewall6 = await startIpv6Firewall(config, deps, { bridge, ipv6, ipset }, metrics?.inKernelHook(6));
+  const metrics = config.adminListen ? new Metrics() : undefined;
+  const firewallFor = (family: Family, runner: IptablesRunner) =>
+    new Firewall({
+      ...kernelFor(config, runner, ipset, layoutFor(view, family, config.ports, config.hostPorts), deps.log),
+      log: deps.log.child({ component: 'firewall', ...(family === 6 ? { family } : {}) }),
+      ...lifetimes(config),
+      ...(metrics ? { onInKernel: metrics.inKernelHook(family) } : {}),
+    });
+  const firewall = firewallFor(4, deps.runner);
+  const firewall6 = deps.runner6 ? firewallFor(6, deps.runner6) : undefined;
+  closers.add('firewalls', () => settleAndStop([firewall, firewall6], deps.log));
+  await closers.step(() => firewall.start());
+  const ipv6 = await closers.step(() => startIpv6(firewall6, view, deps.log));
 
-  const pipeline = new Pipeline(policy, guard, { 4: firewall, 6: firewall6 }, deps.log.child({ component: 'policy' }));
-  const dns = config.dns ? await startInlineDns(config.dns, pipeline, gateway, deps.log) : undefined;
+  const pipeline = new Pipeline(policy, guard, { 4: firewall, 6: ipv6 }, deps.log.child({ component: 'policy' }));
+  closers.add('pipeline', () => pipeline.flush());
+  const dns = config.dns ? await closers.step(() => startInlineDns(config.dns!, pipeline, view[4].dns[0]?.address, deps.log)) : undefined;
+  if (dns) closers.add('dns', () => dns.close());
   const dnstap = { log: deps.log.child({ component: 'dnstap' }), onData: pipeline.onFrame, nextId: producerIds() };
   const listener = config.listen
-    ? await listenFrameStreams({
-        endpoint: config.listen,
-        ...(config.socketUid !== undefined ? { socketUid: config.socketUid } : {}),
-        ...(config.socketGid !== undefined ? { socketGid: config.socketGid } : {}),
-        ...dnstap,
-      }).catch(async (err: unknown) => {
-        await dns?.proxy.close();
-        throw err;
-      })
+    ? await closers.step(() =>
+        listenFrameStreams({
+          endpoint: config.listen!,
+          ...(config.socketUid !== undefined ? { socketUid: config.socketUid } : {}),
+          ...(config.socketGid !== undefined ? { socketGid: config.socketGid } : {}),
+          ...dnstap,
+        }),
+      )
     : undefined;
+  if (listener) closers.add('listener', () => listener.close());
   const dialers = config.connect.map((endpoint) => connectFrameStreams({ endpoint, ...dnstap }));
-  const closeSources = () => Promise.all([listener?.close(), ...dialers.map((d) => d.close()), dns?.proxy.close()]);
-  const families = [{ family: 4 as const, firewall }, ...(firewall6 ? [{ family: 6 as const, firewall: firewall6 }] : [])];
+  closers.add('dialers', () => Promise.all(dialers.map((d) => d.close())));
+  const families = [{ family: 4 as const, firewall }, ...(ipv6 ? [{ family: 6 as const, firewall: ipv6 }] : [])];
   const admin = metrics
-    ? await startAdmin(config, metrics, {
-        patterns: policy.patterns.map((p) => p.source),
-        pipeline: pipeline.stats,
-        dnstap: sumStats([...(listener ? [listener] : []), ...dialers]),
-        ...(listener?.endpoint.transport === 'unix' ? { socketPath: listener.endpoint.path } : {}),
-        ...(dns ? { dns } : {}),
-        firewalls: families,
-      }, deps.log).catch(async (err: unknown) => {
-        // The sockets go with the daemon that cannot start.
-        await closeSources();
-        throw err;
-      })
+    ? await closers.step(() =>
+        startAdmin(config, metrics, {
+          patterns: policy.patterns.map((p) => p.source),
+          pipeline: pipeline.stats,
+          dnstap: sumStats([...(listener ? [listener] : []), ...dialers]),
+          ...(listener?.endpoint.transport === 'unix' ? { socketPath: listener.endpoint.path } : {}),
+          ...(dns ? { dns } : {}),
+          firewalls: families,
+        }, deps.log),
+      )
     : undefined;
-  deps.log.info({ patterns: policy.patterns.map((p) => p.source) }, 'on-his-name is running');
-  const onSubnets = (n: BridgeNetwork) => pipeline.useGuard(guardFor(config, n));
+  if (admin) closers.add('admin', () => admin.close());
+  deps.log.info({ patterns: policy.patterns.map((p) => p.source), ipv6: ipv6 ? 'filtered' : 'not carried' }, 'on-his-name is running');
   const follower =
-    docker && network
+    found.docker && found.network
       ? followBridge({
-          docker,
-          network,
+          docker: found.docker,
+          network: found.network,
           firewall,
-          firewall6,
-          onSubnets,
+          firewall6: ipv6,
+          viewOf: async (network) => filteredBridge(network.bridge, network, await (deps.bridgeFacts ?? readBridge)(network.bridge), config.dns?.listen),
+          layoutFor: (next, family) => layoutFor(next, family, config.ports, config.hostPorts),
+          onSubnets: (next) => pipeline.useGuard(guardFor(config, next)),
           ...(dns?.followGateway ? { onGateway: dns.followGateway } : {}),
+          onFatal: (err) => (deps.onFatal ? deps.onFatal(err) : deps.log.fatal({ err: err.message }, err.message)),
           log: deps.log.child({ component: 'docker' }),
         })
       : undefined;
+  if (follower) closers.add('follower', () => follower.stop());
 
   return {
     get bridge() {
-      return follower?.network.bridge ?? bridge;
+      return follower?.network.bridge ?? found.bridge;
     },
     ...(follower ? { follower } : {}),
     firewall,
-    ...(firewall6 ? { firewall6 } : {}),
+    ...(ipv6 ? { firewall6: ipv6 } : {}),
     ...(listener ? { listener } : {}),
     dialers,
     stats: pipeline.stats,
     ...(dns ? { dns } : {}),
     ...(admin ? { admin } : {}),
     async close() {
-      await admin?.close();
-      await follower?.stop();
-      await closeSources();
-      pipeline.flush();
-      firewall.stop();
-      firewall6?.stop();
-      // Rules still queued are worth a moment; a kernel that keeps refusing them is not worth hanging for.
-      const settledAll = Promise.all([firewall.settled(), firewall6?.settled()]);
-      const settled = await Promise.race([settledAll.then(() => true), sleep(SHUTDOWN_GRACE_MS, false, { ref: false })]);
-      if (!settled) deps.log.warn({ graceMs: SHUTDOWN_GRACE_MS }, 'stopping with addresses still waiting for the kernel');
-      ipset?.close();
-      deps.runner.close?.();
-      deps.runner6?.close?.();
+      for (const { what, err } of await closers.closeAll()) deps.log.warn({ what, err: (err as Error).message }, 'stopping: could not close cleanly');
     },
   };
 }
 
-/** Per-address rules through `runner`, or with --backend ipset the family's set behind one rule. */
-function kernelFor(config: Config, runner: IptablesRunner, ipset: IpsetRunner | undefined, layout: Layout): KernelOptions {
-  if (!ipset) return { runner, layout };
-  return { backend: new IpsetBackend({ iptables: runner, ipset, layout, maxElements: Math.max(config.maxIps, DEFAULT_MAX_ELEMENTS) }) };
+/** Let queued rules land within the grace, then stop the loops: a refusing kernel must not keep us alive. */
+async function settleAndStop(firewalls: ReadonlyArray<Firewall | undefined>, log: Logger): Promise<void> {
+  const live = firewalls.filter((f): f is Firewall => f !== undefined);
+  let timer: NodeJS.Timeout | undefined;
+  const grace = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), SHUTDOWN_GRACE_MS);
+  });
+  const settled = await Promise.race([Promise.all(live.map((f) => f.settled())).then(() => true), grace]);
+  clearTimeout(timer);
+  if (!settled) log.warn({ graceMs: SHUTDOWN_GRACE_MS }, 'stopping with addresses still waiting for the kernel');
+  for (const f of live) f.stop();
+  await Promise.all(live.map((f) => f.settled()));
 }
 
-/** Expiry, bound and reconcile: the same for both address families. */
+/** Per-address rules through `runner`, or with --backend ipset the family's set behind one rule. */
+function kernelFor(config: Config, runner: IptablesRunner, ipset: IpsetRunner | undefined, layout: Layout, log: Logger): KernelOptions {
+  if (!ipset) return { runner, layout };
+  return { backend: new IpsetBackend({ iptables: runner, ipset, layout, maxElements: Math.max(config.maxIps, DEFAULT_MAX_ELEMENTS), log }) };
+}
+
+/** Expiry, bounds and reconcile: the same for both address families. */
 function lifetimes(config: Config) {
   return {
     minTtl: config.minTtl,
     ttlGrace: config.ttlGrace,
     maxIps: config.maxIps,
+    maxIpsPerName: config.maxIpsPerName,
     reconcileIntervalMs: config.reconcileInterval * 1000,
   };
 }
@@ -195,51 +225,36 @@ function requireIpset(deps: DaemonDeps): IpsetRunner {
 }
 
 /**
- * The same block in ip6tables, so that egress never leaks over IPv6. A network with IPv6
- * that we cannot filter is refused; without IPv6 on the network, a missing ip6tables (or
- * Docker 20.10's missing ip6tables DOCKER-USER) is said once and IPv6 answers open nothing.
+ * The same block in ip6tables, so that egress never leaks over IPv6. A bridge that can
+ * carry IPv6 (filtered-bridge.ts) but cannot be filtered is refused; otherwise a missing
+ * ip6tables (or Docker 20.10's missing ip6tables DOCKER-USER) is said once and AAAA
+ * answers open nothing.
  */
-async function startIpv6Firewall(
-  config: Config,
-  deps: DaemonDeps,
-  { bridge, ipv6, ipset }: { bridge: string; ipv6: boolean; ipset: IpsetRunner | undefined },
-  onInKernel?: (latencyMs: number, count: number) => void,
-): Promise<Firewall | undefined> {
-  const log = deps.log.child({ component: 'firewall', family: 6 });
-  const refuse = (why: string, cause?: unknown) =>
-    new ConfigError(
-      `the network has IPv6 but ip6tables filtering cannot be installed (${why}): install ip6tables and ` +
-        `let Docker create its ip6tables DOCKER-USER chain ("experimental": true, "ip6tables": true in /etc/docker/daemon.json), ` +
-        `or re-create the network without --ipv6`,
-      { cause },
-    );
-  if (!deps.runner6) {
-    if (ipv6) throw refuse('no ip6tables runner');
+async function startIpv6(firewall6: Firewall | undefined, view: FilteredBridge, log: Logger): Promise<Firewall | undefined> {
+  if (!firewall6) {
+    if (view.ipv6Because) throw refuseIpv6(view.ipv6Because, 'no ip6tables runner');
     return undefined;
   }
-  const layout = { bridge, ports: config.ports, family: 6 as const };
-  const firewall6 = new Firewall({
-    ...kernelFor(config, deps.runner6, ipset, layout),
-    log,
-    ...lifetimes(config),
-    ...(onInKernel ? { onInKernel } : {}),
-  });
   try {
     await firewall6.start();
     return firewall6;
   } catch (err) {
-    if (ipv6) throw refuse((err as Error).message, err);
-    log.warn({ err: (err as Error).message }, 'no IPv6 filtering (the network has no IPv6): AAAA answers open nothing');
+    firewall6.stop();
+    if (view.ipv6Because) throw refuseIpv6(view.ipv6Because, (err as Error).message, err);
+    log.warn({ err: (err as Error).message }, 'no IPv6 filtering (nothing carries IPv6 from the bridge): AAAA answers open nothing');
     return undefined;
+  }
+}
+
+/** A subnet missing for a family means every packet of that family from the bridge is dropped as forged: say so. */
+function warnAboutSources(view: FilteredBridge, log: Logger): void {
+  if (view[4].subnets.length === 0) {
+    log.warn({ bridge: view.bridge }, `no IPv4 subnet is known for ${view.bridge} (no address on it, none from Docker): every IPv4 packet from it is dropped`);
   }
 }
 
 type FoundBridge = {
   bridge: string;
-  ipv6: boolean;
-  subnet?: string;
-  subnet6?: string;
-  gateway?: string;
   docker?: DockerNetworks & Partial<DockerEvents>;
   network?: BridgeNetwork;
 };
@@ -247,7 +262,7 @@ type FoundBridge = {
 async function findBridge(config: Config, deps: DaemonDeps): Promise<FoundBridge> {
   if (config.interface) {
     deps.log.info({ interface: config.interface }, 'using host bridge interface, no Docker lookup');
-    return { bridge: config.interface, ipv6: false };
+    return { bridge: config.interface };
   }
   if (!deps.docker) throw new ConfigError('no Docker client: name the bridge with --interface');
   const docker = deps.docker();
@@ -258,18 +273,10 @@ async function findBridge(config: Config, deps: DaemonDeps): Promise<FoundBridge
     { network: network.name, bridge: network.bridge, subnet: network.subnet, dns: network.gateway },
     `containers should use --dns=${network.gateway ?? '<the network gateway>'} with the DNS server bound there`,
   );
-  return {
-    bridge: network.bridge,
-    docker,
-    network,
-    ipv6: network.ipv6,
-    ...(network.subnet ? { subnet: network.subnet } : {}),
-    ...(network.subnet6 ? { subnet6: network.subnet6 } : {}),
-    ...(network.gateway ? { gateway: network.gateway } : {}),
-  };
+  return { bridge: network.bridge, docker, network };
 }
 
 /** The special ranges, the operator's --allow-cidr, and the network's own subnets, which a container must never reach through us. */
-function guardFor(config: Config, network: { subnet?: string | undefined; subnet6?: string | undefined }): AddressGuard {
-  return new AddressGuard(config.allowCidrs, [network.subnet, network.subnet6].filter((s): s is string => s !== undefined));
+function guardFor(config: Config, view: FilteredBridge): AddressGuard {
+  return new AddressGuard(config.allowCidrs, [...view[4].subnets, ...view[6].subnets]);
 }

@@ -17,6 +17,8 @@ export interface InlineDnsService {
   readonly hold: Readonly<HoldStats>;
   /** Move to the network's new gateway; undefined unless --dns-listen is `gateway`. */
   followGateway?: (gateway: string | undefined) => Promise<void>;
+  /** Stop answering; say what the hold's warnings held back. */
+  close(): Promise<void>;
 }
 
 export async function startInlineDns(dns: InlineDns, pipeline: Pipeline, gateway: string | undefined, parentLog: Logger): Promise<InlineDnsService> {
@@ -36,7 +38,7 @@ export async function startInlineDns(dns: InlineDns, pipeline: Pipeline, gateway
     );
 
   const first = dns.listen.host === 'gateway' ? gateway : dns.listen.host;
-  if (!first) throw new ConfigError('--dns-listen gateway needs a Docker network with a gateway: give an address instead, e.g. --dns-listen 192.0.2.1:53');
+  if (!first) throw new ConfigError('--dns-listen gateway needs a bridge with an IPv4 address (the gateway): give an address instead, e.g. --dns-listen 192.0.2.1:53');
   let current = await listenOn(first);
   const proxy: DnsProxy = {
     get address() {
@@ -45,7 +47,11 @@ export async function startInlineDns(dns: InlineDns, pipeline: Pipeline, gateway
     stats,
     close: () => current.close(),
   };
-  if (dns.listen.host !== 'gateway') return { proxy, hold: hold.stats };
+  const close = async () => {
+    await current.close();
+    hold.flush();
+  };
+  if (dns.listen.host !== 'gateway') return { proxy, hold: hold.stats, close };
 
   const followGateway = async (next: string | undefined): Promise<void> => {
     if (!next || next === current.address.host) return;
@@ -60,5 +66,5 @@ export async function startInlineDns(dns: InlineDns, pipeline: Pipeline, gateway
       log.error({ err: (err as Error).message, still: from }, `cannot answer DNS on the new gateway ${next}; containers' DNS fails until on-his-name is restarted`);
     }
   };
-  return { proxy, hold: hold.stats, followGateway };
+  return { proxy, hold: hold.stats, followGateway, close };
 }

@@ -40,9 +40,9 @@ export class AckedPipe {
 
   constructor(private readonly options: AckedPipeOptions) {}
 
-  /** Write `batch` and resolve with the lines printed before its acknowledgement. */
-  send(batch: string): Promise<BatchOutput> {
-    const result = this.queue.then(() => this.exchange(batch));
+  /** Write `batch` and resolve with the lines printed before its acknowledgement, within `timeoutMs` (default: the pipe's). */
+  send(batch: string, timeoutMs?: number): Promise<BatchOutput> {
+    const result = this.queue.then(() => this.exchange(batch, timeoutMs ?? this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS));
     this.queue = result.catch(() => undefined);
     return result;
   }
@@ -71,10 +71,9 @@ export class AckedPipe {
     return spawned;
   }
 
-  private async exchange(batch: string): Promise<BatchOutput> {
+  private async exchange(batch: string, timeoutMs: number): Promise<BatchOutput> {
     const proc = (this.child ??= this.start());
     const sequence = ++this.sequence;
-    const timeoutMs = this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.output = '';
     const acknowledged = new Promise<BatchOutput>((resolve, reject) => {
       const timer = setTimeout(() => reject(new PipeError(`no answer within ${timeoutMs} ms`)), timeoutMs);

@@ -5,8 +5,9 @@
  * are open (bench/RESULTS.md, "Packet path cost"). The set is created before the rule
  * that names it, and elements expire in the kernel on their own timeout.
  */
+import type { Logger } from 'pino';
 import { ConfigError } from '../util/errors.js';
-import type { Counters, Entry, FirewallBackend } from './backend.js';
+import type { Counters, Entry, FirewallBackend, SyncResult } from './backend.js';
 import { setCounters } from './counters.js';
 import type { IptablesRunner } from './iptables.js';
 import { DEFAULT_MAX_ELEMENTS, SET_V4, adoptedEntries, createLine, incompatibility, parseSave, renderApply, setFor, type Family } from './ipset.js';
@@ -15,6 +16,8 @@ import { planSetSync, type Layout } from './planner.js';
 import { removeOwnedRules } from './reset.js';
 
 export interface IpsetBackendOptions {
+  /** Says when an existing set had to grow. */
+  log?: Logger;
   iptables: IptablesRunner;
   ipset: IpsetRunner;
   layout: Layout;
@@ -41,13 +44,18 @@ export class IpsetBackend implements FirewallBackend {
     this.current = options.layout;
   }
 
+  get where(): string {
+    return `in DOCKER-USER and ipset ${this.set}`;
+  }
+
   get layout(): Layout {
     return this.current;
   }
 
-  async sync(): Promise<{ adopted: Entry[]; rebuilt: boolean }> {
+  async sync(): Promise<SyncResult> {
     const { ipset, iptables } = this.options;
     const layout = this.current;
+    const maxElements = this.options.maxElements ?? DEFAULT_MAX_ELEMENTS;
     const saved = parseSave((await ipset.save(this.set)) ?? '', this.set);
     if (saved) {
       const why = incompatibility(saved.header, this.family);
@@ -57,8 +65,10 @@ export class IpsetBackend implements FirewallBackend {
             `"on-his-name reset", then start again`,
         );
       }
+      // A set made smaller than --max-ips would fill up and refuse every later batch.
+      if ((saved.header.maxelem ?? 65_536) < maxElements) await this.grow(saved.elements.length, maxElements);
     } else {
-      await ipset.restore(`${createLine(this.set, this.options.maxElements ?? DEFAULT_MAX_ELEMENTS, this.family)}\n`);
+      await ipset.restore(`${createLine(this.set, maxElements, this.family)}\n`);
     }
     const plan = planSetSync(await iptables.list(), layout, this.set);
     const now = this.now();
@@ -68,7 +78,24 @@ export class IpsetBackend implements FirewallBackend {
     const moved = plan.adopted.filter((a) => !known.has(a.address));
     if (moved.length) await ipset.restore(renderApply(this.set, moved, [], now));
     if (plan.script) await iptables.restore(plan.script);
-    return { adopted: [...inSet, ...moved], rebuilt: !saved || plan.rebuilt };
+    return { adopted: [...inSet, ...moved], rebuilt: !saved || plan.rebuilt, bypasses: plan.bypasses };
+  }
+
+  /**
+   * Swap in a copy of the set with room for `maxElements`: the rule keeps naming the same
+   * set, every element keeps its timeout, comment and counters, and no packet sees it empty.
+   */
+  private async grow(elements: number, maxElements: number): Promise<void> {
+    const { ipset } = this.options;
+    const spare = `${this.set}-grow`;
+    const saved = (await ipset.save(this.set)) ?? '';
+    const copy = saved
+      .split('\n')
+      .filter((line) => line.startsWith(`add ${this.set} `))
+      .map((line) => line.replace(`add ${this.set} `, `add ${spare} `));
+    await ipset.destroy(spare).catch(() => false);
+    await ipset.restore(`${createLine(spare, maxElements, this.family)}\n${copy.join('\n')}${copy.length ? '\n' : ''}swap ${spare} ${this.set}\ndestroy ${spare}\n`);
+    this.options.log?.warn({ set: this.set, elements, maxElements }, `the ipset ${this.set} had too little room for --max-ips: moved its elements into a larger one`);
   }
 
   async apply(add: readonly Entry[], remove: readonly Entry[]): Promise<void> {
@@ -80,12 +107,10 @@ export class IpsetBackend implements FirewallBackend {
   }
 
   /** The addresses stay in the set, which is no bridge's; only the block moves, new one first. */
-  async moveTo(bridge: string): Promise<{ adopted: Entry[]; rebuilt: boolean }> {
-    if (bridge !== this.current.bridge) {
-      this.leaving.add(this.current.bridge);
-      this.current = { ...this.current, bridge };
-    }
-    this.leaving.delete(bridge);
+  async moveTo(layout: Layout): Promise<SyncResult> {
+    if (layout.bridge !== this.current.bridge) this.leaving.add(this.current.bridge);
+    this.current = layout;
+    this.leaving.delete(layout.bridge);
     const installed = await this.sync();
     for (const old of this.leaving) {
       await removeOwnedRules(this.options.iptables, old);

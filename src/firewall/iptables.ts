@@ -8,10 +8,13 @@ import { AckedPipe } from './acked-pipe.js';
 import { CHAIN } from './rules.js';
 
 export interface IptablesRunner {
-  /** `iptables -S CHAIN`, one rule a line. */
+  /** `iptables -S`: the filter table's chains and rules, one a line. */
   list(): Promise<string[]>;
-  /** `iptables-restore --noflush`, all of `script` in one transaction. */
-  restore(script: string): Promise<void>;
+  /**
+   * `iptables-restore --noflush`, all of `script` in one transaction, failing after
+   * `timeoutMs` (default 5 s): a batch known to be slow (deletes deep in a long chain) says so.
+   */
+  restore(script: string, options?: { timeoutMs?: number }): Promise<void>;
   /** End a long-lived iptables-restore, if there is one. */
   close?(): void;
   /** `iptables-save -c -t filter`: every rule with its packet and byte counters. */
@@ -45,31 +48,22 @@ export function iptablesRunner(options: RunnerOptions = {}): IptablesRunner {
     command
       ? execa(command, [...prefixArgs, binary, ...args], input === undefined ? {} : { input })
       : execa(binary, args, input === undefined ? {} : { input });
-  const chainExists = async (): Promise<boolean> => {
-    try {
-      const { stdout } = await run(binaries.iptables, ['-w', LOCK_WAIT_SECONDS, '-S']);
-      return stdout.split('\n').includes(`-N ${CHAIN}`);
-    } catch {
-      return true; // the whole table is unreadable: report that, not a missing chain
-    }
-  };
   const restore = options.persistent ? persistentRestore(binaries.restore, options.prefix ?? []) : undefined;
   return {
     async list() {
       try {
-        const { stdout } = await run(binaries.iptables, ['-w', LOCK_WAIT_SECONDS, '-S', CHAIN]);
+        const { stdout } = await run(binaries.iptables, ['-w', LOCK_WAIT_SECONDS, '-S']);
         return stdout.split('\n').filter((line) => line.length > 0);
       } catch (err) {
-        const failure = err as ExecaError;
-        // iptables-nft says "incompatible" both for a missing chain and for rules it cannot read.
-        if (/incompatible/i.test(String(failure.stderr)) && !(await chainExists())) throw missingChain(failure, binaries.iptables);
-        throw explain(failure, binaries.iptables);
+        throw explain(err as ExecaError, binaries.iptables);
       }
     },
-    async restore(script) {
-      if (restore) return restore.apply(script);
+    async restore(script, restoreOptions = {}) {
+      // The bound is for the work; waiting for another program's xtables lock comes on top.
+      const timeoutMs = restoreOptions.timeoutMs === undefined ? undefined : restoreOptions.timeoutMs + Number(LOCK_WAIT_SECONDS) * 1000;
+      if (restore) return restore.apply(script, timeoutMs);
       try {
-        await run(binaries.restore, ['--noflush', '--wait', LOCK_WAIT_SECONDS], script);
+        await execaWithTimeout(run(binaries.restore, ['--noflush', '--wait', LOCK_WAIT_SECONDS], script), timeoutMs);
       } catch (err) {
         const failure = err as ExecaError;
         if (failure.code === 'ENOENT') throw explain(failure, binaries.restore);
@@ -99,9 +93,9 @@ function persistentRestore(binary: string, prefix: readonly string[]) {
     isAck: (line, sequence) => line === ack(sequence),
   });
   return {
-    async apply(script: string): Promise<void> {
+    async apply(script: string, timeoutMs?: number): Promise<void> {
       try {
-        await pipe.send(script);
+        await pipe.send(script, timeoutMs);
       } catch (err) {
         const message = (err as Error).message.replace(/^exited: /, '');
         throw new ApplyError(`${binary} failed: ${message}`, { stderr: message, cause: err });
@@ -143,6 +137,20 @@ function missingChain(err: ExecaError, binary: string): ConfigError {
       `create it with "${binary} -N ${CHAIN} && ${binary} -I FORWARD -j ${CHAIN}"`,
     { cause: err },
   );
+}
+
+/** A one-shot restore past its time bound is killed and fails like any other. */
+async function execaWithTimeout<T>(running: T & Promise<unknown> & { kill(): void }, timeoutMs: number | undefined): Promise<void> {
+  if (timeoutMs === undefined) {
+    await running;
+    return;
+  }
+  const timer = setTimeout(() => running.kill(), timeoutMs);
+  try {
+    await running;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function firstLine(text: unknown): string {

@@ -1,15 +1,46 @@
 /**
  * The firewall planner: (what we want, what the kernel has) → iptables-restore text.
  * Pure, so that tests compare text; applying it is one exec elsewhere.
+ *
+ * The kernel's side is one `iptables -S` listing of the filter table: DOCKER-USER with our
+ * block, INPUT with our jump, our own chains, and FORWARD, which must send the bridge's
+ * traffic through DOCKER-USER for any of it to matter (bypass.ts).
  */
+import { ConfigError } from '../util/errors.js';
 import type { Entry } from './backend.js';
-import { CHAIN, acceptRule, dropRule, establishedRule, parseOwnedRule, sameNetworkRule, setAcceptRule, type OwnedRule } from './rules.js';
+import { findBypasses } from './bypass.js';
+import {
+  CHAIN,
+  HOST_CHAIN,
+  IPV6_LINK_LOCAL,
+  SOURCES_CHAIN,
+  acceptRule,
+  chainOf,
+  dropRule,
+  establishedRule,
+  hostChain,
+  hostJumpRule,
+  parseOwnedRule,
+  sameNetworkRule,
+  setAcceptRule,
+  sourceCheckRule,
+  sourcesChain,
+  type DnsTarget,
+  type OwnedRule,
+  type PortSpec,
+} from './rules.js';
 
 export interface Layout {
   bridge: string;
   ports: readonly number[];
   /** Address family of the table (iptables 4, ip6tables 6); 4 when absent. */
   family?: 4 | 6;
+  /** The network's subnets of this family: the only source addresses the bridge may carry. */
+  subnets: readonly string[];
+  /** Where on the host containers may ask DNS (the gateway, port 53), UDP and TCP. */
+  dns: readonly DnsTarget[];
+  /** Host ports opened to the containers on purpose (--host-ports). */
+  hostPorts: readonly PortSpec[];
 }
 
 export type AllowEntry = Entry;
@@ -17,81 +48,128 @@ export type AllowEntry = Entry;
 export interface SyncPlan {
   /** iptables-restore input, or undefined when the kernel already matches. */
   script: string | undefined;
-  /** Addresses our accept rules already open, with the name that opened them and their expiry. */
+  /** Addresses our accept rules already open, in chain order, with the name that opened them and their expiry. */
   adopted: AllowEntry[];
-  /** 1-based position in CHAIN where new accept rules go: right after our same-network rule. */
+  /** 1-based position in CHAIN of our first accept rule: right after our same-network rule. */
   insertAt: number;
   /** True when our block was out of order or incomplete and is rewritten at the top. */
   rebuilt: boolean;
+  /** Ways the bridge's traffic gets past our rules (bypass.ts); empty when none. */
+  bypasses: string[];
 }
 
+/** Our block's fixed rules ahead of the accept rules. */
+const HEAD = ['source-check', 'established', 'same-network'] as const;
+
 /**
- * Make CHAIN hold our block for `layout.bridge`, adopting the accept rules a previous run
- * left, and opening the `carry` entries too (the addresses open on the bridge the network
- * had before it was re-created: they move with it, in the same transaction as the DROP).
- * If the block is already in order (and ahead of any trailing RETURN) it is kept and only
- * ports are brought in line; otherwise all our rules for this bridge are deleted
- * and written again at the top, in one atomic restore so that no packet sees a gap.
- * Rules for other bridges and rules that are not ours are never touched.
+ * Make the table hold our block for `layout.bridge`, our chains, and our INPUT jump,
+ * adopting the accept rules a previous run left and opening the `carry` entries too (the
+ * addresses open on the bridge the network had before it was re-created: they move with
+ * it, in the same transaction as the DROP). A block already in order is kept as it is;
+ * otherwise all our rules for this bridge are deleted and written again at the top, oldest
+ * expiry first, in one atomic restore so that no packet sees a gap. Rules for other
+ * bridges and rules that are not ours are never touched.
  */
 export function planSync(listing: readonly string[], layout: Layout, carry: readonly AllowEntry[] = []): SyncPlan {
+  requireChain(listing, layout);
   const rules = listing.filter((line) => line.startsWith('-A '));
-  const owned = rules
-    .map((line, index) => ({ rule: parseOwnedRule(line), position: index + 1 }))
-    .filter((r): r is { rule: OwnedRule; position: number } => r.rule?.bridge === layout.bridge);
-  const adopted = withCarried(adoptedAddresses(owned.map((o) => o.rule)), carry);
-
-  if (isInOrder(owned.map((o) => o.rule), rules)) {
-    const sameNetwork = owned.find((o) => o.rule.role === 'same-network');
-    const insertAt = (sameNetwork?.position ?? 2) + 1;
-    const lines = reconcilePorts(owned.map((o) => o.rule), adopted, layout, insertAt);
-    return { script: lines.length ? restoreScript(lines) : undefined, adopted, insertAt, rebuilt: false };
+  const block = ownBlock(rules, layout.bridge);
+  const adopted = withCarried(adoptedAddresses(block.map((o) => o.rule)), carry);
+  const accepts = block.filter((o) => o.rule.role === 'accept');
+  const keys = accepts.map((o) => `${o.rule.address}:${o.rule.port}`);
+  const wantedKeys = adopted.flatMap((a) => layout.ports.map((port) => `${a.address}:${port}`));
+  const inOrder =
+    isContiguous(block, [...HEAD, ...accepts.map(() => 'accept' as const), 'drop']) &&
+    oneCommentPerAddress(accepts.map((o) => o.rule)) &&
+    sameSet(keys, wantedKeys) &&
+    dropAheadOfReturn(block, rules);
+  const support = planSupport(listing, layout);
+  const lines = [...support.declarations];
+  let insertAt = (block[0]?.position ?? 1) + HEAD.length;
+  if (!inOrder) {
+    lines.push(...block.map((o) => `-D ${CHAIN} ${o.rule.spec}`));
+    const fresh = [
+      sourceCheckRule(layout.bridge),
+      establishedRule(layout.bridge),
+      sameNetworkRule(layout.bridge),
+      ...byExpiry(adopted).flatMap((a) => acceptRules(a, layout)),
+      dropRule(layout.bridge),
+    ];
+    fresh.forEach((spec, i) => lines.push(`-I ${CHAIN} ${i + 1} ${spec}`));
+    insertAt = HEAD.length + 1;
   }
-
-  const lines = owned.map((o) => `-D ${CHAIN} ${o.rule.spec}`);
-  const block = [
-    establishedRule(layout.bridge),
-    sameNetworkRule(layout.bridge),
-    ...adopted.flatMap((a) => acceptRules(a, layout)),
-    dropRule(layout.bridge),
-  ];
-  block.forEach((spec, i) => lines.push(`-I ${CHAIN} ${i + 1} ${spec}`));
-  return { script: restoreScript(lines), adopted, insertAt: 3, rebuilt: true };
+  lines.push(...support.rules);
+  const ordered = inOrder ? adopted : byExpiry(adopted);
+  return {
+    script: lines.length ? restoreScript(lines) : undefined,
+    adopted: ordered,
+    insertAt,
+    rebuilt: !inOrder,
+    bypasses: findBypasses(listing, layout.bridge, layout.subnets, { rebuilt: !inOrder }),
+  };
 }
 
 /**
- * The ipset backend's block: established, same-network, one accept rule matching `set` on
- * `layout.ports`, drop. Kept when it reads exactly so (ahead of any bare RETURN); otherwise
- * all our rules for the bridge are replaced in one atomic restore. Per-address accept rules
- * that a run with the iptables backend left are deleted too, and their addresses returned
- * as adopted, so that they move into the set instead of closing.
+ * The ipset backend's block: source check, established, same-network, one accept rule
+ * matching `set` on `layout.ports`, drop. Kept when it reads exactly so (ahead of any bare
+ * RETURN); otherwise all our rules for the bridge are replaced in one atomic restore.
+ * Per-address accept rules that a run with the iptables backend left are deleted too, and
+ * their addresses returned as adopted, so that they move into the set instead of closing.
  */
 export function planSetSync(listing: readonly string[], layout: Layout, set: string): Omit<SyncPlan, 'insertAt'> {
+  requireChain(listing, layout);
   const rules = listing.filter((line) => line.startsWith('-A '));
-  const owned = ownedRules(rules).filter((r) => r.bridge === layout.bridge);
-  const adopted = adoptedAddresses(owned);
-  const roles = owned.map((r) => r.role).join(' ');
-  const setRule = owned.find((r) => r.role === 'set-accept');
+  const block = ownBlock(rules, layout.bridge);
+  const adopted = adoptedAddresses(block.map((o) => o.rule));
+  const setRule = block.find((o) => o.rule.role === 'set-accept')?.rule;
   const inOrder =
-    roles === 'established same-network set-accept drop' &&
+    isContiguous(block, [...HEAD, 'set-accept', 'drop']) &&
     setRule?.set === set &&
     setRule.ports === layout.ports.join(',') &&
-    dropAheadOfReturn(owned, rules);
-  if (inOrder) return { script: undefined, adopted, rebuilt: false };
-  const block = [establishedRule(layout.bridge), sameNetworkRule(layout.bridge), setAcceptRule(layout.bridge, layout.ports, set), dropRule(layout.bridge)];
-  const lines = [...owned.map((r) => `-D ${CHAIN} ${r.spec}`), ...block.map((spec, i) => `-I ${CHAIN} ${i + 1} ${spec}`)];
-  return { script: restoreScript(lines), adopted, rebuilt: true };
+    dropAheadOfReturn(block, rules);
+  const support = planSupport(listing, layout);
+  const lines = [...support.declarations];
+  if (!inOrder) {
+    const fresh = [
+      sourceCheckRule(layout.bridge),
+      establishedRule(layout.bridge),
+      sameNetworkRule(layout.bridge),
+      setAcceptRule(layout.bridge, layout.ports, set),
+      dropRule(layout.bridge),
+    ];
+    lines.push(...block.map((o) => `-D ${CHAIN} ${o.rule.spec}`), ...fresh.map((spec, i) => `-I ${CHAIN} ${i + 1} ${spec}`));
+  }
+  lines.push(...support.rules);
+  return {
+    script: lines.length ? restoreScript(lines) : undefined,
+    adopted,
+    rebuilt: !inOrder,
+    bypasses: findBypasses(listing, layout.bridge, layout.subnets, { rebuilt: !inOrder }),
+  };
 }
 
-/** New accept rules, one per address and port, inserted just ahead of our DROP. */
-export function planAllow(entries: readonly AllowEntry[], layout: Layout, insertAt: number): string {
-  return restoreScript(entries.flatMap((e) => acceptRules(e, layout).map((spec) => `-I ${CHAIN} ${insertAt} ${spec}`)));
+/** An estimate of what a restore costs the kernel tools, to size batches and their time bound. */
+export interface CostedScript {
+  script: string;
+  /** Estimated milliseconds, from bench/RESULTS.md's measurements of iptables-nft. */
+  costMs: number;
 }
 
 /**
- * One transaction for a batch: the rules of `remove`, and the old rules of refreshed
- * `add` entries, are deleted as `installed` says they read; then `add` is inserted. A
+ * iptables-nft finds a rule to delete by comparing it with every rule above it, about 1.4
+ * µs each (bench/RESULTS.md, "Removal cost"): deleting near the top of a 10,000-rule chain
+ * costs 0.25 ms, near the bottom 14 ms. Inserting at a position walks the chain without
+ * comparing. These are estimates on the generous side; the time bound is many of them.
+ */
+export const COST = { perRuleWalkedMs: 0.002, perInsertMs: 0.05, perDeleteMs: 0.05, budgetMs: 300 } as const;
+
+/**
+ * A batch as restores that each stay within the cost budget: the rules of `remove`, and
+ * the old rules of refreshed `add` entries, are deleted as `installed` says they read;
+ * then `add` is inserted at the bottom of our accept rules (just above the DROP), so that
+ * the rules stay in the order they expire and expiries delete from the cheap top. A
  * refresh is a delete and an insert in the same restore, so no packet sees a gap.
+ * `installed` is in chain order.
  */
 export function planApply(
   add: readonly Entry[],
@@ -99,26 +177,67 @@ export function planApply(
   installed: ReadonlyMap<string, Entry>,
   layout: Layout,
   insertAt: number,
-): string | undefined {
-  const lines: string[] = [];
-  for (const entry of [...remove, ...add]) {
+): CostedScript[] {
+  const ports = layout.ports.length;
+  const index = new Map<string, number>();
+  let i = 0;
+  for (const address of installed.keys()) index.set(address, i++);
+  /** Indexes already deleted in this batch, ascending: each one above a rule moves it up one place. */
+  const deleted: number[] = [];
+  const positionOf = (address: string) => {
+    const at = index.get(address)!;
+    let lo = 0;
+    let hi = deleted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (deleted[mid]! < at) lo = mid + 1;
+      else hi = mid;
+    }
+    deleted.splice(lo, 0, at);
+    return insertAt + ports * (at - lo);
+  };
+  let count = installed.size;
+  const scripts: CostedScript[] = [];
+  let lines: string[] = [];
+  let cost = 0;
+  const flush = () => {
+    if (lines.length) scripts.push({ script: restoreScript(lines), costMs: cost });
+    lines = [];
+    cost = 0;
+  };
+  const step = (entry: Entry, insert: boolean) => {
     const old = installed.get(entry.address);
-    if (old) lines.push(...acceptRules(old, layout).map((spec) => `-D ${CHAIN} ${spec}`));
-  }
-  // Deleted accepts sit below our same-network rule, so insertAt stays right.
-  for (const entry of add) lines.push(...acceptRules(entry, layout).map((spec) => `-I ${CHAIN} ${insertAt} ${spec}`));
-  return lines.length ? restoreScript(lines) : undefined;
+    let stepCost = insert ? COST.perInsertMs * ports : 0;
+    if (old) stepCost += (COST.perDeleteMs + COST.perRuleWalkedMs * positionOf(entry.address)) * ports;
+    if (lines.length && cost + stepCost > COST.budgetMs) flush();
+    if (old) {
+      lines.push(...acceptRules(old, layout).map((spec) => `-D ${CHAIN} ${spec}`));
+      count--;
+    }
+    if (insert) {
+      lines.push(...acceptRules(entry, layout).map((spec, p) => `-I ${CHAIN} ${insertAt + count * ports + p} ${spec}`));
+      count++;
+    }
+    cost += stepCost;
+  };
+  // Top first: each delete then finds its rule near the top of what is left.
+  const removing = remove.filter((e) => installed.has(e.address)).sort((a, b) => index.get(a.address)! - index.get(b.address)!);
+  for (const entry of removing) step(entry, false);
+  for (const entry of add) step(entry, true);
+  flush();
+  return scripts;
 }
 
 function acceptRules(entry: Entry, layout: Layout): string[] {
   return layout.ports.map((port) => acceptRule(layout.bridge, entry.address, port, entry.name, entry.expiresAt));
 }
 
-/** Delete the given rules of ours (all bridges); used by `on-his-name reset`. */
+/** Delete the given rules of ours; used by `on-his-name reset` and when a bridge is left. */
 export function planRemoval(owned: readonly OwnedRule[]): string | undefined {
-  return owned.length ? restoreScript(owned.map((r) => `-D ${CHAIN} ${r.spec}`)) : undefined;
+  return owned.length ? restoreScript(owned.map((r) => `-D ${r.role === 'host-jump' ? 'INPUT' : CHAIN} ${r.spec}`)) : undefined;
 }
 
+/** Our rules in DOCKER-USER and INPUT, every bridge. */
 export function ownedRules(listing: readonly string[]): OwnedRule[] {
   return listing.map(parseOwnedRule).filter((r): r is OwnedRule => r !== undefined);
 }
@@ -127,33 +246,74 @@ export function restoreScript(lines: readonly string[]): string {
   return `*filter\n${lines.join('\n')}\nCOMMIT\n`;
 }
 
-/** Ours read established, same-network, accepts, drop — each once — ahead of any bare RETURN. */
-function isInOrder(owned: readonly OwnedRule[], rules: readonly string[]): boolean {
-  const roles = owned.map((r) => r.role);
-  const last = roles.length - 1;
-  if (roles[0] !== 'established' || roles[1] !== 'same-network' || roles[last] !== 'drop') return false;
-  if (roles.slice(2, last).some((role) => role !== 'accept')) return false;
-  const accepts = owned.filter((r) => r.role === 'accept');
-  const keys = accepts.map((r) => `${r.address}:${r.port}`);
-  if (new Set(keys).size !== keys.length) return false;
-  // One comment per address, so that a refresh can delete its rules by what it wrote.
+function requireChain(listing: readonly string[], layout: Layout): void {
+  if (listing.includes(`-N ${CHAIN}`)) return;
+  const binary = layout.family === 6 ? 'ip6tables' : 'iptables';
+  throw new ConfigError(
+    `the ${binary} ${CHAIN} chain does not exist: start Docker (it creates the chain), use --backend nftables, or for a plain bridge ` +
+      `create it with "${binary} -N ${CHAIN} && ${binary} -I FORWARD -j ${CHAIN}"`,
+  );
+}
+
+/**
+ * Our chains (declared, which creates or flushes them, then filled) when they do not read
+ * as wanted, and our INPUT jump at the top of INPUT when it is missing. Declarations go
+ * first: the block's source-check rule jumps to a chain that must exist.
+ */
+function planSupport(listing: readonly string[], layout: Layout): { declarations: string[]; rules: string[] } {
+  const family = layout.family ?? 4;
+  const want = new Map<string, string[]>([
+    [SOURCES_CHAIN, sourcesChain(layout.bridge, family === 6 ? [...layout.subnets, IPV6_LINK_LOCAL] : layout.subnets)],
+    [HOST_CHAIN, hostChain(layout.bridge, { family, dns: layout.dns, hostPorts: layout.hostPorts })],
+  ]);
+  const declarations: string[] = [];
+  const rules: string[] = [];
+  for (const [chain, specs] of want) {
+    const current = listing.filter((line) => chainOf(line) === chain);
+    const wanted = specs.map((spec) => `-A ${chain} ${spec}`);
+    if (listing.includes(`-N ${chain}`) && sameList(current, wanted)) continue;
+    declarations.push(`:${chain} - [0:0]`);
+    rules.push(...wanted);
+  }
+  const jump = hostJumpRule(layout.bridge);
+  if (!listing.includes(`-A INPUT ${jump}`)) rules.push(`-I INPUT 1 ${jump}`);
+  return { declarations, rules };
+}
+
+/** Our DOCKER-USER rules for `bridge`, with their 1-based positions in the chain. */
+function ownBlock(rules: readonly string[], bridge: string): Array<{ rule: OwnedRule; position: number }> {
+  return rules
+    .filter((line) => chainOf(line) === CHAIN)
+    .map((line, index) => ({ rule: parseOwnedRule(line), position: index + 1 }))
+    .filter((r): r is { rule: OwnedRule; position: number } => r.rule?.bridge === bridge && r.rule.role !== 'host-jump');
+}
+
+/** Ours read exactly `roles`, with nothing of anyone else's in between. */
+function isContiguous(block: ReadonlyArray<{ rule: OwnedRule; position: number }>, roles: readonly string[]): boolean {
+  if (block.length !== roles.length) return false;
+  return block.every((o, i) => o.rule.role === roles[i] && o.position === block[0]!.position + i);
+}
+
+/** One comment per address, so that a refresh can delete its rules by what it wrote. */
+function oneCommentPerAddress(accepts: readonly OwnedRule[]): boolean {
   const comments = new Map<string, string>();
   for (const r of accepts) {
     const comment = `${r.expiresAt ?? ''} ${r.name ?? ''}`;
     if ((comments.get(r.address!) ?? comment) !== comment) return false;
     comments.set(r.address!, comment);
   }
-  return dropAheadOfReturn(owned, rules);
+  return true;
 }
 
 /** Our DROP (the last of ours) comes before the bare RETURN older Docker versions end the chain with. */
-function dropAheadOfReturn(owned: readonly OwnedRule[], rules: readonly string[]): boolean {
-  const dropAt = rules.findIndex((line) => line.includes(owned[owned.length - 1]!.spec));
-  const bareReturnAt = rules.findIndex((line) => /^-A \S+ -j RETURN\s*$/.test(line));
+function dropAheadOfReturn(block: ReadonlyArray<{ rule: OwnedRule }>, rules: readonly string[]): boolean {
+  const chain = rules.filter((line) => chainOf(line) === CHAIN);
+  const dropAt = chain.findIndex((line) => line === `-A ${CHAIN} ${block[block.length - 1]!.rule.spec}`);
+  const bareReturnAt = chain.findIndex((line) => /^-A \S+ -j RETURN\s*$/.test(line));
   return bareReturnAt < 0 || dropAt < bareReturnAt;
 }
 
-/** One entry per address; if its rules disagree (a rebuild follows), the latest expiry wins. */
+/** One entry per address, in chain order; if its rules disagree (a rebuild follows), the latest expiry wins. */
 function adoptedAddresses(owned: readonly OwnedRule[]): AllowEntry[] {
   const byAddress = new Map<string, AllowEntry>();
   for (const rule of owned) {
@@ -169,6 +329,11 @@ function adoptedAddresses(owned: readonly OwnedRule[]): AllowEntry[] {
   return [...byAddress.values()];
 }
 
+/** Soonest expiry first (no expiry counts as soonest), the order our accept rules keep. */
+function byExpiry(entries: readonly AllowEntry[]): AllowEntry[] {
+  return [...entries].sort((a, b) => (a.expiresAt ?? -Infinity) - (b.expiresAt ?? -Infinity));
+}
+
 /**
  * Adopted entries plus carried ones for addresses the bridge's rules do not name yet. The
  * kernel's text wins for an address it has, so that later deletes match what is there.
@@ -178,19 +343,12 @@ function withCarried(adopted: AllowEntry[], carry: readonly AllowEntry[]): Allow
   return [...adopted, ...carry.filter((e) => !present.has(e.address))];
 }
 
-/** After a restart with other --ports: open the new ports for adopted addresses, close the old. */
-function reconcilePorts(owned: readonly OwnedRule[], adopted: readonly AllowEntry[], layout: Layout, insertAt: number): string[] {
-  const wanted = new Set(layout.ports);
-  const lines = owned
-    .filter((r) => r.role === 'accept' && !wanted.has(r.port ?? -1))
-    .map((r) => `-D ${CHAIN} ${r.spec}`);
-  const present = new Set(owned.filter((r) => r.role === 'accept').map((r) => `${r.address}:${r.port}`));
-  // Deleted accepts sit below our same-network rule, so insertAt stays right.
-  for (const entry of adopted) {
-    for (const port of layout.ports) {
-      if (present.has(`${entry.address}:${port}`)) continue;
-      lines.push(`-I ${CHAIN} ${insertAt} ${acceptRule(layout.bridge, entry.address, port, entry.name, entry.expiresAt)}`);
-    }
-  }
-  return lines;
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((line, i) => line === b[i]);
+}
+
+function sameSet(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  const set = new Set(a);
+  return set.size === a.length && b.every((key) => set.has(key));
 }

@@ -1,12 +1,20 @@
 /**
- * The rules on-his-name owns in DOCKER-USER, as iptables rule specifications, and the
- * reverse: recognising them in an `iptables -S` listing. Pure; no I/O.
+ * The rules on-his-name owns, as iptables rule specifications, and the reverse:
+ * recognising them in an `iptables -S` listing. Pure; no I/O.
  *
- * For a bridge BR, our block reads, top to bottom:
- *   -i BR -m conntrack --ctstate RELATED,ESTABLISHED  -j RETURN   replies and established flows
- *   -i BR -o BR                                       -j RETURN   containers of the same network
- *   -i BR -d IP/32 -p tcp --dport PORT                -j ACCEPT   one per allowed address and port (/128 in ip6tables)
- *   -i BR                                             -j DROP     everything else from BR
+ * For a bridge BR, our block in DOCKER-USER reads, top to bottom:
+ *   -i BR                                            -j ON-HIS-NAME-SOURCES   forged source addresses are dropped there
+ *   -i BR -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN   replies and established flows
+ *   -i BR -o BR                                      -j RETURN   containers of the same network
+ *   -i BR -d IP/32 -p tcp --dport PORT               -j ACCEPT   one per allowed address and port (/128 in ip6tables), oldest first
+ *   -i BR                                            -j DROP     everything else from BR
+ * and two chains of our own, which we rewrite whole whenever they differ from what we want:
+ *   ON-HIS-NAME-SOURCES  -s SUBNET -i BR -j RETURN (one per subnet of the network), then -i BR -j DROP
+ *   ON-HIS-NAME-INPUT    what a container may send to the host itself, jumped to from INPUT
+ *                        (-i BR -j ON-HIS-NAME-INPUT): neighbour discovery (IPv6), the source
+ *                        check, established flows, DNS to the gateway, the host ports opened on
+ *                        purpose (--host-ports); everything else is dropped. Allowed traffic
+ *                        RETURNs, so the host's own INPUT rules still apply to it.
  * Every rule carries a comment starting with TAG, which is how we find our own again. An
  * accept rule's comment also holds when it expires and the name that opened it,
  * `on-his-name exp=1764000000 example.com.`, so that the kernel alone says what is open
@@ -17,9 +25,20 @@
  */
 
 export const CHAIN = 'DOCKER-USER';
+export const SOURCES_CHAIN = 'ON-HIS-NAME-SOURCES';
+export const HOST_CHAIN = 'ON-HIS-NAME-INPUT';
+/** Chains that are ours from top to bottom: `on-his-name reset` flushes and deletes them. */
+export const OWN_CHAINS = [SOURCES_CHAIN, HOST_CHAIN] as const;
 export const TAG = 'on-his-name';
 
-export type Role = 'established' | 'same-network' | 'accept' | 'set-accept' | 'drop';
+export type Role = 'source-check' | 'established' | 'same-network' | 'accept' | 'set-accept' | 'drop' | 'host-jump';
+
+export type Protocol = 'tcp' | 'udp';
+
+export interface PortSpec {
+  protocol: Protocol;
+  port: number;
+}
 
 export interface OwnedRule {
   role: Role;
@@ -38,7 +57,16 @@ export interface OwnedRule {
   spec: string;
 }
 
+/** The chain a `-A CHAIN …` line is in, or undefined for any other line. */
+export function chainOf(line: string): string | undefined {
+  return /^-A (\S+) /.exec(line)?.[1];
+}
+
 /** Rule specs (without `-A CHAIN`) in the order they must appear. */
+export function sourceCheckRule(bridge: string): string {
+  return `-i ${bridge} -m comment --comment "${TAG} source-check" -j ${SOURCES_CHAIN}`;
+}
+
 export function establishedRule(bridge: string): string {
   return `-i ${bridge} -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "${TAG} established" -j RETURN`;
 }
@@ -58,6 +86,56 @@ export function setAcceptRule(bridge: string, ports: readonly number[], set: str
 
 export function dropRule(bridge: string): string {
   return `-i ${bridge} -m comment --comment "${TAG} default-drop" -j DROP`;
+}
+
+/** In INPUT: what the bridge sends to the host itself goes through our chain first. */
+export function hostJumpRule(bridge: string): string {
+  return `-i ${bridge} -m comment --comment "${TAG} host" -j ${HOST_CHAIN}`;
+}
+
+/** What ON-HIS-NAME-SOURCES holds for a bridge: its subnets pass (RETURN), any other source is dropped. */
+export function sourcesChain(bridge: string, subnets: readonly string[]): string[] {
+  return [
+    ...subnets.map((subnet) => `-s ${subnet} -i ${bridge} -m comment --comment "${TAG} source" -j RETURN`),
+    `-i ${bridge} -m comment --comment "${TAG} spoofed" -j DROP`,
+  ];
+}
+
+/** The link-local range IPv6 neighbour discovery and router solicitation speak from. */
+export const IPV6_LINK_LOCAL = 'fe80::/10';
+/** Router solicitation, neighbour solicitation and advertisement: IPv6 does not work without them. */
+const NEIGHBOUR_DISCOVERY = [133, 135, 136];
+
+/** A DNS server on the host that containers may ask (the gateway, port 53), over UDP and TCP. */
+export interface DnsTarget {
+  address: string;
+  port: number;
+}
+
+export interface HostAccess {
+  family: 4 | 6;
+  /** Where on the host containers ask DNS. */
+  dns: readonly DnsTarget[];
+  /** Host ports opened to the containers on purpose. */
+  hostPorts: readonly PortSpec[];
+}
+
+/** What ON-HIS-NAME-INPUT holds for a bridge: what a container may send the host itself. */
+export function hostChain(bridge: string, access: HostAccess): string[] {
+  const comment = (what: string) => `-m comment --comment "${TAG} ${what}"`;
+  const prefix = access.family === 6 ? 128 : 32;
+  return [
+    ...(access.family === 6
+      ? NEIGHBOUR_DISCOVERY.map((type) => `-i ${bridge} -p ipv6-icmp -m icmp6 --icmpv6-type ${type} ${comment('neighbour-discovery')} -j RETURN`)
+      : []),
+    `-i ${bridge} ${comment('source-check')} -j ${SOURCES_CHAIN}`,
+    `-i ${bridge} -m conntrack --ctstate RELATED,ESTABLISHED ${comment('established')} -j RETURN`,
+    ...access.dns.flatMap(({ address, port }) =>
+      (['udp', 'tcp'] as const).map((protocol) => `-d ${address}/${prefix} -i ${bridge} -p ${protocol} -m ${protocol} --dport ${port} ${comment('dns')} -j RETURN`),
+    ),
+    ...access.hostPorts.map(({ protocol, port }) => `-i ${bridge} -p ${protocol} -m ${protocol} --dport ${port} ${comment('host-port')} -j RETURN`),
+    `-i ${bridge} ${comment('host-drop')} -j DROP`,
+  ];
 }
 
 /** The kernel keeps at most 255 bytes of a comment (256 with its NUL). */
@@ -90,12 +168,12 @@ export function splitRule(line: string): string[] {
 }
 
 /**
- * Recognise one of our rules in an `iptables -S CHAIN` line; undefined for anything
- * that is not ours (or not a rule), which we then never touch.
+ * Recognise one of our rules in an `iptables -S` line of DOCKER-USER or INPUT; undefined
+ * for anything that is not ours (or not a rule), which we then never touch.
  */
 export function parseOwnedRule(line: string): OwnedRule | undefined {
   const words = splitRule(line);
-  if (words[0] !== '-A' || words[1] !== CHAIN) return undefined;
+  if (words[0] !== '-A' || (words[1] !== CHAIN && words[1] !== 'INPUT')) return undefined;
   const option = (name: string): string | undefined => {
     const at = words.indexOf(name, 2);
     return at >= 0 ? words[at + 1] : undefined;
@@ -106,6 +184,8 @@ export function parseOwnedRule(line: string): OwnedRule | undefined {
   if (bridge === undefined) return undefined;
   const spec = line.trim().replace(/^-A\s+\S+\s+/, '');
   const target = option('-j');
+  if (words[1] === 'INPUT') return target === HOST_CHAIN ? { role: 'host-jump', bridge, spec } : undefined;
+  if (target === SOURCES_CHAIN) return { role: 'source-check', bridge, spec };
   if (target === 'DROP') return { role: 'drop', bridge, spec };
   if (target === 'RETURN' && option('--ctstate') !== undefined) return { role: 'established', bridge, spec };
   if (target === 'RETURN' && option('-o') === bridge) return { role: 'same-network', bridge, spec };

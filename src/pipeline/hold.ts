@@ -7,6 +7,7 @@
  * which also keeps containers from tunnelling data out through DNS queries.
  */
 import type { Logger } from 'pino';
+import { LogSummary } from '../util/log-summary.js';
 import type { Pipeline } from './pipeline.js';
 import { reply, type Query } from '../dns-proxy/message.js';
 import type { ProxyHooks } from '../dns-proxy/server.js';
@@ -32,10 +33,16 @@ export interface HoldStats {
   maxHoldMs: number;
 }
 
-export function holdUntilOpen(options: HoldOptions): ProxyHooks & { stats: Readonly<HoldStats> } {
+export function holdUntilOpen(options: HoldOptions): ProxyHooks & { stats: Readonly<HoldStats>; flush(): void } {
   const { pipeline, log } = options;
   const now = options.now ?? (() => performance.now());
   const stats: HoldStats = { held: 0, releasedEarly: 0, notOpened: 0, nxdomain: 0, lastHoldMs: 0, maxHoldMs: 0 };
+  // A kernel that refuses changes releases every held answer early: a few lines, then a count.
+  const releasedEarly = new LogSummary(
+    log,
+    'released a DNS answer before its rules reached the kernel: the first packets may be dropped (is the firewall slow? raise --dns-hold-ms)',
+    { burst: 5 },
+  );
 
   const nxdomain = (query: Query): Buffer => {
     stats.nxdomain++;
@@ -44,25 +51,25 @@ export function holdUntilOpen(options: HoldOptions): ProxyHooks & { stats: Reado
 
   return {
     stats,
+    flush: () => releasedEarly.flush(),
     answerLocally(query, client) {
       if (!options.denyNxdomain || pipeline.admits(query.name, client)) return undefined;
       return nxdomain(query);
     },
     async release(upstreamReply, query, client) {
-      const opened = pipeline.onResponse(upstreamReply, client);
+      // The hold's end also takes the answer's waiters off the firewall's books.
+      const hold = new AbortController();
+      const opened = pipeline.onResponse(upstreamReply, client, hold.signal);
       if (!opened || opened.decision.outcome !== 'allow') return upstreamReply;
       const started = now();
-      const outcome = await within(opened.inKernel, options.holdMs);
+      const outcome = await within(opened.inKernel, options.holdMs, hold);
       const waited = now() - started;
       stats.held++;
       stats.lastHoldMs = waited;
       stats.maxHoldMs = Math.max(stats.maxHoldMs, waited);
       if (outcome === 'timeout') {
         stats.releasedEarly++;
-        log.warn(
-          { name: opened.decision.name, client, holdMs: options.holdMs, releasedEarly: stats.releasedEarly },
-          'released a DNS answer before its rules reached the kernel: the first packets may be dropped (is the firewall slow? raise --dns-hold-ms)',
-        );
+        releasedEarly.warn({ name: opened.decision.name, client, holdMs: options.holdMs, releasedEarly: stats.releasedEarly });
       } else if (outcome === false) {
         stats.notOpened++;
       }
@@ -71,10 +78,14 @@ export function holdUntilOpen(options: HoldOptions): ProxyHooks & { stats: Reado
   };
 }
 
-function within(promise: Promise<boolean>, ms: number): Promise<boolean | 'timeout'> {
+/** The promise's value, or 'timeout' after `ms`, when `hold` is aborted so that its waiters leave. */
+function within(promise: Promise<boolean>, ms: number, hold: AbortController): Promise<boolean | 'timeout'> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<'timeout'>((resolve) => {
     timer = setTimeout(() => resolve('timeout'), ms);
   });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+  return Promise.race([promise, timeout]).finally(() => {
+    clearTimeout(timer);
+    hold.abort();
+  });
 }

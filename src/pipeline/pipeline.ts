@@ -76,10 +76,10 @@ export class Pipeline {
    * A response the inline DNS proxy is about to send to `client`. Undefined for bytes that
    * are not a DNS response (counted and logged; the proxy passes them on untouched).
    */
-  onResponse(response: Uint8Array, client: string): Opened | undefined {
+  onResponse(response: Uint8Array, client: string, signal?: AbortSignal): Opened | undefined {
     const decision = this.attempt(() => decideResponse(response, client, this.policy, this.guard), { client }, this.unreadableAnswer);
     if (!decision) return undefined;
-    const opening = this.act(decision, true);
+    const opening = this.act(decision, signal ?? true);
     return { decision, inKernel: Promise.all(opening).then((all) => all.every(Boolean)) };
   }
 
@@ -107,9 +107,10 @@ export class Pipeline {
 
   /**
    * Count, log and open; with `track` (a source that waits, the inline proxy), returns when
-   * each address of an allowed answer reaches the kernel. dnstap does not wait: no promise per address.
+   * each address of an allowed answer reaches the kernel, or false once `track` (a signal)
+   * aborts. dnstap does not wait: no promise per address.
    */
-  private act(decision: Decision, track: boolean): Promise<boolean>[] {
+  private act(decision: Decision, track: boolean | AbortSignal): Promise<boolean>[] {
     this.stats.decisions[decision.outcome]++;
     switch (decision.outcome) {
       case 'allow':
@@ -123,7 +124,7 @@ export class Pipeline {
     }
   }
 
-  private open(decision: Extract<Decision, { outcome: 'allow' }>, track: boolean): Promise<boolean>[] {
+  private open(decision: Extract<Decision, { outcome: 'allow' }>, track: boolean | AbortSignal): Promise<boolean>[] {
     this.stats.allowsByPattern.set(decision.pattern, (this.stats.allowsByPattern.get(decision.pattern) ?? 0) + 1);
     for (const { address, why } of decision.refused) {
       this.log.warn(
@@ -137,8 +138,8 @@ export class Pipeline {
       const firewall = this.firewalls[family];
       if (!firewall) continue;
       for (const { address, ttl } of records) {
-        if (firewall.allow(address, decision.name, ttl, decision.client) === 'queued') added.push(address);
-        if (track) opening.push(firewall.whenInKernel(address));
+        if (firewall.allow(address, decision.name, ttl, decision.client, decision.pattern) === 'queued') added.push(address);
+        if (track) opening.push(firewall.whenInKernel(address, track === true ? undefined : track));
       }
     }
     if (added.length === 0 && !this.log.isLevelEnabled('debug')) return opening; // a repeat answer: nothing to say

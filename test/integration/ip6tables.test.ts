@@ -14,6 +14,7 @@ import { execIpset } from '../../src/firewall/ipset-runner.js';
 import { removeOwnedRules } from '../../src/firewall/reset.js';
 import { recordingLogger } from '../support/log.js';
 import { canUseNamespaces, skipNote } from '../support/root.js';
+import { testLayout } from '../support/layout.js';
 
 const tag = process.pid;
 const [host, container, internet] = [`ohn6-h-${tag}`, `ohn6-c-${tag}`, `ohn6-i-${tag}`];
@@ -23,7 +24,7 @@ const CLIENT = (port: number) =>
   `const s = require('net').connect({ host: '2001:db8:1::1', port: ${port}, timeout: 1500 }); ` +
   `s.on('data', () => process.exit(0)); s.on('timeout', () => process.exit(1)); s.on('error', () => process.exit(2));`;
 const reaches = async (port: number) => (await inNs(container, 'node', ['-e', CLIENT(port)]).catch((e: { exitCode: number }) => e)).exitCode === 0;
-const layout = { bridge: 'br6', ports: [443], family: 6 as const };
+const layout = testLayout('br6', [443], 6, { subnets: ['2001:db8:6::/64'], dns: [{ address: '2001:db8:6::1', port: 53 }] });
 
 describe.skipIf(!canUseNamespaces())(`IPv6 firewall on real ip6tables in namespaces${skipNote()}`, () => {
   const runner6 = iptablesRunner({ iptables: 'ip6tables', restore: 'ip6tables-restore', prefix: ['ip', 'netns', 'exec', host] });
@@ -66,7 +67,7 @@ describe.skipIf(!canUseNamespaces())(`IPv6 firewall on real ip6tables in namespa
   });
 
   it('closes IPv6 egress, opens an address only on the configured ports, and IPv4 opens nothing over IPv6', async () => {
-    const v4 = new Firewall({ runner: runner4, layout: { bridge: 'br6', ports: [443] }, log: recordingLogger().log });
+    const v4 = new Firewall({ runner: runner4, layout: testLayout('br6', [443]), log: recordingLogger().log });
     const v6 = new Firewall({ runner: runner6, layout, log: recordingLogger().log });
     await v4.start();
     await v6.start();
@@ -89,7 +90,7 @@ describe.skipIf(!canUseNamespaces())(`IPv6 firewall on real ip6tables in namespa
 
   it('reset removes our IPv6 rules and nothing else', async () => {
     const removed = await removeOwnedRules(runner6);
-    expect(removed.map((r) => r.role).sort()).toEqual(['accept', 'drop', 'established', 'same-network']);
+    expect(removed.map((r) => r.role).sort()).toEqual(['accept', 'drop', 'established', 'host-jump', 'same-network', 'source-check']);
     expect((await inNs(host, 'ip6tables', ['-S', 'DOCKER-USER'])).stdout.split('\n')).toEqual(['-N DOCKER-USER', '-A DOCKER-USER -j RETURN']);
   });
 
@@ -108,7 +109,7 @@ describe.skipIf(!canUseNamespaces())(`IPv6 firewall on real ip6tables in namespa
     expect(saved).toMatch(/^add on-his-name-v6 2001:db8:1::1 timeout \d+ packets [1-9]\d* bytes \d+ comment "allowed\.test\."$/m);
     expect((await inNs(host, 'ip6tables', ['-S', 'DOCKER-USER'])).stdout).toMatch(/-m set --match-set on-his-name-v6 dst/);
 
-    expect((await removeOwnedRules(runner6)).map((r) => r.role).sort()).toEqual(['drop', 'established', 'same-network', 'set-accept']);
+    expect((await removeOwnedRules(runner6)).map((r) => r.role).sort()).toEqual(['drop', 'established', 'host-jump', 'same-network', 'set-accept', 'source-check']);
     expect(await destroyOwnedSet(ipset, 'on-his-name-v6')).toBe(true);
   });
 });

@@ -9,13 +9,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApplyError } from '../../src/util/errors.js';
 import { Firewall } from '../../src/firewall/firewall.js';
 import { iptablesRunner, type IptablesRunner } from '../../src/firewall/iptables.js';
-import { removeOwnedRules } from '../../src/firewall/reset.js';
+import { removeOwned } from '../../src/firewall/reset.js';
 import { recordingLogger } from '../support/log.js';
 import { canUseNamespaces, skipNote } from '../support/root.js';
+import { testLayout } from '../support/layout.js';
 
 const ns = `ohn-ipt-${process.pid}`;
 const inNs = (cmd: string, args: string[]) => execa('ip', ['netns', 'exec', ns, cmd, ...args]);
-const layout = { bridge: 'br-test', ports: [80, 443] };
+const layout = testLayout('br-test');
 const foreign = '-A DOCKER-USER -d 203.0.113.99/32 -m comment --comment someone-else -j REJECT --reject-with icmp-port-unreachable';
 
 describe.skipIf(!canUseNamespaces())(`firewall on real iptables in a namespace${skipNote()}`, () => {
@@ -64,17 +65,20 @@ describe.skipIf(!canUseNamespaces())(`firewall on real iptables in a namespace${
     expect(rules).toContain(foreign);
   });
 
-  it('reset removes every rule it owns and nothing else', async () => {
-    const removed = await removeOwnedRules(runner);
-    expect(removed).toHaveLength(403);
+  it('reset removes every rule it owns, its chains and its INPUT jump, and nothing else', async () => {
+    const removed = await removeOwned(runner);
+    expect(removed.rules).toHaveLength(400 + 4 + 1);
+    expect(removed.chains.map((c) => c.chain).sort()).toEqual(['ON-HIS-NAME-INPUT', 'ON-HIS-NAME-SOURCES']);
     expect(await listing()).toEqual(['-N DOCKER-USER', '-A DOCKER-USER -j RETURN', foreign]);
+    expect((await inNs('iptables', ['-S'])).stdout).not.toMatch(/on-his-name|ON-HIS-NAME/i);
   });
 
   it('says clearly when DOCKER-USER does not exist', async () => {
     await inNs('iptables', ['-F', 'FORWARD']);
     await inNs('iptables', ['-F', 'DOCKER-USER']);
     await inNs('iptables', ['-X', 'DOCKER-USER']);
-    await expect(runner.list()).rejects.toThrow(/DOCKER-USER chain does not exist: start Docker/);
+    const firewall = new Firewall({ runner, layout, log: recordingLogger().log });
+    await expect(firewall.start()).rejects.toThrow(/DOCKER-USER chain does not exist: start Docker/);
   });
 });
 
@@ -86,6 +90,7 @@ describe.skipIf(!canUseNamespaces())(`a long-lived iptables-restore on real ipta
   beforeAll(async () => {
     await execa('ip', ['netns', 'add', pns]);
     await inPns('iptables', ['-N', 'DOCKER-USER']);
+    await inPns('iptables', ['-I', 'FORWARD', '-j', 'DOCKER-USER']);
     runner = iptablesRunner({ prefix: ['ip', 'netns', 'exec', pns], persistent: true });
   });
   afterAll(async () => {
@@ -124,7 +129,7 @@ describe.skipIf(!canUseNamespaces())(`a long-lived iptables-restore on real ipta
   });
 
   it('drives the Firewall: a burst opened through the long-lived process', async () => {
-    const firewall = new Firewall({ runner, layout: { bridge: 'br-long', ports: [443] }, log: recordingLogger().log });
+    const firewall = new Firewall({ runner, layout: testLayout('br-long', [443]), log: recordingLogger().log });
     await firewall.start();
     for (let i = 1; i <= 50; i++) firewall.allow(`203.0.113.${i}`, 'long.test.');
     await firewall.settled();

@@ -13,6 +13,7 @@
  * listens on `dnstapSocket`, chowned to unbound's uid (see unbound.ts for unbound's timing).
  */
 import { execa } from 'execa';
+import type { Layout } from '../../src/firewall/planner.js';
 import { run } from './exec.js';
 import { createInternet, type Internet } from './internet.js';
 import { Namespace, attachToBridge } from './netns.js';
@@ -23,6 +24,11 @@ export const GATEWAY = '192.0.2.1';
 export const CONTAINERS = ['192.0.2.10', '192.0.2.11'] as const;
 export const ZONE = 'test.';
 export { INTERNET, PORTS, UPLINK } from './internet.js';
+/** The firewall layout the daemon would build for this lab's bridge: its subnet, DNS on the gateway, no host port. */
+export function labLayout(ports: readonly number[], bridge = BRIDGE): Layout {
+  return { bridge, ports, subnets: ['192.0.2.0/24'], dns: [{ address: GATEWAY, port: 53 }], hostPorts: [] };
+}
+
 /** The rule "someone else" owns in DOCKER-USER, as `iptables -S` prints it. */
 export const FOREIGN_RULE = '-A DOCKER-USER -d 203.0.113.99/32 -m comment --comment someone-else -j REJECT --reject-with icmp-port-unreachable';
 

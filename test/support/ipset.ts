@@ -25,8 +25,18 @@ export function fakeIpset(initial: Record<string, { create: string; adds?: strin
         if (command === 'create' && !sets.has(set!)) sets.set(set!, { create: line, members: new Map() });
         const members = sets.get(set!)?.members;
         if (command !== 'create' && !members) throw new ApplyError('ipset failed: The set with the given name does not exist', {});
-        if (command === 'add') members!.set(rest[0]!, `${rest.join(' ').replace(/( timeout \d+)/, '$1 packets 0 bytes 0')}`);
+        const element = rest.join(' ');
+        if (command === 'add') members!.set(rest[0]!, element.includes(' packets ') ? element : element.replace(/( timeout \d+)/, '$1 packets 0 bytes 0'));
         if (command === 'del') members!.delete(rest[0]!);
+        if (command === 'destroy') sets.delete(set!);
+        if (command === 'swap') {
+          // Names stay; what they hold (elements and attributes) trades places.
+          const other = sets.get(rest[0]!);
+          if (!other) throw new ApplyError('ipset failed: The set with the given name does not exist', {});
+          const mine = sets.get(set!)!;
+          sets.set(set!, { create: other.create.replace(` ${rest[0]} `, ` ${set} `), members: other.members });
+          sets.set(rest[0]!, { create: mine.create.replace(` ${set} `, ` ${rest[0]} `), members: mine.members });
+        }
       }
     },
     async destroy(set) {

@@ -3,11 +3,12 @@ import { Metrics } from '../../../src/admin/metrics.js';
 import { Firewall } from '../../../src/firewall/firewall.js';
 import { fakeIptables } from '../../support/iptables.js';
 import { recordingLogger } from '../../support/log.js';
+import { testLayout } from '../../support/layout.js';
 
 describe('Metrics', () => {
   it('reads both families at scrape time, and puts each time to the kernel in its bucket', async () => {
     const metrics = new Metrics();
-    const layout = { bridge: 'br0', ports: [443] };
+    const layout = testLayout('br0', [443]);
     const v4 = new Firewall({ runner: fakeIptables().runner, layout, log: recordingLogger().log, onInKernel: metrics.inKernelHook(4) });
     const v6 = new Firewall({ runner: fakeIptables().runner, layout: { ...layout, family: 6 }, log: recordingLogger().log, onInKernel: metrics.inKernelHook(6) });
     await Promise.all([v4.start(), v6.start()]);

@@ -16,6 +16,8 @@ describe('parseConfig', () => {
       minTtl: 300,
       ttlGrace: 600,
       maxIps: 5_000,
+      maxIpsPerName: 1_000,
+      hostPorts: [],
       reconcileInterval: 15,
       logLevel: 'info',
       logFormat: 'auto',

@@ -66,7 +66,7 @@ describe('a burst of 100,000 answers', () => {
     const kernel = slowKernel();
     const { log, lines } = recordingLogger('warn');
     const config = parseConfig(
-      ['--interface', 'br0', '--listen', join(dir, 'dnstap.sock'), '--max-ips', String(MAX_IPS), '--reconcile-interval', '0', 'burst.test.'],
+      ['--interface', 'br0', '--listen', join(dir, 'dnstap.sock'), '--max-ips', String(MAX_IPS), '--max-ips-per-name', String(TOTAL), '--reconcile-interval', '0', 'burst.test.'],
       {},
     );
     const began = Date.now();
@@ -79,7 +79,9 @@ describe('a burst of 100,000 answers', () => {
 
     const { firewall } = daemon;
     await firewall.settled();
-    expect(kernel.restores()).toBe(firewall.stats.applies + 1); // + the base rules
+    // One restore or more per batch (a batch is cut to what the chain's length lets one restore do), + the base rules.
+    expect(kernel.restores()).toBeGreaterThanOrEqual(firewall.stats.applies + 1);
+    expect(kernel.restores()).toBeLessThan(2 * firewall.stats.applies + 1);
     expect(firewall.stats.peakPending).toBeLessThanOrEqual(100_000 + 1);
     expect(firewall.allowedCount).toBe(MAX_IPS);
     expect(firewall.allowedCount + firewall.stats.evicted + firewall.stats.droppedFromQueue).toBe(TOTAL);

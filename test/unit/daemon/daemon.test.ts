@@ -167,8 +167,8 @@ describe('the daemon with IPv6', () => {
     const config = parseConfig(['--listen', join(dir, 'dnstap.sock'), 'a.test'], {});
     const deps = { runner: fakeIptables().runner, docker: dockerWith(true) as never, log: recordingLogger().log };
     await expect(startDaemon(config, { ...deps, runner6: failing })).rejects.toThrow(ConfigError);
-    await expect(startDaemon(config, { ...deps, runner6: failing })).rejects.toThrow(/network has IPv6 but ip6tables filtering cannot be installed.*"ip6tables": true/);
-    await expect(startDaemon(config, deps)).rejects.toThrow(/network has IPv6/);
+    await expect(startDaemon(config, { ...deps, runner6: failing })).rejects.toThrow(/IPv6 can leave the bridge \(the Docker network has IPv6\) but ip6tables filtering cannot be installed.*--backend nftables.*"ip6tables": true/);
+    await expect(startDaemon(config, deps)).rejects.toThrow(/IPv6 can leave the bridge \(the Docker network has IPv6\)/);
   });
 
   it('says so once and carries on when the network has no IPv6 and ip6tables cannot be used', async () => {

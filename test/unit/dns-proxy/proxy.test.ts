@@ -9,6 +9,7 @@ import { Policy } from '../../../src/policy/policy.js';
 import { AddressGuard } from '../../../src/policy/special-addresses.js';
 import { answerData, answerTo, askTcp, askUdp, rcodeOf, query, startFakeUpstream, type FakeUpstream, type Script } from '../../support/dns.js';
 import { recordingLogger } from '../../support/log.js';
+import { testLayout } from '../../support/layout.js';
 
 /** A kernel that takes each batch only when the test lets it. */
 function gatedBackend() {
@@ -17,7 +18,8 @@ function gatedBackend() {
   let waiting: Array<() => void> = [];
   const backend: FirewallBackend = {
     sync: async () => ({ adopted: [], rebuilt: true }),
-    layout: { bridge: 'br0', ports: [443] },
+    layout: testLayout('br0', [443]),
+    where: 'in a test',
     moveTo: async () => ({ adopted: [], rebuilt: true }),
     async apply(add: readonly Entry[]) {
       if (!opened) await new Promise<void>((resolve) => waiting.push(resolve));

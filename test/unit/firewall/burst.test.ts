@@ -7,16 +7,18 @@ import { describe, expect, it } from 'vitest';
 import type { Entry, FirewallBackend } from '../../../src/firewall/backend.js';
 import { Firewall } from '../../../src/firewall/firewall.js';
 import { recordingLogger } from '../../support/log.js';
+import { testLayout } from '../../support/layout.js';
 
 /** A kernel that takes 20 ms per transaction, far slower than answers arrive. */
 function slowBackend() {
   const installed = new Set<string>();
   const backend: FirewallBackend & { applies: number } = {
     applies: 0,
+    where: 'in a test',
     async sync() {
       return { adopted: [], rebuilt: true };
     },
-    layout: { bridge: 'br0', ports: [443] },
+    layout: testLayout('br0', [443]),
     moveTo: async () => ({ adopted: [], rebuilt: true }),
     async apply(add: readonly Entry[], remove: readonly Entry[]) {
       await sleep(20);
@@ -35,7 +37,7 @@ describe('a burst against a slow kernel', () => {
     const { backend, installed } = slowBackend();
     const { log, lines } = recordingLogger('warn');
     const maxPending = 6_000;
-    const firewall = new Firewall({ backend, log, maxPending, maxIps: 5_000 });
+    const firewall = new Firewall({ backend, log, maxPending, maxIps: 5_000, maxIpsPerName: 100_000 });
     await firewall.start();
     const total = 100_000;
     const results: Record<string, number> = {};

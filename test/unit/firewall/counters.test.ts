@@ -5,6 +5,7 @@ import { IptablesBackend } from '../../../src/firewall/iptables-backend.js';
 import { IpsetBackend } from '../../../src/firewall/ipset-backend.js';
 import { fakeIpset } from '../../support/ipset.js';
 import { fakeIptables } from '../../support/iptables.js';
+import { testLayout } from '../../support/layout.js';
 
 /** Recorded by test/fixtures/capture-counters.sh (iptables 1.8.9, nf_tables) and capture-ipset.sh. */
 const fixture = (name: string) => readFileSync(new URL(`../../fixtures/${name}`, import.meta.url), 'utf8');
@@ -53,7 +54,7 @@ describe('setCounters (ipset list -o save)', () => {
 describe('backends read their counters from the kernel', () => {
   it('iptables: through the runner’s save', async () => {
     const kernel = fakeIptables();
-    const backend = new IptablesBackend(kernel.runner, { bridge: 'br0', ports: [80, 443] });
+    const backend = new IptablesBackend(kernel.runner, testLayout());
     await backend.sync();
     await backend.apply([{ address: '198.51.100.7', name: 'a.test.' }], []);
     kernel.count('198.51.100.7/32 -i br0 -p tcp -m tcp --dport 443', 3, 180);
@@ -63,7 +64,7 @@ describe('backends read their counters from the kernel', () => {
   it('ipset: through ipset save, per element', async () => {
     const kernel = fakeIptables();
     const ipset = fakeIpset();
-    const backend = new IpsetBackend({ iptables: kernel.runner, ipset: ipset.runner, layout: { bridge: 'br0', ports: [80, 443] }, nowSeconds: () => 1_700_000_000 });
+    const backend = new IpsetBackend({ iptables: kernel.runner, ipset: ipset.runner, layout: testLayout(), nowSeconds: () => 1_700_000_000 });
     await backend.sync();
     await backend.apply([{ address: '198.51.100.7', name: 'a.test.', expiresAt: 1_700_000_300 }], []);
     expect(await backend.counters()).toEqual(new Map([['198.51.100.7', { packets: 0, bytes: 0 }]]));

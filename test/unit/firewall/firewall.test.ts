@@ -4,8 +4,9 @@ import type { IptablesRunner } from '../../../src/firewall/iptables.js';
 import { acceptRule } from '../../../src/firewall/rules.js';
 import { fakeIptables } from '../../support/iptables.js';
 import { recordingLogger } from '../../support/log.js';
+import { testLayout } from '../../support/layout.js';
 
-const layout = { bridge: 'br0', ports: [80, 443] };
+const layout = testLayout();
 
 describe('Firewall', () => {
   it('installs its block, then opens a burst of addresses with one restore', async () => {
@@ -184,11 +185,11 @@ describe('Firewall expiry, refresh, limits and reconcile', () => {
 
   it('closes a large wave of expiries in bounded batches, and a new answer does not wait behind them', async () => {
     const { clock, kernel, firewall } = await setup();
-    for (let i = 0; i < 300; i++) firewall.allow(`198.51.${100 + (i >> 8)}.${i & 255}`, 'wave.test.', 0);
+    for (let i = 0; i < 1_200; i++) firewall.allow(`198.51.${100 + (i >> 8)}.${i & 255}`, `wave${i % 10}.test.`, 0);
     await firewall.settled();
     const scripts = kernel.scripts.length;
     clock.now = T0 + 180;
-    expect(firewall.expire()).toBe(300);
+    expect(firewall.expire()).toBe(1_200);
     expect(firewall.allow('203.0.113.1', 'fresh.test.', 60)).toBe('queued');
     await firewall.settled();
     firewall.stop();
@@ -198,8 +199,8 @@ describe('Firewall expiry, refresh, limits and reconcile', () => {
     }));
     expect(batches).toEqual([
       { deletes: 0, inserts: 2 },
-      { deletes: 512, inserts: 0 },
-      { deletes: 88, inserts: 0 },
+      { deletes: 2_048, inserts: 0 },
+      { deletes: 352, inserts: 0 },
     ]);
     expect(accepts(kernel.chain)).toHaveLength(2);
   });
@@ -240,7 +241,7 @@ describe('Firewall expiry, refresh, limits and reconcile', () => {
     await first.firewall.settled();
     first.firewall.stop();
     // A rule written by a version without expiry.
-    await kernel.runner.restore(`*filter\n-I DOCKER-USER 3 ${acceptRule('br0', '198.51.100.3', 80, 'old.test.')}\n-I DOCKER-USER 3 ${acceptRule('br0', '198.51.100.3', 443, 'old.test.')}\nCOMMIT\n`);
+    await kernel.runner.restore(`*filter\n-I DOCKER-USER 4 ${acceptRule('br0', '198.51.100.3', 80, 'old.test.')}\n-I DOCKER-USER 4 ${acceptRule('br0', '198.51.100.3', 443, 'old.test.')}\nCOMMIT\n`);
 
     const clock = { now: T0 + 1000 };
     const second = new Firewall({ runner: kernel.runner, layout, log: recordingLogger().log, clock: () => clock.now, minTtl: 60, ttlGrace: 120 });

@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { ApplyError, ConfigError } from '../../../src/util/errors.js';
 import { IpsetBackend, destroyOwnedSet } from '../../../src/firewall/ipset-backend.js';
-import { acceptRule, dropRule, establishedRule, sameNetworkRule, setAcceptRule } from '../../../src/firewall/rules.js';
+import { acceptRule, dropRule, establishedRule, sameNetworkRule, setAcceptRule, sourceCheckRule } from '../../../src/firewall/rules.js';
 import { fakeIptables } from '../../support/iptables.js';
 import { fakeIpset } from '../../support/ipset.js';
+import { testLayout } from '../../support/layout.js';
 
-const layout = { bridge: 'br0', ports: [80, 443] };
+const layout = testLayout();
 const NOW = 1_700_000_000;
 const SET = 'on-his-name-v4';
 const ours = 'create on-his-name-v4 hash:ip family inet hashsize 1024 maxelem 262144 timeout 0 counters comment bucketsize 12 initval 0x1';
@@ -17,10 +18,11 @@ function backend(ipset = fakeIpset(), iptables = fakeIptables()) {
 describe('IpsetBackend', () => {
   it('creates the set before the rule that names it, then installs the block ahead of the RETURN', async () => {
     const { ipset, iptables, backend: b } = backend();
-    expect(await b.sync()).toEqual({ adopted: [], rebuilt: true });
+    expect(await b.sync()).toEqual({ adopted: [], rebuilt: true, bypasses: [] });
     expect(ipset.scripts).toEqual([`create ${SET} hash:ip family inet counters timeout 0 comment maxelem 1000\n`]);
     expect(iptables.chain).toEqual([
       '-N DOCKER-USER',
+      `-A DOCKER-USER ${sourceCheckRule('br0')}`,
       `-A DOCKER-USER ${establishedRule('br0')}`,
       `-A DOCKER-USER ${sameNetworkRule('br0')}`,
       `-A DOCKER-USER ${setAcceptRule('br0', [80, 443], SET)}`,
@@ -38,6 +40,7 @@ describe('IpsetBackend', () => {
     expect(await again.backend.sync()).toEqual({
       adopted: [{ address: '198.51.100.7', name: 'x.test.', expiresAt: NOW + 120 }, { address: '198.51.100.8' }],
       rebuilt: false,
+      bypasses: [],
     });
     expect(ipset.scripts).toHaveLength(scripts);
     expect(first.iptables.scripts).toHaveLength(1);
@@ -53,7 +56,7 @@ describe('IpsetBackend', () => {
       '-A DOCKER-USER -j RETURN',
     ]);
     const { ipset, backend: b } = backend(fakeIpset(), iptables);
-    expect(await b.sync()).toEqual({ adopted: [{ address: '198.51.100.9', name: 'old.test.' }], rebuilt: true });
+    expect(await b.sync()).toEqual({ adopted: [{ address: '198.51.100.9', name: 'old.test.' }], rebuilt: true, bypasses: [] });
     expect(ipset.scripts[1]).toBe(`add ${SET} 198.51.100.9 timeout 0 comment "old.test."\n`);
     expect(iptables.chain.some((l) => l.includes('198.51.100.9'))).toBe(false);
   });
@@ -75,6 +78,25 @@ describe('IpsetBackend', () => {
     expect([...ipset.sets.get(SET)!.members.keys()]).toEqual(['198.51.100.7']);
     ipset.failNext(1);
     await expect(b.apply([{ address: '198.51.100.8' }], [])).rejects.toThrow(ApplyError);
+  });
+
+  it('moves the elements of a set made too small for --max-ips into a larger one, without a moment empty', async () => {
+    const small = 'create on-his-name-v4 hash:ip family inet hashsize 1024 maxelem 10 timeout 0 counters comment bucketsize 12 initval 0x1';
+    const ipset = fakeIpset({ [SET]: { create: small, adds: ['198.51.100.7 timeout 120 packets 4 bytes 240 comment "x.test."'] } });
+    const { backend: b } = backend(ipset);
+    expect((await b.sync()).adopted).toEqual([{ address: '198.51.100.7', name: 'x.test.', expiresAt: NOW + 120 }]);
+    expect(ipset.scripts[0]).toBe(
+      [
+        `create ${SET}-grow hash:ip family inet counters timeout 0 comment maxelem 1000`,
+        `add ${SET}-grow 198.51.100.7 timeout 120 packets 4 bytes 240 comment "x.test."`,
+        `swap ${SET}-grow ${SET}`,
+        `destroy ${SET}-grow`,
+        '',
+      ].join('\n'),
+    );
+    expect(ipset.sets.get(SET)?.create).toContain('maxelem 1000');
+    expect(ipset.sets.get(SET)?.members.has('198.51.100.7')).toBe(true);
+    expect(ipset.sets.has(`${SET}-grow`)).toBe(false);
   });
 
   it('reset destroys the set, and says so only when there was one', async () => {

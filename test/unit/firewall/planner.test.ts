@@ -1,108 +1,207 @@
 import { describe, expect, it } from 'vitest';
-import { planAllow, planApply, planRemoval, planSetSync, planSync, ownedRules } from '../../../src/firewall/planner.js';
-import { acceptRule, dropRule, establishedRule, sameNetworkRule, setAcceptRule } from '../../../src/firewall/rules.js';
+import { COST, planApply, planRemoval, planSetSync, planSync, ownedRules } from '../../../src/firewall/planner.js';
+import {
+  HOST_CHAIN,
+  SOURCES_CHAIN,
+  acceptRule,
+  dropRule,
+  establishedRule,
+  hostChain,
+  hostJumpRule,
+  sameNetworkRule,
+  setAcceptRule,
+  sourceCheckRule,
+  sourcesChain,
+} from '../../../src/firewall/rules.js';
+import { testLayout } from '../../support/layout.js';
 
-const layout = { bridge: 'br0', ports: [80, 443] };
+const layout = testLayout();
 const A = (spec: string) => `-A DOCKER-USER ${spec}`;
-const dockerDefault = ['-N DOCKER-USER', '-A DOCKER-USER -j RETURN'];
 const foreign = '-A DOCKER-USER -d 203.0.113.99/32 -m comment --comment someone-else -j REJECT --reject-with icmp-port-unreachable';
-const ourBlock = (...accepts: string[]) => [
-  A(establishedRule('br0')),
-  A(sameNetworkRule('br0')),
-  ...accepts.map(A),
-  A(dropRule('br0')),
+const ourBlock = (...accepts: string[]) => [A(sourceCheckRule('br0')), A(establishedRule('br0')), A(sameNetworkRule('br0')), ...accepts.map(A), A(dropRule('br0'))];
+/** Our chains and INPUT jump as the planner wants them for `layout`. */
+const support = [
+  `-N ${HOST_CHAIN}`,
+  `-N ${SOURCES_CHAIN}`,
+  `-A INPUT ${hostJumpRule('br0')}`,
+  ...sourcesChain('br0', layout.subnets).map((spec) => `-A ${SOURCES_CHAIN} ${spec}`),
+  ...hostChain('br0', { family: 4, dns: layout.dns, hostPorts: layout.hostPorts }).map((spec) => `-A ${HOST_CHAIN} ${spec}`),
 ];
+/** The filter table as `iptables -S` lists it: FORWARD jumping to DOCKER-USER, our support in place, and `dockerUser`. */
+const table = (dockerUser: string[], extra: string[] = support) => ['-P INPUT ACCEPT', '-P FORWARD ACCEPT', '-N DOCKER-USER', '-A FORWARD -j DOCKER-USER', ...extra, ...dockerUser];
+const dockerDefault = table(['-A DOCKER-USER -j RETURN'], []);
+const inserts = (script: string | undefined) => script?.split('\n').filter((l) => l.startsWith('-I DOCKER-USER')) ?? [];
 
 describe('planSync', () => {
-  it('installs the base block at the top of an empty Docker chain, ahead of its RETURN', () => {
+  it('installs our chains, the INPUT jump and the block at the top of an empty Docker chain, ahead of its RETURN', () => {
     const plan = planSync(dockerDefault, layout);
     expect(plan.script).toBe(
       [
         '*filter',
-        `-I DOCKER-USER 1 ${establishedRule('br0')}`,
-        `-I DOCKER-USER 2 ${sameNetworkRule('br0')}`,
-        `-I DOCKER-USER 3 ${dropRule('br0')}`,
+        `:${SOURCES_CHAIN} - [0:0]`,
+        `:${HOST_CHAIN} - [0:0]`,
+        `-I DOCKER-USER 1 ${sourceCheckRule('br0')}`,
+        `-I DOCKER-USER 2 ${establishedRule('br0')}`,
+        `-I DOCKER-USER 3 ${sameNetworkRule('br0')}`,
+        `-I DOCKER-USER 4 ${dropRule('br0')}`,
+        ...sourcesChain('br0', ['192.0.2.0/24']).map((spec) => `-A ${SOURCES_CHAIN} ${spec}`),
+        ...hostChain('br0', { family: 4, dns: [{ address: '192.0.2.1', port: 53 }], hostPorts: [] }).map((spec) => `-A ${HOST_CHAIN} ${spec}`),
+        `-I INPUT 1 ${hostJumpRule('br0')}`,
         'COMMIT',
         '',
       ].join('\n'),
     );
-    expect(plan).toMatchObject({ adopted: [], insertAt: 3, rebuilt: true });
+    expect(plan).toMatchObject({ adopted: [], insertAt: 4, rebuilt: true, bypasses: [] });
   });
 
   it('adopts a block left by a previous run without changing anything', () => {
-    const listing = ['-N DOCKER-USER', foreign, ...ourBlock(acceptRule('br0', '198.51.100.7', 80, 'a.test.'), acceptRule('br0', '198.51.100.7', 443, 'a.test.')), '-A DOCKER-USER -j RETURN'];
+    const listing = table([...ourBlock(acceptRule('br0', '198.51.100.7', 80, 'a.test.'), acceptRule('br0', '198.51.100.7', 443, 'a.test.')), foreign, '-A DOCKER-USER -j RETURN']);
     const plan = planSync(listing, layout);
     expect(plan.script).toBeUndefined();
     expect(plan.adopted).toEqual([{ address: '198.51.100.7', name: 'a.test.' }]);
-    expect(plan.insertAt).toBe(4); // after the foreign rule and our two base rules
+    expect(plan.insertAt).toBe(4);
     expect(plan.rebuilt).toBe(false);
   });
 
-  it('opens newly configured ports and closes dropped ones for adopted addresses', () => {
-    const listing = ['-N DOCKER-USER', ...ourBlock(acceptRule('br0', '198.51.100.7', 80), acceptRule('br0', '198.51.100.7', 8443))];
+  it('rewrites our own chains alone when they drift, keeping the block', () => {
+    const drifted = support.filter((l) => !l.includes('"on-his-name dns"'));
+    const plan = planSync(table([...ourBlock(), '-A DOCKER-USER -j RETURN'], drifted), layout);
+    expect(plan.rebuilt).toBe(false);
+    expect(plan.script).toContain(`:${HOST_CHAIN} - [0:0]`);
+    expect(plan.script).not.toContain(`:${SOURCES_CHAIN}`);
+    expect(inserts(plan.script)).toEqual([]);
+  });
+
+  it('writes the subnets of the network into the source check, and the gateway and host ports into the host chain', () => {
+    const wide = testLayout('br0', [443], 4, { subnets: ['192.0.2.0/24', '198.18.0.0/24'], hostPorts: [{ protocol: 'udp', port: 123 }] });
+    const script = planSync(dockerDefault, wide).script!;
+    expect(script).toContain(`-A ${SOURCES_CHAIN} -s 192.0.2.0/24 -i br0 -m comment --comment "on-his-name source" -j RETURN`);
+    expect(script).toContain(`-A ${SOURCES_CHAIN} -s 198.18.0.0/24 -i br0 -m comment --comment "on-his-name source" -j RETURN`);
+    expect(script).toContain(`-A ${SOURCES_CHAIN} -i br0 -m comment --comment "on-his-name spoofed" -j DROP`);
+    expect(script).toContain(`-A ${HOST_CHAIN} -d 192.0.2.1/32 -i br0 -p udp -m udp --dport 53 -m comment --comment "on-his-name dns" -j RETURN`);
+    expect(script).toContain(`-A ${HOST_CHAIN} -i br0 -p udp -m udp --dport 123 -m comment --comment "on-his-name host-port" -j RETURN`);
+    expect(script.split('\n').at(-3)).toBe(`-I INPUT 1 ${hostJumpRule('br0')}`);
+  });
+
+  it('lets IPv6 neighbour discovery and link-local sources through, as IPv6 needs them', () => {
+    const script = planSync(dockerDefault, testLayout('br0', [443], 6)).script!;
+    expect(script).toContain(`-A ${SOURCES_CHAIN} -s fe80::/10 -i br0 -m comment --comment "on-his-name source" -j RETURN`);
+    expect(script).toContain(`-A ${HOST_CHAIN} -i br0 -p ipv6-icmp -m icmp6 --icmpv6-type 135 -m comment --comment "on-his-name neighbour-discovery" -j RETURN`);
+    expect(script).toContain(`-d 2001:db8:1::1/128 -i br0 -p tcp -m tcp --dport 53`);
+  });
+
+  it('rebuilds a block with other ports, oldest expiry on top', () => {
+    const listing = table([...ourBlock(acceptRule('br0', '198.51.100.8', 80, 'b.test.', 300), acceptRule('br0', '198.51.100.7', 80, 'a.test.', 200), acceptRule('br0', '198.51.100.7', 8443, 'a.test.', 200))]);
     const plan = planSync(listing, layout);
-    expect(plan.script).toBe(
-      ['*filter', `-D DOCKER-USER ${acceptRule('br0', '198.51.100.7', 8443)}`, `-I DOCKER-USER 3 ${acceptRule('br0', '198.51.100.7', 443)}`, 'COMMIT', ''].join('\n'),
-    );
+    expect(plan.rebuilt).toBe(true);
+    expect(plan.adopted.map((a) => a.address)).toEqual(['198.51.100.7', '198.51.100.8']);
+    expect(inserts(plan.script).filter((l) => l.includes('ACCEPT'))).toEqual([
+      `-I DOCKER-USER 4 ${acceptRule('br0', '198.51.100.7', 80, 'a.test.', 200)}`,
+      `-I DOCKER-USER 5 ${acceptRule('br0', '198.51.100.7', 443, 'a.test.', 200)}`,
+      `-I DOCKER-USER 6 ${acceptRule('br0', '198.51.100.8', 80, 'b.test.', 300)}`,
+      `-I DOCKER-USER 7 ${acceptRule('br0', '198.51.100.8', 443, 'b.test.', 300)}`,
+    ]);
   });
 
   it('rewrites a block that a RETURN now precedes, keeping its addresses and every foreign rule', () => {
-    const listing = ['-N DOCKER-USER', '-A DOCKER-USER -j RETURN', ...ourBlock(acceptRule('br0', '198.51.100.7', 80, 'a.test.'))];
-    const plan = planSync(listing, layout);
+    const plan = planSync(table(['-A DOCKER-USER -j RETURN', ...ourBlock(acceptRule('br0', '198.51.100.7', 80, 'a.test.'), acceptRule('br0', '198.51.100.7', 443, 'a.test.'))]), layout);
     expect(plan.rebuilt).toBe(true);
     const lines = plan.script!.split('\n');
-    expect(lines.filter((l) => l.startsWith('-D'))).toHaveLength(4);
-    expect(lines.filter((l) => l.startsWith('-I'))).toEqual([
-      `-I DOCKER-USER 1 ${establishedRule('br0')}`,
-      `-I DOCKER-USER 2 ${sameNetworkRule('br0')}`,
-      `-I DOCKER-USER 3 ${acceptRule('br0', '198.51.100.7', 80, 'a.test.')}`,
-      `-I DOCKER-USER 4 ${acceptRule('br0', '198.51.100.7', 443, 'a.test.')}`,
-      `-I DOCKER-USER 5 ${dropRule('br0')}`,
+    expect(lines.filter((l) => l.startsWith('-D'))).toHaveLength(6);
+    expect(inserts(plan.script)).toEqual([
+      `-I DOCKER-USER 1 ${sourceCheckRule('br0')}`,
+      `-I DOCKER-USER 2 ${establishedRule('br0')}`,
+      `-I DOCKER-USER 3 ${sameNetworkRule('br0')}`,
+      `-I DOCKER-USER 4 ${acceptRule('br0', '198.51.100.7', 80, 'a.test.')}`,
+      `-I DOCKER-USER 5 ${acceptRule('br0', '198.51.100.7', 443, 'a.test.')}`,
+      `-I DOCKER-USER 6 ${dropRule('br0')}`,
     ]);
-    expect(plan.script).not.toContain('someone-else');
     expect(plan.script).not.toMatch(/-D DOCKER-USER -j RETURN/);
   });
 
   it.each([
-    ['the DROP is missing', [A(establishedRule('br0')), A(sameNetworkRule('br0'))]],
-    ['an accept sits below the DROP', [A(establishedRule('br0')), A(sameNetworkRule('br0')), A(dropRule('br0')), A(acceptRule('br0', '198.51.100.7', 80))]],
-    ['a rule is there twice', [...ourBlock(acceptRule('br0', '198.51.100.7', 80), acceptRule('br0', '198.51.100.7', 80))]],
-    ['the base rules are swapped', [A(sameNetworkRule('br0')), A(establishedRule('br0')), A(dropRule('br0'))]],
+    ['the DROP is missing', [A(sourceCheckRule('br0')), A(establishedRule('br0')), A(sameNetworkRule('br0'))]],
+    ['an accept sits below the DROP', [A(sourceCheckRule('br0')), A(establishedRule('br0')), A(sameNetworkRule('br0')), A(dropRule('br0')), A(acceptRule('br0', '198.51.100.7', 80))]],
+    ['a rule is there twice', ourBlock(acceptRule('br0', '198.51.100.7', 80), acceptRule('br0', '198.51.100.7', 80))],
+    ['the base rules are swapped', [A(sourceCheckRule('br0')), A(sameNetworkRule('br0')), A(establishedRule('br0')), A(dropRule('br0'))]],
+    ['the source check is missing (a block written before it existed)', [A(establishedRule('br0')), A(sameNetworkRule('br0')), A(dropRule('br0'))]],
+    ["someone else's rule sits inside the block", [A(sourceCheckRule('br0')), A(establishedRule('br0')), foreign, A(sameNetworkRule('br0')), A(dropRule('br0'))]],
   ])('rebuilds when %s', (_, listing) => {
-    const plan = planSync(['-N DOCKER-USER', ...listing], layout);
+    const plan = planSync(table(listing), layout);
     expect(plan.rebuilt).toBe(true);
     expect(plan.script!.match(/^-I DOCKER-USER \d+ .*-j DROP$/gm)).toHaveLength(1);
   });
 
   it("leaves another bridge's rules alone", () => {
     const other = [A(establishedRule('br1')), A(sameNetworkRule('br1')), A(dropRule('br1'))];
-    const plan = planSync(['-N DOCKER-USER', ...other], layout);
+    const plan = planSync(table(other), layout);
     expect(plan.script).not.toContain('br1');
+  });
+
+  it('names the fix when DOCKER-USER does not exist', () => {
+    expect(() => planSync(['-P FORWARD ACCEPT'], layout)).toThrow(/DOCKER-USER chain does not exist: start Docker.*--backend nftables/);
   });
 });
 
-describe('planAllow', () => {
-  it('renders one insert per address and port, ahead of the DROP, in one transaction', () => {
-    expect(planAllow([{ address: '198.51.100.7', name: 'a.test.' }, { address: '198.51.100.8' }], layout, 3)).toBe(
-      [
-        '*filter',
-        `-I DOCKER-USER 3 ${acceptRule('br0', '198.51.100.7', 80, 'a.test.')}`,
-        `-I DOCKER-USER 3 ${acceptRule('br0', '198.51.100.7', 443, 'a.test.')}`,
-        `-I DOCKER-USER 3 ${acceptRule('br0', '198.51.100.8', 80)}`,
-        `-I DOCKER-USER 3 ${acceptRule('br0', '198.51.100.8', 443)}`,
-        'COMMIT',
-        '',
-      ].join('\n'),
-    );
+describe('bypasses', () => {
+  it('reports a FORWARD chain that never jumps to DOCKER-USER', () => {
+    const listing = dockerDefault.filter((l) => l !== '-A FORWARD -j DOCKER-USER');
+    expect(planSync(listing, layout).bypasses).toEqual([expect.stringMatching(/^FORWARD does not jump to DOCKER-USER for br0.*--backend nftables/)]);
+  });
+
+  it.each([
+    ['an ACCEPT for everything', '-A DOCKER-USER -j ACCEPT'],
+    ['an ACCEPT for the bridge', '-A DOCKER-USER -i br0 -j ACCEPT'],
+    ['a RETURN for every bridge', '-A DOCKER-USER -i br+ -j RETURN'],
+    ['an ACCEPT towards a port', '-A DOCKER-USER -p tcp -m tcp --dport 22 -j ACCEPT'],
+    ['an ACCEPT from a range holding the network', '-A DOCKER-USER -s 192.0.0.0/16 -j ACCEPT'],
+  ])('reports %s above our block', (_, rule) => {
+    const plan = planSync(table([rule, ...ourBlock(), '-A DOCKER-USER -j RETURN']), layout);
+    expect(plan.rebuilt).toBe(false);
+    expect(plan.bypasses).toEqual([`a rule above on-his-name's block in DOCKER-USER lets traffic from br0 past on-his-name: "${rule}"; remove it or narrow it`]);
+  });
+
+  it.each([
+    ['another bridge', '-A DOCKER-USER -i br1 -j ACCEPT'],
+    ['established flows', '-A DOCKER-USER -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT'],
+    ['another range', '-A DOCKER-USER -s 10.0.0.0/8 -j ACCEPT'],
+    ['a DROP', '-A DOCKER-USER -j DROP'],
+  ])('does not report a rule for %s', (_, rule) => {
+    expect(planSync(table([rule, ...ourBlock(), '-A DOCKER-USER -j RETURN']), layout).bypasses).toEqual([]);
+  });
+
+  it('reports an ACCEPT in FORWARD ahead of the jump, and one in INPUT above our host jump', () => {
+    const listing = [
+      '-P INPUT ACCEPT',
+      '-N DOCKER-USER',
+      '-A FORWARD -i br0 -j ACCEPT',
+      '-A FORWARD -j DOCKER-USER',
+      '-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT',
+      ...support,
+      ...ourBlock(),
+    ];
+    expect(planSync(listing, layout).bypasses).toEqual([
+      expect.stringContaining('in FORWARD before the jump to DOCKER-USER lets traffic from br0 past on-his-name: "-A FORWARD -i br0 -j ACCEPT"'),
+      expect.stringContaining('in INPUT above on-his-name\'s host rules lets traffic from br0 past on-his-name: "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT"'),
+    ]);
+  });
+
+  it('does not report what sits above a block it is about to rewrite at the top', () => {
+    const plan = planSync(table(['-A DOCKER-USER -j ACCEPT', A(establishedRule('br0'))]), layout);
+    expect(plan.rebuilt).toBe(true);
+    expect(plan.bypasses).toEqual([]);
   });
 });
 
 describe('planRemoval', () => {
-  it('deletes exactly our rules, of every bridge', () => {
-    const listing = ['-N DOCKER-USER', foreign, ...ourBlock(acceptRule('br0', '198.51.100.7', 80)), A(dropRule('br1')), '-A DOCKER-USER -j RETURN'];
+  it('deletes exactly our rules, of every bridge, in DOCKER-USER and INPUT', () => {
+    const listing = table([foreign, ...ourBlock(acceptRule('br0', '198.51.100.7', 80)), A(dropRule('br1')), '-A DOCKER-USER -j RETURN']);
     const script = planRemoval(ownedRules(listing));
-    expect(script?.split('\n').filter((l) => l.startsWith('-D'))).toHaveLength(5);
-    expect(script).not.toContain('someone-else');
+    expect(script?.split('\n').filter((l) => l.startsWith('-D'))).toEqual([
+      `-D INPUT ${hostJumpRule('br0')}`,
+      ...ourBlock(acceptRule('br0', '198.51.100.7', 80)).map((l) => l.replace('-A DOCKER-USER', '-D DOCKER-USER')),
+      `-D DOCKER-USER ${dropRule('br1')}`,
+    ]);
     expect(planRemoval(ownedRules(dockerDefault))).toBeUndefined();
   });
 });
@@ -111,106 +210,113 @@ describe('expiry in the kernel', () => {
   const at = (exp: number) => acceptRule('br0', '198.51.100.7', 80, 'a.test.', exp);
 
   it('adopts the expiry each address carries, and addresses from before expiry without one', () => {
-    const listing = [
-      '-N DOCKER-USER',
-      ...ourBlock(
-        acceptRule('br0', '198.51.100.7', 80, 'a.test.', 1_764_000_000),
-        acceptRule('br0', '198.51.100.7', 443, 'a.test.', 1_764_000_000),
+    const listing = table(
+      ourBlock(
         acceptRule('br0', '198.51.100.8', 80, 'old.test.'),
         acceptRule('br0', '198.51.100.8', 443, 'old.test.'),
+        acceptRule('br0', '198.51.100.7', 80, 'a.test.', 1_764_000_000),
+        acceptRule('br0', '198.51.100.7', 443, 'a.test.', 1_764_000_000),
       ),
-    ];
+    );
     const plan = planSync(listing, layout);
     expect(plan.script).toBeUndefined();
     expect(plan.adopted).toEqual([
-      { address: '198.51.100.7', name: 'a.test.', expiresAt: 1_764_000_000 },
       { address: '198.51.100.8', name: 'old.test.' },
+      { address: '198.51.100.7', name: 'a.test.', expiresAt: 1_764_000_000 },
     ]);
   });
 
   it('rebuilds when the rules of one address disagree on their expiry, keeping the latest', () => {
-    const plan = planSync(['-N DOCKER-USER', ...ourBlock(at(100), acceptRule('br0', '198.51.100.7', 443, 'a.test.', 200))], layout);
+    const plan = planSync(table(ourBlock(at(100), acceptRule('br0', '198.51.100.7', 443, 'a.test.', 200))), layout);
     expect(plan.rebuilt).toBe(true);
     expect(plan.adopted).toEqual([{ address: '198.51.100.7', name: 'a.test.', expiresAt: 200 }]);
-    expect(plan.script!.split('\n').filter((l) => l.startsWith('-I') && l.includes('ACCEPT'))).toEqual([
-      `-I DOCKER-USER 3 ${acceptRule('br0', '198.51.100.7', 80, 'a.test.', 200)}`,
-      `-I DOCKER-USER 4 ${acceptRule('br0', '198.51.100.7', 443, 'a.test.', 200)}`,
+    expect(inserts(plan.script).filter((l) => l.includes('ACCEPT'))).toEqual([
+      `-I DOCKER-USER 4 ${acceptRule('br0', '198.51.100.7', 80, 'a.test.', 200)}`,
+      `-I DOCKER-USER 5 ${acceptRule('br0', '198.51.100.7', 443, 'a.test.', 200)}`,
     ]);
   });
 });
 
 describe('planApply', () => {
-  const installed = new Map([['198.51.100.7', { address: '198.51.100.7', name: 'a.test.', expiresAt: 100 }]]);
+  const installed = new Map([
+    ['198.51.100.7', { address: '198.51.100.7', name: 'a.test.', expiresAt: 100 }],
+    ['198.51.100.8', { address: '198.51.100.8', name: 'b.test.', expiresAt: 200 }],
+  ]);
 
-  it('refreshes by deleting the rules as installed and inserting the new ones, in one transaction', () => {
-    const script = planApply([{ address: '198.51.100.7', name: 'a.test.', expiresAt: 500 }], [], installed, layout, 3);
-    expect(script).toBe(
+  it('refreshes by deleting the rules as installed and inserting the new ones at the bottom, in one transaction', () => {
+    const scripts = planApply([{ address: '198.51.100.7', name: 'a.test.', expiresAt: 500 }], [], installed, layout, 4);
+    expect(scripts.map((s) => s.script)).toEqual([
       [
         '*filter',
         `-D DOCKER-USER ${acceptRule('br0', '198.51.100.7', 80, 'a.test.', 100)}`,
         `-D DOCKER-USER ${acceptRule('br0', '198.51.100.7', 443, 'a.test.', 100)}`,
-        `-I DOCKER-USER 3 ${acceptRule('br0', '198.51.100.7', 80, 'a.test.', 500)}`,
-        `-I DOCKER-USER 3 ${acceptRule('br0', '198.51.100.7', 443, 'a.test.', 500)}`,
+        // Rules 4 and 5 are b.test.'s now: the refreshed address goes below them, above the DROP.
+        `-I DOCKER-USER 6 ${acceptRule('br0', '198.51.100.7', 80, 'a.test.', 500)}`,
+        `-I DOCKER-USER 7 ${acceptRule('br0', '198.51.100.7', 443, 'a.test.', 500)}`,
         'COMMIT',
         '',
       ].join('\n'),
-    );
+    ]);
   });
 
   it('removes what is installed, skips what is not, and has nothing to do for an empty batch', () => {
-    const script = planApply([], [{ address: '198.51.100.7' }, { address: '198.51.100.9' }], installed, layout, 3);
-    expect(script?.split('\n').filter((l) => l.startsWith('-'))).toEqual([
+    const scripts = planApply([], [{ address: '198.51.100.7' }, { address: '198.51.100.9' }], installed, layout, 4);
+    expect(scripts.flatMap((s) => s.script.split('\n').filter((l) => l.startsWith('-')))).toEqual([
       `-D DOCKER-USER ${acceptRule('br0', '198.51.100.7', 80, 'a.test.', 100)}`,
       `-D DOCKER-USER ${acceptRule('br0', '198.51.100.7', 443, 'a.test.', 100)}`,
     ]);
-    expect(planApply([], [{ address: '198.51.100.9' }], installed, layout, 3)).toBeUndefined();
+    expect(planApply([], [{ address: '198.51.100.9' }], installed, layout, 4)).toEqual([]);
+  });
+
+  it('cuts a batch into restores that each fit the cost budget, counting deletes by how deep they go', () => {
+    const many = new Map(Array.from({ length: 10_000 }, (_, i) => [`10.0.${i >> 8}.${i & 255}`, { address: `10.0.${i >> 8}.${i & 255}`, expiresAt: i }]));
+    const entries = [...many.values()];
+    const top = planApply([], entries.slice(0, 500), many, layout, 4);
+    const bottom = planApply([], entries.slice(-500), many, layout, 4);
+    expect(top).toHaveLength(1);
+    expect(bottom.length).toBeGreaterThan(50);
+    for (const { costMs } of [...top, ...bottom]) expect(costMs).toBeLessThanOrEqual(COST.budgetMs);
+    expect(bottom.flatMap((s) => s.script.split('\n').filter((l) => l.startsWith('-D')))).toHaveLength(1_000);
   });
 });
 
 describe('planSetSync', () => {
   const SET = 'on-his-name-v4';
-  const setBlock = (ports = [80, 443]) => [A(establishedRule('br0')), A(sameNetworkRule('br0')), A(setAcceptRule('br0', ports, SET)), A(dropRule('br0'))];
+  const setBlock = (ports = [80, 443]) => [A(sourceCheckRule('br0')), A(establishedRule('br0')), A(sameNetworkRule('br0')), A(setAcceptRule('br0', ports, SET)), A(dropRule('br0'))];
   const installs = (ports = [80, 443]) =>
-    [establishedRule('br0'), sameNetworkRule('br0'), setAcceptRule('br0', ports, SET), dropRule('br0')].map((spec, i) => `-I DOCKER-USER ${i + 1} ${spec}`);
+    [sourceCheckRule('br0'), establishedRule('br0'), sameNetworkRule('br0'), setAcceptRule('br0', ports, SET), dropRule('br0')].map((spec, i) => `-I DOCKER-USER ${i + 1} ${spec}`);
 
-  it('installs established, same-network, one set rule and the DROP at the top', () => {
-    expect(planSetSync(dockerDefault, layout, SET)).toEqual({
-      script: ['*filter', ...installs(), 'COMMIT', ''].join('\n'),
-      adopted: [],
-      rebuilt: true,
-    });
+  it('installs the source check, established, same-network, one set rule and the DROP at the top', () => {
+    const plan = planSetSync(table(['-A DOCKER-USER -j RETURN']), layout, SET);
+    expect(plan).toEqual({ script: ['*filter', ...installs(), 'COMMIT', ''].join('\n'), adopted: [], rebuilt: true, bypasses: [] });
   });
 
   it('keeps a block that is already in order', () => {
-    expect(planSetSync(['-N DOCKER-USER', ...setBlock(), foreign, '-A DOCKER-USER -j RETURN'], layout, SET)).toEqual({
-      script: undefined,
-      adopted: [],
-      rebuilt: false,
-    });
+    expect(planSetSync(table([...setBlock(), foreign, '-A DOCKER-USER -j RETURN']), layout, SET)).toEqual({ script: undefined, adopted: [], rebuilt: false, bypasses: [] });
   });
 
   it.each([
-    ['other ports', ['-N DOCKER-USER', ...setBlock([80]), '-A DOCKER-USER -j RETURN']],
-    ['behind a RETURN', ['-N DOCKER-USER', '-A DOCKER-USER -j RETURN', ...setBlock()]],
-    ['the set rule missing', ['-N DOCKER-USER', ...setBlock().filter((l) => !l.includes('match-set')), '-A DOCKER-USER -j RETURN']],
-    ['the set rule twice', ['-N DOCKER-USER', ...setBlock().slice(0, 3), A(setAcceptRule('br0', [80, 443], SET)), A(dropRule('br0'))]],
+    ['other ports', [...setBlock([80]), '-A DOCKER-USER -j RETURN']],
+    ['behind a RETURN', ['-A DOCKER-USER -j RETURN', ...setBlock()]],
+    ['the set rule missing', [...setBlock().filter((l) => !l.includes('match-set')), '-A DOCKER-USER -j RETURN']],
+    ['the set rule twice', [...setBlock().slice(0, 4), A(setAcceptRule('br0', [80, 443], SET)), A(dropRule('br0'))]],
   ])('rewrites the block with %s, keeping foreign rules', (_, listing) => {
-    const plan = planSetSync([...listing, foreign], layout, SET);
+    const plan = planSetSync(table([...listing, foreign]), layout, SET);
     const owned = listing.filter((l) => l.includes('on-his-name'));
     expect(plan.rebuilt).toBe(true);
     expect(plan.script).toBe(['*filter', ...owned.map((l) => l.replace('-A DOCKER-USER', '-D DOCKER-USER')), ...installs(), 'COMMIT', ''].join('\n'));
   });
 
   it("replaces the iptables backend's per-address rules, returning their addresses to move into the set", () => {
-    const listing = ['-N DOCKER-USER', ...ourBlock(acceptRule('br0', '198.51.100.7', 443, 'x.test.'), acceptRule('br0', '198.51.100.7', 80, 'x.test.')), '-A DOCKER-USER -j RETURN'];
+    const listing = table([...ourBlock(acceptRule('br0', '198.51.100.7', 443, 'x.test.'), acceptRule('br0', '198.51.100.7', 80, 'x.test.')), '-A DOCKER-USER -j RETURN']);
     const plan = planSetSync(listing, layout, SET);
     expect(plan.adopted).toEqual([{ address: '198.51.100.7', name: 'x.test.' }]);
-    expect(plan.script?.split('\n').filter((l) => l.startsWith('-D'))).toHaveLength(5);
-    expect(plan.script).toContain(`-I DOCKER-USER 3 ${setAcceptRule('br0', [80, 443], SET)}`);
+    expect(plan.script?.split('\n').filter((l) => l.startsWith('-D'))).toHaveLength(6);
+    expect(plan.script).toContain(`-I DOCKER-USER 4 ${setAcceptRule('br0', [80, 443], SET)}`);
   });
 
   it('and the iptables backend rewrites a set block back into per-address rules', () => {
-    const plan = planSync(['-N DOCKER-USER', ...setBlock(), '-A DOCKER-USER -j RETURN'], layout);
+    const plan = planSync(table([...setBlock(), '-A DOCKER-USER -j RETURN']), layout);
     expect(plan.rebuilt).toBe(true);
     expect(plan.script).toContain(`-D DOCKER-USER ${setAcceptRule('br0', [80, 443], SET)}`);
   });

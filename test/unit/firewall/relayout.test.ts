@@ -8,27 +8,28 @@ import { IpsetBackend } from '../../../src/firewall/ipset-backend.js';
 import { IptablesBackend } from '../../../src/firewall/iptables-backend.js';
 import { planSync } from '../../../src/firewall/planner.js';
 import { removeOwnedRules } from '../../../src/firewall/reset.js';
-import { acceptRule, dropRule, establishedRule, parseOwnedRule, sameNetworkRule, setAcceptRule } from '../../../src/firewall/rules.js';
+import { acceptRule, chainOf, dropRule, establishedRule, parseOwnedRule, sameNetworkRule, setAcceptRule, sourceCheckRule } from '../../../src/firewall/rules.js';
 import { fakeIpset } from '../../support/ipset.js';
 import { fakeIptables } from '../../support/iptables.js';
 import { recordingLogger } from '../../support/log.js';
+import { testLayout } from '../../support/layout.js';
 
 const OLD = 'br-0ld0ld0ld0ld';
 const NEW = 'br-9e9e9e9e9e9e';
-const layout = { bridge: OLD, ports: [80, 443] };
+const layout = testLayout(OLD);
 const A = (spec: string) => `-A DOCKER-USER ${spec}`;
-const block = (bridge: string, ...accepts: string[]) => [A(establishedRule(bridge)), A(sameNetworkRule(bridge)), ...accepts.map(A), A(dropRule(bridge))];
+const block = (bridge: string, ...accepts: string[]) => [A(sourceCheckRule(bridge)), A(establishedRule(bridge)), A(sameNetworkRule(bridge)), ...accepts.map(A), A(dropRule(bridge))];
 const foreign = '-A DOCKER-USER -d 203.0.113.99/32 -m comment --comment someone-else -j REJECT --reject-with icmp-port-unreachable';
 
-/** For one bridge in a listing: absent, or a whole block (established, same-network, accepts or one set rule, DROP ahead of the RETURN) and which addresses it opens. */
+/** For one bridge in a listing: absent, or a whole block (source check, established, same-network, accepts or one set rule, DROP ahead of the RETURN) and which addresses it opens. */
 function blockOf(listing: readonly string[], bridge: string): 'absent' | 'broken' | { addresses: string[] } {
-  const rules = listing.filter((l) => l.startsWith('-A '));
+  const rules = listing.filter((l) => chainOf(l) === 'DOCKER-USER');
   const owned = rules.map(parseOwnedRule).filter((r) => r?.bridge === bridge);
   if (owned.length === 0) return 'absent';
   const roles = owned.map((r) => r!.role);
-  const middle = roles.slice(2, -1);
+  const middle = roles.slice(3, -1);
   const whole =
-    roles[0] === 'established' && roles[1] === 'same-network' && roles.at(-1) === 'drop' &&
+    roles[0] === 'source-check' && roles[1] === 'established' && roles[2] === 'same-network' && roles.at(-1) === 'drop' &&
     (middle.every((r) => r === 'accept') || (middle.length === 1 && middle[0] === 'set-accept'));
   const dropAt = rules.findIndex((l) => l === A(owned.at(-1)!.spec));
   const returnAt = rules.indexOf('-A DOCKER-USER -j RETURN');
@@ -49,30 +50,29 @@ function expectNoWindow(states: readonly string[][], open: readonly string[], pe
 
 describe('planning a move', () => {
   it('writes the new bridge a whole block with the carried addresses, in one restore', () => {
-    const listing = ['-N DOCKER-USER', ...block(OLD, acceptRule(OLD, '198.51.100.7', 80, 'a.test.', 1_800_000_000)), '-A DOCKER-USER -j RETURN'];
+    const listing = ['-N DOCKER-USER', '-A FORWARD -j DOCKER-USER', ...block(OLD, acceptRule(OLD, '198.51.100.7', 80, 'a.test.', 1_800_000_000)), '-A DOCKER-USER -j RETURN'];
     const plan = planSync(listing, { ...layout, bridge: NEW }, [{ address: '198.51.100.7', name: 'a.test.', expiresAt: 1_800_000_000 }]);
-    expect(plan.script).toBe(
-      [
-        '*filter',
-        `-I DOCKER-USER 1 ${establishedRule(NEW)}`,
-        `-I DOCKER-USER 2 ${sameNetworkRule(NEW)}`,
-        `-I DOCKER-USER 3 ${acceptRule(NEW, '198.51.100.7', 80, 'a.test.', 1_800_000_000)}`,
-        `-I DOCKER-USER 4 ${acceptRule(NEW, '198.51.100.7', 443, 'a.test.', 1_800_000_000)}`,
-        `-I DOCKER-USER 5 ${dropRule(NEW)}`,
-        'COMMIT',
-        '',
-      ].join('\n'),
-    );
+    expect(plan.script!.split('\n').filter((l) => l.startsWith('-I DOCKER-USER'))).toEqual([
+      `-I DOCKER-USER 1 ${sourceCheckRule(NEW)}`,
+      `-I DOCKER-USER 2 ${establishedRule(NEW)}`,
+      `-I DOCKER-USER 3 ${sameNetworkRule(NEW)}`,
+      `-I DOCKER-USER 4 ${acceptRule(NEW, '198.51.100.7', 80, 'a.test.', 1_800_000_000)}`,
+      `-I DOCKER-USER 5 ${acceptRule(NEW, '198.51.100.7', 443, 'a.test.', 1_800_000_000)}`,
+      `-I DOCKER-USER 6 ${dropRule(NEW)}`,
+    ]);
+    expect(plan.script).not.toMatch(/^-D /m);
     expect(plan.adopted).toEqual([{ address: '198.51.100.7', name: 'a.test.', expiresAt: 1_800_000_000 }]);
   });
 
-  it("keeps the kernel's rules for an address the new bridge already opens, and adds only what is missing", () => {
-    const listing = ['-N DOCKER-USER', ...block(NEW, acceptRule(NEW, '198.51.100.7', 80, 'a.test.', 100), acceptRule(NEW, '198.51.100.7', 443, 'a.test.', 100))];
+  it("rebuilds a block the new bridge already has with what is carried, keeping the kernel's text for an address it already opens", () => {
+    const listing = ['-N DOCKER-USER', '-A FORWARD -j DOCKER-USER', ...block(NEW, acceptRule(NEW, '198.51.100.7', 80, 'a.test.', 100), acceptRule(NEW, '198.51.100.7', 443, 'a.test.', 100))];
     const plan = planSync(listing, { ...layout, bridge: NEW }, [{ address: '198.51.100.7', expiresAt: 200 }, { address: '198.51.100.8', expiresAt: 200 }]);
     expect(plan.adopted).toEqual([{ address: '198.51.100.7', name: 'a.test.', expiresAt: 100 }, { address: '198.51.100.8', expiresAt: 200 }]);
-    expect(plan.script?.split('\n').filter((l) => l.startsWith('-I'))).toEqual([
-      `-I DOCKER-USER 3 ${acceptRule(NEW, '198.51.100.8', 80, undefined, 200)}`,
-      `-I DOCKER-USER 3 ${acceptRule(NEW, '198.51.100.8', 443, undefined, 200)}`,
+    expect(plan.script?.split('\n').filter((l) => l.startsWith('-I DOCKER-USER') && l.includes('ACCEPT'))).toEqual([
+      `-I DOCKER-USER 4 ${acceptRule(NEW, '198.51.100.7', 80, 'a.test.', 100)}`,
+      `-I DOCKER-USER 5 ${acceptRule(NEW, '198.51.100.7', 443, 'a.test.', 100)}`,
+      `-I DOCKER-USER 6 ${acceptRule(NEW, '198.51.100.8', 80, undefined, 200)}`,
+      `-I DOCKER-USER 7 ${acceptRule(NEW, '198.51.100.8', 443, undefined, 200)}`,
     ]);
   });
 
@@ -89,7 +89,7 @@ describe('planning a move', () => {
 describe('Firewall.moveTo', () => {
   async function openOn(kernel = fakeIptables(['-N DOCKER-USER', foreign, '-A DOCKER-USER -j RETURN']), family?: 6) {
     const { log, lines } = recordingLogger();
-    const firewall = new Firewall({ runner: kernel.runner, layout: { ...layout, ...(family ? { family } : {}) }, log, retryDelayMs: { first: 1, max: 2 } });
+    const firewall = new Firewall({ runner: kernel.runner, layout: family ? testLayout(OLD, [80, 443], 6) : layout, log, retryDelayMs: { first: 1, max: 2 } });
     await firewall.start();
     const addresses = family === 6 ? ['2001:db8::7', '2001:db8::8'] : ['198.51.100.7', '198.51.100.8'];
     for (const a of addresses) firewall.allow(a, 'a.test.', 60);
@@ -143,10 +143,10 @@ describe('Firewall.moveTo', () => {
     const flaky = { ...kernel.runner, restore: async (s: string) => (++restores === 2 ? Promise.reject(new Error('xtables lock')) : kernel.runner.restore(s)) };
     const backend = new IptablesBackend(flaky, { ...layout, bridge: NEW });
     await backend.sync();
-    await expect(backend.moveTo(other, addresses.map((address) => ({ address })))).rejects.toThrow(/xtables lock/);
+    await expect(backend.moveTo({ ...layout, bridge: other }, addresses.map((address) => ({ address })))).rejects.toThrow(/xtables lock/);
     expect(blockOf(kernel.chain, other)).toEqual({ addresses });
     expect(blockOf(kernel.chain, NEW)).not.toBe('absent');
-    await backend.moveTo(other, addresses.map((address) => ({ address })));
+    await backend.moveTo({ ...layout, bridge: other }, addresses.map((address) => ({ address })));
     expect(blockOf(kernel.chain, NEW)).toBe('absent');
     expect(kernel.states.length).toBeGreaterThan(before);
   });
@@ -163,6 +163,7 @@ describe('Firewall.moveTo', () => {
     const setScripts = ipset.scripts.length;
     await firewall.moveTo(NEW);
     expect(kernel.chain.filter((l) => l.includes('on-his-name'))).toEqual([
+      A(sourceCheckRule(NEW)),
       A(establishedRule(NEW)),
       A(sameNetworkRule(NEW)),
       A(setAcceptRule(NEW, [80, 443], 'on-his-name-v4')),

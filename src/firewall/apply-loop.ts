@@ -1,0 +1,85 @@
+/**
+ * One kernel change at a time, retried through backoff.ts when it fails, until there is
+ * nothing left to do. The firewall says what the next step is; this file owns when it
+ * runs: a step is started on the next turn of the event loop (so that every answer of a
+ * socket chunk joins the same batch), a failure waits before the retry, and stop() ends
+ * the loop at once, retry wait included, so that a kernel that keeps refusing never keeps
+ * the process alive or starts a change after the runners are closed.
+ */
+import { reconnectDelay, type BackoffPolicy } from '../util/backoff.js';
+
+export interface ApplyLoopOptions {
+  /** Do the next change; false when there is nothing left to do. */
+  step(): Promise<boolean>;
+  /** A step failed: count it, say why, and prepare the retry (e.g. read the kernel again). */
+  onFailure(err: unknown, attempt: number, retryInMs: number): void;
+  /** The loop has nothing left to do: the kernel holds what is wanted. */
+  onIdle?(): void;
+  backoff: BackoffPolicy;
+  /** For tests: no jitter. */
+  random?: () => number;
+}
+
+export class ApplyLoop {
+  private running: Promise<void> | undefined;
+  private stopped = false;
+  private readonly abort = new AbortController();
+
+  constructor(private readonly options: ApplyLoopOptions) {}
+
+  /** Make sure a run is under way or about to start. */
+  kick(): void {
+    if (this.running || this.stopped) return;
+    this.running = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => this.run())
+      .finally(() => {
+        this.running = undefined;
+      });
+  }
+
+  /** Resolves when no run is under way (after stop(), once the current step has ended). */
+  async settled(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  get isStopped(): boolean {
+    return this.stopped;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.abort.abort();
+  }
+
+  private async run(): Promise<void> {
+    let attempt = 0;
+    while (!this.stopped) {
+      try {
+        if (!(await this.options.step())) {
+          this.options.onIdle?.();
+          return;
+        }
+        attempt = 0;
+      } catch (err) {
+        const delay = reconnectDelay(attempt, this.options.backoff, this.options.random);
+        this.options.onFailure(err, ++attempt, delay);
+        await wait(delay, this.abort.signal);
+      }
+    }
+  }
+}
+
+/** A pause that stop() cuts short, and that never keeps the process alive on its own. */
+function wait(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    timer.unref();
+    signal.addEventListener('abort', done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+  });
+}
