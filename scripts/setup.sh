@@ -58,8 +58,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# Works without systemd running too (it reads the unit files); no systemctl, no units.
 enabled_units() {
-  if command -v systemctl >/dev/null; then systemctl list-unit-files --state=enabled --no-legend 2>/dev/null | awk '{ print $1 }' | sort; fi
+  command -v systemctl >/dev/null || return 0
+  { systemctl list-unit-files --state=enabled --no-legend 2>/dev/null || true; } | awk '{ print $1 }' | sort
 }
 
 install_packages() {
