@@ -4,7 +4,8 @@
  * Builds a Docker lab in network namespaces (a private dockerd, the on-his-name network,
  * unbound with dnstap on its gateway, an "internet" at documentation addresses), starts
  * on-his-name by network name as the README tells, and shows what containers can reach.
- * It installs nothing; it says what is missing and how to install it. Everything it
+ * `npm run demo` first installs what the demo needs (predemo: scripts/setup.sh demo);
+ * run directly, this file installs nothing and says what is missing. Everything it
  * creates is removed at the end, on failure and on Ctrl-C.
  *
  * `sudo npm run demo -- --inline` plays the same scene in inline DNS mode: on-his-name

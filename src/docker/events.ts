@@ -22,7 +22,7 @@ export interface DockerEvent {
   attributes: Record<string, string>;
 }
 
-/** The slice of dockerode we use, so tests can pass a fake stream. */
+/** The slice of Docker's API we use for events (client.ts), so tests can pass a fake stream. */
 export interface DockerEvents {
   getEvents(options: { filters: Record<string, string[]>; abortSignal?: AbortSignal }): Promise<NodeJS.ReadableStream>;
 }

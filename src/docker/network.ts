@@ -2,9 +2,10 @@
  * Docker at the edge: resolve a network name to the bridge interface its containers
  * enter the host by, and the gateway they should use as --dns.
  */
-import Docker from 'dockerode';
 import { ConfigError } from '../util/errors.js';
-import type { DockerEvents } from './events.js';
+import { formatHostPort } from '../util/host-port.js';
+import { DockerClient } from './client.js';
+import { DEFAULT_SOCKET, dockerEndpoint, type DockerEndpoint } from './endpoint.js';
 
 export interface BridgeNetwork {
   name: string;
@@ -18,7 +19,7 @@ export interface BridgeNetwork {
   subnet6?: string;
 }
 
-/** The slice of dockerode we use, so tests can pass a fake. */
+/** The slice of Docker's network API we use, so tests can pass a fake. */
 export interface DockerNetworks {
   getNetwork(id: string): { inspect(): Promise<NetworkInspect> };
 }
@@ -37,8 +38,9 @@ export interface NetworkInspect {
 const BRIDGE_NAME_OPTION = 'com.docker.network.bridge.name';
 const BRIDGE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
 
-export function dockerClient(socketPath?: string): DockerNetworks & DockerEvents {
-  return new Docker(socketPath ? { socketPath } : undefined);
+/** Docker where the environment says (DOCKER_HOST, as the docker CLI reads it), or at `endpoint`. */
+export function dockerClient(endpoint: DockerEndpoint = dockerEndpoint(process.env)): DockerClient {
+  return new DockerClient(endpoint);
 }
 
 export async function resolveBridgeNetwork(docker: DockerNetworks, name: string): Promise<BridgeNetwork> {
@@ -86,14 +88,15 @@ export function waitableFailure(err: unknown): 'missing' | 'unreachable' | undef
 }
 
 function explainDockerError(err: unknown, name: string): ConfigError {
-  const e = err as { statusCode?: number; code?: string; address?: string; message?: string };
+  const e = err as { statusCode?: number; code?: string; address?: string; port?: number; message?: string };
   if (e.statusCode === 404) {
     return new ConfigError(`Docker network "${name}" not found: create it with "docker network create ${name}"`, {
       cause: err,
     });
   }
   if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED' || e.code === 'EACCES') {
-    const where = e.address ?? '/var/run/docker.sock';
+    // A Unix socket's error names its path; a TCP one its address and port apart.
+    const where = e.address === undefined ? DEFAULT_SOCKET : e.port === undefined ? e.address : formatHostPort(e.address, e.port);
     return new ConfigError(
       `cannot reach Docker at ${where} (${e.code}): start dockerd, set DOCKER_HOST, or name the bridge with --interface`,
       { cause: err },

@@ -3,6 +3,9 @@
  * reach allowed names and nothing else; everything else on the host is untouched.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DockerClient } from '../../src/docker/client.js';
+import { containersOnNetwork, inspectedContainer } from '../../src/docker/containers.js';
+import { firewallBackendDriver } from '../../src/docker/info.js';
 import { NETWORK, createDockerLab, type DockerLab } from '../lab/docker-lab.js';
 import { firewallReport, printOnFailure } from '../support/failure.js';
 import { canUseNamespaces, skipNote } from '../support/root.js';
@@ -74,6 +77,25 @@ describe.skipIf(!canUseNamespaces())(`on-his-name with a real dockerd${skipNote(
       expect((await lab.curl('http://peer:8000/')).output).toContain('hello from peer');
     } finally {
       await lab.dockerd.docker(['rm', '-f', server.stdout.trim()], { reject: false });
+    }
+  });
+
+  it("reads what per-container policies need from this dockerd's API: containers with labels and addresses, and /info", async () => {
+    const docker = new DockerClient({ transport: 'unix', path: lab.dockerd.socket });
+    const started = await lab.dockerd.docker(['run', '-d', '--rm', '--network', NETWORK, '--name', 'labelled', '--label', 'on-his-name.test=yes', lab.image, 'sleep', '60']);
+    const id = started.stdout.trim();
+    try {
+      const network = { name: NETWORK, id: (await docker.getNetwork(NETWORK).inspect()).Id };
+      const listed = (await containersOnNetwork(docker, network)).find((c) => c.id === id);
+      expect(listed).toEqual({ id, name: 'labelled', labels: { 'on-his-name.test': 'yes' }, ipv4: expect.stringMatching(/^\d+\.\d+\.\d+\.\d+$/) });
+      expect(inspectedContainer(await docker.inspectContainer(id), network)).toEqual(listed);
+      const info = await docker.info();
+      expect(info.ServerVersion).toMatch(/^\d+\./);
+      // Docker 29 and later name their firewall backend; older ones (Debian 12's 20.10) say nothing.
+      if (Number(info.ServerVersion!.split('.')[0]) < 29) expect(firewallBackendDriver(info)).toBeUndefined();
+      else expect(firewallBackendDriver(info)).toMatch(/iptables|nftables/);
+    } finally {
+      await lab.dockerd.docker(['rm', '-f', id], { reject: false });
     }
   });
 

@@ -10,7 +10,7 @@ import type { Namespace } from './netns.js';
 
 export interface Dockerd {
   socket: string;
-  /** Environment for docker clients and dockerode: DOCKER_HOST. */
+  /** Environment for docker clients and on-his-name: DOCKER_HOST. */
   env: { DOCKER_HOST: string };
   docker(args: readonly string[], options?: { reject?: boolean; input?: string; timeoutMs?: number }): Promise<{ stdout: string; stderr: string; exitCode: number }>;
   restart(): Promise<void>;
