@@ -1,9 +1,9 @@
 /**
  * A Clock that moves only when the test says so. advance(ms) fires every timer that falls
  * due on the way, in order (by due time, then by when it was set), with the clock set to
- * each one's moment, and lets the code under test run between them (pending promises and
- * one turn of the event loop), so that a timer set by a callback, or by code that awaited
- * something first, is fired too if it falls inside the step.
+ * each one's moment, and lets the code under test run between them (settle(): pending
+ * promises and two turns of the event loop), so that a timer set by a callback, or by code
+ * that awaited something first, is fired too if it falls inside the step.
  *
  * Real I/O (a socket that connects, a child process) still takes real time: wait for its
  * effect on an event (nextTimer(), a log line, a counter), then move the clock again.
@@ -12,8 +12,16 @@ import type { Clock, Timer } from '../../src/util/clock.js';
 
 /** Captured before any test can fake the globals. */
 const realSetImmediate = globalThis.setImmediate;
-/** Pending promise callbacks, process.nextTick and one pass of the event loop's I/O. */
-export const settle = (): Promise<void> => new Promise((resolve) => realSetImmediate(resolve));
+const turn = (): Promise<void> => new Promise((resolve) => realSetImmediate(resolve));
+/**
+ * Pending promise callbacks and process.nextTick, then two turns of the event loop: two, so
+ * that whatever phase we start in, the loop passes its close phase, where a socket that a
+ * fired timer destroyed emits 'close'. (I/O that waits on the kernel or a peer may need more.)
+ */
+export const settle = async (): Promise<void> => {
+  await turn();
+  await turn();
+};
 
 /** Node's own bound: a delay outside [1, 2^31 - 1] ms becomes 1 ms. */
 const TIMEOUT_MAX = 2 ** 31 - 1;
