@@ -10,6 +10,7 @@
  */
 import type { Logger } from 'pino';
 import type { BackoffPolicy } from '../util/backoff.js';
+import type { Clock } from '../util/clock.js';
 import type { DockerEvents } from '../docker/events.js';
 import { followNetwork, type NetworkFollower } from '../docker/follow.js';
 import type { BridgeNetwork, DockerNetworks } from '../docker/network.js';
@@ -27,6 +28,7 @@ export interface BridgeFollowerOptions {
   onGateway?: (gateway: string | undefined) => Promise<void>;
   log: Logger;
   backoff?: BackoffPolicy;
+  clock?: Clock;
 }
 
 export function followBridge(options: BridgeFollowerOptions): NetworkFollower | undefined {
@@ -41,6 +43,7 @@ export function followBridge(options: BridgeFollowerOptions): NetworkFollower | 
     network: options.network,
     log,
     ...(options.backoff ? { backoff: options.backoff } : {}),
+    ...(options.clock ? { clock: options.clock } : {}),
     async onChange(next, previous) {
       options.onSubnets(next);
       if (next.gateway !== previous.gateway && !options.onGateway) {

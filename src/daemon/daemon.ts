@@ -27,6 +27,7 @@ import type { DockerEvents } from '../docker/events.js';
 import type { NetworkFollower } from '../docker/follow.js';
 import { resolveBridgeNetwork, type BridgeNetwork, type DockerNetworks } from '../docker/network.js';
 import { waitForNetwork } from '../docker/wait.js';
+import type { Clock } from '../util/clock.js';
 import { ConfigError } from '../util/errors.js';
 import { Firewall, type KernelOptions } from '../firewall/firewall.js';
 import { IpsetBackend } from '../firewall/ipset-backend.js';
@@ -51,6 +52,8 @@ export interface DaemonDeps {
   /** Needed unless config.interface names the bridge; without getEvents the network is not followed. */
   docker?: () => DockerNetworks & Partial<DockerEvents>;
   log: Logger;
+  /** Time for the dnstap sources and for following Docker (backoff, deadlines, polls); the real clock unless a test moves it. */
+  clock?: Clock;
 }
 
 export interface Daemon {
@@ -93,7 +96,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
 
   const pipeline = new Pipeline(policy, guard, { 4: firewall, 6: firewall6 }, deps.log.child({ component: 'policy' }));
   const dns = config.dns ? await startInlineDns(config.dns, pipeline, gateway, deps.log) : undefined;
-  const dnstap = { log: deps.log.child({ component: 'dnstap' }), onData: pipeline.onFrame, nextId: producerIds() };
+  const dnstap = { log: deps.log.child({ component: 'dnstap' }), onData: pipeline.onFrame, nextId: producerIds(), ...(deps.clock ? { clock: deps.clock } : {}) };
   const listener = config.listen
     ? await listenFrameStreams({
         endpoint: config.listen,
@@ -134,6 +137,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
           onSubnets,
           ...(dns?.followGateway ? { onGateway: dns.followGateway } : {}),
           log: deps.log.child({ component: 'docker' }),
+          ...(deps.clock ? { clock: deps.clock } : {}),
         })
       : undefined;
 
@@ -252,7 +256,7 @@ async function findBridge(config: Config, deps: DaemonDeps): Promise<FoundBridge
   if (!deps.docker) throw new ConfigError('no Docker client: name the bridge with --interface');
   const docker = deps.docker();
   const network = config.waitForNetwork
-    ? await waitForNetwork(docker, config.network, deps.log.child({ component: 'docker' }))
+    ? await waitForNetwork(docker, config.network, deps.log.child({ component: 'docker' }), deps.clock ? { clock: deps.clock } : {})
     : await resolveBridgeNetwork(docker, config.network);
   deps.log.info(
     { network: network.name, bridge: network.bridge, subnet: network.subnet, dns: network.gateway },
