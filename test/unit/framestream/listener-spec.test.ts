@@ -4,7 +4,6 @@
  * is told, the log line an operator sees, and that a well-behaved producer connected at the
  * same time loses nothing.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +14,7 @@ import { ControlType, DNSTAP_CONTENT_TYPE } from '../../../src/framestream/limit
 import { listenFrameStreams, type FrameStreamListener } from '../../../src/framestream/listener.js';
 import { recordingLogger } from '../../support/log.js';
 import { connectProducer, until } from '../../support/socket.js';
+import { hasCommand, missingNote } from '../../support/tools.js';
 
 let dir: string;
 let listener: FrameStreamListener;
@@ -182,16 +182,9 @@ describe('Frame Streams edge cases on a real socket', () => {
   });
 });
 
-const hasFstrmReplay = (() => {
-  try {
-    execFileSync('fstrm_replay', ['--help'], { stdio: 'ignore' });
-    return true;
-  } catch (err) {
-    return (err as { status?: number }).status !== undefined; // it ran, and only complained about its flags
-  }
-})();
+const hasFstrmReplay = hasCommand('fstrm_replay');
 
-describe.skipIf(!hasFstrmReplay)(`fstrm's own writer (fstrm_replay)${hasFstrmReplay ? '' : ' (skipped: install fstrm-bin)'}`, () => {
+describe.skipIf(!hasFstrmReplay)(`fstrm's own writer (fstrm_replay)${missingNote('fstrm_replay', 'fstrm-bin')}`, () => {
   const replay = (contentType: string) =>
     execa('fstrm_replay', ['-t', contentType, '-u', listener.path, '-r', 'test/fixtures/unbound.fstrm'], { reject: false, timeout: 10_000 });
 
