@@ -234,7 +234,10 @@ describe('connectFrameStreams', () => {
     }
   });
 
-  it('gives up on a listener that never starts the handshake, and says what it expected', async () => {
+  it.each([
+    ['its default deadline (HANDSHAKE_TIMEOUT_MS)', undefined, 10_000],
+    ['handshakeTimeoutMs', 500, 500],
+  ])('gives up on a listener that never starts the handshake, by %s, and says what it expected', async (_, handshakeTimeoutMs, deadline) => {
     const { createServer } = await import('node:net');
     const path = join(dir, 'silent.sock');
     let connections = 0;
@@ -244,14 +247,17 @@ describe('connectFrameStreams', () => {
     });
     await new Promise<void>((r) => silent.listen(path, r));
     try {
-      dialer = connectFrameStreams({ endpoint: { transport: 'unix', path }, log, backoff: fast, clock, onData: () => undefined });
+      const options = { endpoint: { transport: 'unix', path } as const, log, backoff: fast, clock, onData: () => undefined };
+      dialer = connectFrameStreams(handshakeTimeoutMs === undefined ? options : { ...options, handshakeTimeoutMs });
       await until(() => dialer!.stats.connections === 1); // connected: the handshake's deadline runs from here
-      await clock.advance(9_999); // HANDSHAKE_TIMEOUT_MS is 10 s
+      await clock.advance(deadline - 1);
       expect(said('dnstap producer not reachable yet')).toHaveLength(0); // still waiting for READY
       await clock.advance(1);
       await until(() => said('dnstap producer not reachable yet').length === 1);
       await retryUntil(() => connections >= 2);
-      expect(said('dnstap producer not reachable yet')[0]!.reason).toMatch(/no Frame Streams handshake within 10000 ms: is this a dnstap producer/);
+      expect(said('dnstap producer not reachable yet')[0]!.reason).toMatch(
+        new RegExp(`no Frame Streams handshake within ${deadline} ms: is this a dnstap producer`),
+      );
     } finally {
       await dialer?.close();
       await new Promise<void>((r) => silent.close(() => r()));
