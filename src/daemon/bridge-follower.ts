@@ -15,6 +15,7 @@
  */
 import type { Logger } from 'pino';
 import type { BackoffPolicy } from '../util/backoff.js';
+import type { Clock } from '../util/clock.js';
 import type { DockerEvents } from '../docker/events.js';
 import { followNetwork, type NetworkFollower } from '../docker/follow.js';
 import type { BridgeNetwork, DockerNetworks } from '../docker/network.js';
@@ -39,6 +40,7 @@ export interface BridgeFollowerOptions {
   onFatal(err: Error): void;
   log: Logger;
   backoff?: BackoffPolicy;
+  clock?: Clock;
 }
 
 export function followBridge(options: BridgeFollowerOptions): NetworkFollower | undefined {
@@ -53,6 +55,7 @@ export function followBridge(options: BridgeFollowerOptions): NetworkFollower | 
     network: options.network,
     log,
     ...(options.backoff ? { backoff: options.backoff } : {}),
+    ...(options.clock ? { clock: options.clock } : {}),
     async onChange(next, previous) {
       const view = await options.viewOf(next);
       options.onSubnets(view);

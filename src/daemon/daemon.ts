@@ -30,6 +30,7 @@ import type { DockerEvents } from '../docker/events.js';
 import type { NetworkFollower } from '../docker/follow.js';
 import { resolveBridgeNetwork, type BridgeNetwork, type DockerNetworks } from '../docker/network.js';
 import { waitForNetwork } from '../docker/wait.js';
+import type { Clock } from '../util/clock.js';
 import { Firewall, type KernelOptions } from '../firewall/firewall.js';
 import { IpsetBackend } from '../firewall/ipset-backend.js';
 import { DEFAULT_MAX_ELEMENTS } from '../firewall/ipset.js';
@@ -62,6 +63,8 @@ export interface DaemonDeps {
   /** The daemon can no longer keep its promise (a re-created network it cannot filter): the CLI exits. */
   onFatal?: (err: Error) => void;
   log: Logger;
+  /** Time for the dnstap sources and for following Docker (backoff, deadlines, polls); the real clock unless a test moves it. */
+  clock?: Clock;
 }
 
 export interface Daemon {
@@ -118,7 +121,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   closers.add('pipeline', () => pipeline.flush());
   const dns = config.dns ? await closers.step(() => startInlineDns(config.dns!, pipeline, view[4].dns[0]?.address, deps.log)) : undefined;
   if (dns) closers.add('dns', () => dns.close());
-  const dnstap = { log: deps.log.child({ component: 'dnstap' }), onData: pipeline.onFrame, nextId: producerIds() };
+  const dnstap = { log: deps.log.child({ component: 'dnstap' }), onData: pipeline.onFrame, nextId: producerIds(), ...(deps.clock ? { clock: deps.clock } : {}) };
   const listener = config.listen
     ? await closers.step(() =>
         listenFrameStreams({
@@ -160,6 +163,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
           ...(dns?.followGateway ? { onGateway: dns.followGateway } : {}),
           onFatal: (err) => (deps.onFatal ? deps.onFatal(err) : deps.log.fatal({ err: err.message }, err.message)),
           log: deps.log.child({ component: 'docker' }),
+          ...(deps.clock ? { clock: deps.clock } : {}),
         })
       : undefined;
   if (follower) closers.add('follower', () => follower.stop());
@@ -267,7 +271,7 @@ async function findBridge(config: Config, deps: DaemonDeps): Promise<FoundBridge
   if (!deps.docker) throw new ConfigError('no Docker client: name the bridge with --interface');
   const docker = deps.docker();
   const network = config.waitForNetwork
-    ? await waitForNetwork(docker, config.network, deps.log.child({ component: 'docker' }))
+    ? await waitForNetwork(docker, config.network, deps.log.child({ component: 'docker' }), deps.clock ? { clock: deps.clock } : {})
     : await resolveBridgeNetwork(docker, config.network);
   deps.log.info(
     { network: network.name, bridge: network.bridge, subnet: network.subnet, dns: network.gateway },

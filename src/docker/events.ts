@@ -7,9 +7,9 @@
  * backoff, saying so once per outage (not once per retry), and calls onConnect after every
  * connection so that the caller can catch up on what it missed (events are not replayed).
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { reconnectDelay, type BackoffPolicy } from '../util/backoff.js';
+import { sleep, systemClock, type Clock } from '../util/clock.js';
 
 export interface DockerEvent {
   /** network, daemon, container… */
@@ -93,6 +93,8 @@ export interface FollowOptions {
   onConnect(reconnected: boolean): void;
   log: Logger;
   backoff?: BackoffPolicy;
+  /** For the backoff and the outage's length; systemClock unless a test moves time itself. */
+  clock?: Clock;
 }
 
 export interface EventFollower {
@@ -105,6 +107,7 @@ const DEFAULT_BACKOFF: BackoffPolicy = { initialMs: 250, maxMs: 10_000 };
 export function followEvents(options: FollowOptions): EventFollower {
   const abort = new AbortController();
   const backoff = options.backoff ?? DEFAULT_BACKOFF;
+  const clock = options.clock ?? systemClock;
   const { log } = options;
 
   const loop = async () => {
@@ -118,13 +121,13 @@ export function followEvents(options: FollowOptions): EventFollower {
       } catch (err) {
         if (abort.signal.aborted) return;
         if (!outage) {
-          outage = { since: Date.now(), reason: describe(err) };
+          outage = { since: clock.now(), reason: describe(err) };
           log.warn({ err: outage.reason }, "cannot follow Docker's events (dockerd restarting?); retrying until it answers");
         }
-        await sleep(reconnectDelay(attempt++, backoff), undefined, { signal: abort.signal }).catch(() => undefined);
+        await sleep(clock, reconnectDelay(attempt++, backoff), abort.signal).catch(() => undefined);
         continue;
       }
-      if (outage) log.info({ downForMs: Date.now() - outage.since }, "following Docker's events again");
+      if (outage) log.info({ downForMs: clock.now() - outage.since }, "following Docker's events again");
       const reconnected = connected;
       connected = true;
       outage = undefined;
@@ -132,7 +135,7 @@ export function followEvents(options: FollowOptions): EventFollower {
       options.onConnect(reconnected);
       const reason = await read(stream, options.onEvent, log, abort.signal);
       if (abort.signal.aborted) return;
-      outage = { since: Date.now(), reason };
+      outage = { since: clock.now(), reason };
       log.warn({ err: reason }, "Docker's event stream ended (dockerd stopped or restarting?); reconnecting");
     }
   };

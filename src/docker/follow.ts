@@ -10,6 +10,7 @@
  */
 import type { Logger } from 'pino';
 import type { BackoffPolicy } from '../util/backoff.js';
+import type { Clock } from '../util/clock.js';
 import { ConfigError } from '../util/errors.js';
 import { followEvents, type DockerEvent, type DockerEvents, type EventFollower } from './events.js';
 import { resolveBridgeNetwork, waitableFailure, type BridgeNetwork, type DockerNetworks } from './network.js';
@@ -24,6 +25,8 @@ export interface NetworkFollowerOptions {
   onReconnect(): Promise<void>;
   log: Logger;
   backoff?: BackoffPolicy;
+  /** For the event stream's backoff; systemClock by default. */
+  clock?: Clock;
 }
 
 export interface NetworkFollower {
@@ -119,6 +122,7 @@ export function followNetwork(options: NetworkFollowerOptions): NetworkFollower 
     onConnect: (reconnected) => check(reconnected),
     log,
     ...(options.backoff ? { backoff: options.backoff } : {}),
+    ...(options.clock ? { clock: options.clock } : {}),
   });
 
   return {

@@ -6,6 +6,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { systemClock, type Clock } from '../util/clock.js';
 import { ProtocolError } from '../util/errors.js';
 import { LogSummary } from '../util/log-summary.js';
 import type { ControlFrame } from './control.js';
@@ -27,6 +28,8 @@ export interface ServeOptions {
   maxDataBytes?: number;
   /** Numbers producers; pass one counter to every source so that ids stay unique in the logs. */
   nextId?: () => number;
+  /** For the refused producer's grace and the warnings' summaries; systemClock unless a test moves time itself. */
+  clock?: Clock;
 }
 
 export interface FrameStreamStats {
@@ -85,10 +88,10 @@ export class ProducerWarnings {
   readonly oversized: LogSummary;
   readonly midFrame: LogSummary;
 
-  constructor(log: Logger) {
-    this.protocol = new LogSummary(log, 'closing producer connection: Frame Streams protocol error');
-    this.oversized = new LogSummary(log, 'skipped an oversized data frame; a dnstap message never needs this much, check what writes to the socket');
-    this.midFrame = new LogSummary(log, 'producer disconnected in the middle of a frame; partial frame dropped');
+  constructor(log: Logger, clock: Clock = systemClock) {
+    this.protocol = new LogSummary(log, 'closing producer connection: Frame Streams protocol error', { clock });
+    this.oversized = new LogSummary(log, 'skipped an oversized data frame; a dnstap message never needs this much, check what writes to the socket', { clock });
+    this.midFrame = new LogSummary(log, 'producer disconnected in the middle of a frame; partial frame dropped', { clock });
   }
 
   /** Log what is held back, when the source closes. */
@@ -116,6 +119,7 @@ export function serveProducer(
 ): void {
   const log = options.log.child({ producer: producer.id });
   const maxDataBytes = options.maxDataBytes ?? MAX_DATA_FRAME_BYTES;
+  const clock = options.clock ?? systemClock;
   const decoder = new FrameDecoder({ maxDataBytes });
   let handshake: HandshakeState = INITIAL_HANDSHAKE;
   let warnedIgnored = false;
@@ -161,7 +165,7 @@ export function serveProducer(
       if (!step.refused) log.debug('producer finished its stream');
       socket.end();
       // Told to give up, a producer closes; one that does not would hold the connection (and a dialer's retry) for ever.
-      if (step.refused) setTimeout(() => socket.destroy(), REFUSED_GRACE_MS).unref();
+      if (step.refused) clock.setTimeout(() => socket.destroy(), REFUSED_GRACE_MS).unref();
     }
   };
 

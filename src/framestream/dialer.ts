@@ -10,9 +10,13 @@
  *
  * Logs: one line when the producer is first reached, one when it goes away and one when
  * it is back; the retries in between are debug lines.
+ *
+ * Every wait (the backoff, the connect and handshake deadlines) is on `options.clock`,
+ * the real one unless a test moves time itself.
  */
 import { createConnection, type Socket } from 'node:net';
 import { RECONNECT_BACKOFF, reconnectDelay, type BackoffPolicy } from '../util/backoff.js';
+import { systemClock, type Timer } from '../util/clock.js';
 import { ProducerWarnings, newStats, producerIds, serveProducer, type FrameStreamStats, type ServeOptions, type StreamEnd } from './connection.js';
 import { formatEndpoint, type Endpoint } from './endpoint.js';
 
@@ -47,9 +51,10 @@ export function connectFrameStreams(options: DialerOptions): FrameStreamDialer {
   const policy = options.backoff ?? RECONNECT_BACKOFF;
   const nextId = options.nextId ?? producerIds();
   const stats = newStats();
-  const warnings = new ProducerWarnings(options.log);
+  const clock = options.clock ?? systemClock;
+  const warnings = new ProducerWarnings(options.log, clock);
   let socket: Socket | undefined;
-  let retry: NodeJS.Timeout | undefined;
+  let retry: Timer | undefined;
   let attempt = 0;
   let connected = false;
   let everConnected = false;
@@ -64,15 +69,18 @@ export function connectFrameStreams(options: DialerOptions): FrameStreamDialer {
     socket = s;
     let reason = 'connection closed before the handshake';
     let opened = false;
-    s.setTimeout(options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS, () => s.destroy(new Error('timed out')));
+    // Nothing moves on a socket before it connects, so this is a deadline from the dial. Unref'd, as a socket's own timeout.
+    const connecting = clock.setTimeout(() => s.destroy(new Error('timed out')), options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS).unref();
     s.on('error', (err: NodeJS.ErrnoException) => {
       if (!opened) reason = err.code ?? err.message;
     });
     s.once('connect', () => {
+      clock.clearTimeout(connecting);
       opened = true;
       serve(s);
     });
     s.once('close', () => {
+      clock.clearTimeout(connecting);
       if (!opened) failed(reason);
     });
   };
@@ -80,28 +88,45 @@ export function connectFrameStreams(options: DialerOptions): FrameStreamDialer {
   const serve = (s: Socket): void => {
     const handshakeMs = options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
     let silent = false;
-    s.setTimeout(handshakeMs, () => {
-      silent = true;
-      s.destroy();
-    });
+    // Silence ends a handshake, not slowness: as a socket's idle timeout, every chunk the producer sends restarts it.
+    let handshake: Timer | undefined;
+    const awaitProducer = () => {
+      if (handshake) clock.clearTimeout(handshake);
+      handshake = clock
+        .setTimeout(() => {
+          silent = true;
+          s.destroy();
+        }, handshakeMs)
+        .unref();
+    };
+    const stopAwaiting = () => {
+      if (handshake) clock.clearTimeout(handshake);
+      handshake = undefined;
+    };
+    awaitProducer();
     if (endpoint.transport === 'tcp') {
       s.setKeepAlive(true, KEEPALIVE_DELAY_MS);
       s.setNoDelay(true); // our ACCEPT is the producer's cue to START: do not hold it back
     }
     const onStart = () => {
-      s.setTimeout(0); // a quiet stream is normal once started: no DNS traffic, no frames
+      stopAwaiting(); // a quiet stream is normal once started: no DNS traffic, no frames
       started();
     };
-    const onClose = (end: StreamEnd) =>
+    const onClose = (end: StreamEnd) => {
+      stopAwaiting();
       ended(end, silent ? `no Frame Streams handshake within ${handshakeMs} ms: is this a dnstap producer (CoreDNS dnstap listen)?` : undefined);
+    };
     serveProducer(s, { id: nextId() }, options, stats, warnings, { onStart, onClose });
+    s.on('data', () => {
+      if (handshake) awaitProducer(); // still in the handshake (a chunk with START stopped it already)
+    });
   };
 
   const started = (): void => {
     connected = true;
     attempt = 0;
     if (!everConnected) log.info({ producer }, 'connected to the dnstap producer');
-    else log.info({ producer, awayMs: Date.now() - (awaySince ?? Date.now()) }, 'dnstap producer is back');
+    else log.info({ producer, awayMs: clock.now() - (awaySince ?? clock.now()) }, 'dnstap producer is back');
     everConnected = true;
     awaySince = undefined;
   };
@@ -110,7 +135,7 @@ export function connectFrameStreams(options: DialerOptions): FrameStreamDialer {
     if (closed) return;
     if (!connected) return failed(why ?? `closed in the handshake (phase ${end.phase})`);
     connected = false;
-    awaySince = Date.now();
+    awaySince = clock.now();
     log.warn(
       { producer, said: end.phase === 'stopped' ? 'STOP' : 'nothing', midFrame: end.midFrame },
       'dnstap producer went away; answers it gives meanwhile open nothing; reconnecting',
@@ -122,7 +147,7 @@ export function connectFrameStreams(options: DialerOptions): FrameStreamDialer {
     if (closed) return;
     // After a stream ended, ended() has said so already; before the first one, say it here once.
     if (awaySince === undefined) {
-      awaySince = Date.now();
+      awaySince = clock.now();
       log.warn({ producer, reason }, 'dnstap producer not reachable yet; retrying until it is');
     } else {
       log.debug({ producer, reason, attempt }, 'dnstap producer still away');
@@ -132,7 +157,7 @@ export function connectFrameStreams(options: DialerOptions): FrameStreamDialer {
 
   const schedule = (): void => {
     const delayMs = reconnectDelay(attempt++, policy, options.random);
-    retry = setTimeout(dial, delayMs);
+    retry = clock.setTimeout(dial, delayMs);
   };
 
   dial();
@@ -144,7 +169,7 @@ export function connectFrameStreams(options: DialerOptions): FrameStreamDialer {
     },
     async close() {
       closed = true;
-      if (retry) clearTimeout(retry);
+      if (retry) clock.clearTimeout(retry);
       warnings.flush();
       const s = socket;
       if (!s || s.destroyed) return;

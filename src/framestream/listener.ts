@@ -36,7 +36,7 @@ const MAX_PRODUCERS = 256;
 export async function listenFrameStreams(options: ListenerOptions): Promise<FrameStreamListener> {
   const wanted: Endpoint = 'endpoint' in options ? options.endpoint : { transport: 'unix', path: options.path };
   const stats = newStats();
-  const warnings = new ProducerWarnings(options.log);
+  const warnings = new ProducerWarnings(options.log, options.clock);
   const open = new Set<Socket>();
   const nextId = options.nextId ?? producerIds();
   const server = createServer((socket) => {

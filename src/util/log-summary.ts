@@ -5,6 +5,7 @@
  * Counters (stats, metrics) stay exact; only the log is thinned.
  */
 import type { Logger } from 'pino';
+import { systemClock, type Clock, type Timer } from './clock.js';
 
 export const SUMMARY_INTERVAL_MS = 1_000;
 
@@ -15,19 +16,21 @@ export class LogSummary {
   private latest: Record<string, unknown> = {};
   private windowEnds = 0;
   private linesInWindow = 0;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Timer | undefined;
+  private readonly clock: Clock;
 
   constructor(
     private readonly log: Logger,
     private readonly msg: string,
-    options: { intervalMs?: number; burst?: number } = {},
+    options: { intervalMs?: number; burst?: number; clock?: Clock } = {},
   ) {
     this.intervalMs = options.intervalMs ?? SUMMARY_INTERVAL_MS;
     this.burst = options.burst ?? 1;
+    this.clock = options.clock ?? systemClock;
   }
 
   warn(fields: Record<string, unknown>): void {
-    const now = Date.now();
+    const now = this.clock.now();
     if (this.timer === undefined) {
       if (now >= this.windowEnds) {
         this.windowEnds = now + this.intervalMs;
@@ -41,18 +44,18 @@ export class LogSummary {
     }
     this.repeated++;
     this.latest = fields;
-    this.timer ??= setTimeout(() => this.flush(), Math.max(0, this.windowEnds - now)).unref();
+    this.timer ??= this.clock.setTimeout(() => this.flush(), Math.max(0, this.windowEnds - now)).unref();
   }
 
   /** Log what is held back now (at shutdown, or when the interval ends). */
   flush(): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
     this.timer = undefined;
     if (this.repeated === 0) return;
     this.log.warn({ ...this.latest, repeated: this.repeated, withinMs: this.intervalMs }, this.msg);
     this.repeated = 0;
     this.latest = {};
-    this.windowEnds = Date.now() + this.intervalMs;
+    this.windowEnds = this.clock.now() + this.intervalMs;
     this.linesInWindow = this.burst; // the summary used this window's lines
   }
 }

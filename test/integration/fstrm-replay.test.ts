@@ -4,7 +4,6 @@
  * recorded from unbound (test/fixtures/unbound.fstrm) into the daemon, which opens the
  * allowed answers in a fake kernel. Needs no root; skips when fstrm_replay is missing.
  */
-import { spawnSync } from 'node:child_process';
 import { createServer, type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
@@ -15,10 +14,11 @@ import { DNSTAP_CONTENT_TYPE } from '../../src/framestream/limits.js';
 import { fakeIptables } from '../support/iptables.js';
 import { recordingLogger } from '../support/log.js';
 import { until } from '../support/socket.js';
+import { hasCommand, missingNote } from '../support/tools.js';
 
 const CAPTURE = fileURLToPath(new URL('../fixtures/unbound.fstrm', import.meta.url));
-const hasFstrmReplay = spawnSync('fstrm_replay', ['-h']).error === undefined;
-const note = hasFstrmReplay ? '' : ' (skipped: fstrm_replay not found; apt-get install fstrm-bin)';
+const hasFstrmReplay = hasCommand('fstrm_replay');
+const note = missingNote('fstrm_replay', 'fstrm-bin');
 
 let daemon: Daemon | undefined;
 afterEach(async () => {

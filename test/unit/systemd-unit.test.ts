@@ -9,9 +9,10 @@ import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DEFAULTS, parseConfig } from '../../src/config/config.js';
 import { splitRule } from '../../src/firewall/rules.js';
+import { hasCommand, missingNote } from '../support/tools.js';
 
 const UNIT = new URL('../../examples/on-his-name.service', import.meta.url);
-const hasSystemdAnalyze = (await execa('sh', ['-c', 'command -v systemd-analyze'], { reject: false })).exitCode === 0;
+const hasSystemdAnalyze = hasCommand('systemd-analyze', ['--version']);
 
 async function unit() {
   const text = await readFile(UNIT, 'utf8');
@@ -20,7 +21,7 @@ async function unit() {
 }
 
 describe('examples/on-his-name.service', () => {
-  it.skipIf(!hasSystemdAnalyze)(`passes systemd-analyze verify without a warning${hasSystemdAnalyze ? '' : ' (skipped: no systemd-analyze)'}`, async () => {
+  it.skipIf(!hasSystemdAnalyze)(`passes systemd-analyze verify without a warning${missingNote('systemd-analyze', 'systemd')}`, async () => {
     const dir = await mkdtemp(join(tmpdir(), 'ohn-unit-'));
     try {
       const { text } = await unit();

@@ -1,6 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { reconnectDelay } from '../../../src/util/backoff.js';
 import { EventLineDecoder, MAX_EVENT_LINE, followEvents, parseEventLine, type DockerEvent } from '../../../src/docker/events.js';
+import { FakeClock } from '../../support/clock.js';
 import { fakeDocker } from '../../support/docker.js';
 import { recordingLogger } from '../../support/log.js';
 
@@ -18,6 +20,14 @@ const until = async (predicate: () => boolean) => {
   for (let i = 0; i < 500 && !predicate(); i++) await new Promise((r) => setTimeout(r, 2));
   expect(predicate()).toBe(true);
 };
+
+/** Let a follower that cannot reach Docker retry `times` times: each retry waits on the clock, and the fake fails at once. */
+async function failedRetries(clock: FakeClock, times: number): Promise<void> {
+  for (let i = 0; i < times; i++) {
+    await clock.nextTimer();
+    await clock.runNext();
+  }
+}
 
 describe('EventLineDecoder', () => {
   it('reads JSON lines whole, byte by byte, and split anywhere', () => {
@@ -67,6 +77,7 @@ describe('followEvents', () => {
     const events: DockerEvent[] = [];
     const connects: boolean[] = [];
     const connected = docker.nextConnection();
+    const clock = new FakeClock();
     const follower = followEvents({
       docker: docker.client,
       filters: { type: ['network', 'daemon'] },
@@ -74,6 +85,7 @@ describe('followEvents', () => {
       onConnect: (again) => connects.push(again),
       log,
       backoff: { initialMs: 1, maxMs: 4 },
+      clock,
     });
     await connected;
     expect(docker.subscriptions[0]).toEqual({ type: ['network', 'daemon'] });
@@ -84,15 +96,22 @@ describe('followEvents', () => {
 
     docker.stop(true); // dockerd goes down: the stream ends and connecting fails for a while
     await until(() => lines.filter((l) => String(l.msg).includes('event stream ended')).length === 1);
-    await new Promise((r) => setTimeout(r, 40)); // several failed retries at 1-4 ms
+    const down = clock.now();
+    await failedRetries(clock, 5);
+    expect(connects).toEqual([false]);
+    expect(docker.connections).toBe(1);
     const back = docker.nextConnection();
     docker.up();
+    await clock.runNext();
     await back;
     await until(() => connects.length === 2);
     expect(connects).toEqual([false, true]);
     const warnings = lines.filter((l) => l.level === 40);
     expect(warnings.map((l) => l.msg)).toEqual([expect.stringContaining("Docker's event stream ended")]);
     expect(lines.filter((l) => l.msg === "following Docker's events again")).toHaveLength(1);
+    expect(lines.find((l) => l.msg === "following Docker's events again")!.downForMs).toBe(clock.now() - down);
+    // Five retries that failed and the one that did not, each at least half its backoff step.
+    expect(clock.now() - down).toBeGreaterThanOrEqual([0, 1, 2, 3, 4, 5].reduce((sum, attempt) => sum + reconnectDelay(attempt, { initialMs: 1, maxMs: 4 }, () => 0), 0));
 
     docker.emit('daemon', 'reload', 'd3', 'docker');
     await until(() => events.length === 3);
@@ -105,11 +124,14 @@ describe('followEvents', () => {
     docker.stop(true);
     const { log, lines } = recordingLogger();
     const connects: boolean[] = [];
-    const follower = followEvents({ docker: docker.client, filters: {}, onEvent: () => undefined, onConnect: (a) => connects.push(a), log, backoff: { initialMs: 1, maxMs: 2 } });
-    await new Promise((r) => setTimeout(r, 30));
+    const clock = new FakeClock();
+    const follower = followEvents({ docker: docker.client, filters: {}, onEvent: () => undefined, onConnect: (a) => connects.push(a), log, backoff: { initialMs: 1, maxMs: 2 }, clock });
+    await failedRetries(clock, 10);
     expect(connects).toEqual([]);
+    expect(docker.connections).toBe(0);
     const connected = docker.nextConnection();
     docker.up();
+    await clock.runNext();
     await connected;
     await until(() => connects.length === 1);
     expect(connects).toEqual([false]);
@@ -120,9 +142,14 @@ describe('followEvents', () => {
   it('stops cleanly while waiting to reconnect', async () => {
     const docker = fakeDocker(undefined);
     docker.stop(true);
-    const follower = followEvents({ docker: docker.client, filters: {}, onEvent: () => undefined, onConnect: () => undefined, log: recordingLogger().log, backoff: { initialMs: 10_000, maxMs: 10_000 } });
-    await new Promise((r) => setTimeout(r, 10));
-    await follower.stop();
+    const clock = new FakeClock();
+    const follower = followEvents({ docker: docker.client, filters: {}, onEvent: () => undefined, onConnect: () => undefined, log: recordingLogger().log, backoff: { initialMs: 10_000, maxMs: 10_000 }, clock });
+    await clock.nextTimer(); // the first attempt failed; it waits to retry
+    const stopping = follower.stop();
+    expect(clock.pending).toBe(0); // the wait ends with the stop, not at its end
+    await stopping;
+    docker.up();
+    await clock.advance(60_000);
     expect(docker.connections).toBe(0);
   });
 });

@@ -4,7 +4,6 @@
  * is told, the log line an operator sees, and that a well-behaved producer connected at the
  * same time loses nothing.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,21 +12,28 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { encodeControl, encodeData } from '../../../src/framestream/control.js';
 import { ControlType, DNSTAP_CONTENT_TYPE } from '../../../src/framestream/limits.js';
 import { listenFrameStreams, type FrameStreamListener } from '../../../src/framestream/listener.js';
+import { SUMMARY_INTERVAL_MS } from '../../../src/util/log-summary.js';
+import { FakeClock } from '../../support/clock.js';
 import { recordingLogger } from '../../support/log.js';
 import { connectProducer, until } from '../../support/socket.js';
+import { hasCommand, missingNote } from '../../support/tools.js';
 
 let dir: string;
 let listener: FrameStreamListener;
 let received: string[];
+/** The listener's summaries of repeated warnings, and a refused producer's grace, wait on this. */
+let clock: FakeClock;
 const { log, lines } = recordingLogger();
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ohn-spec-'));
   received = [];
   lines.length = 0;
+  clock = new FakeClock();
   listener = await listenFrameStreams({
     path: join(dir, 'dnstap.sock'),
     log,
+    clock,
     onData: (payload, producer) => received.push(`${producer.id}:${payload.toString()}`),
   });
 });
@@ -56,7 +62,7 @@ interface Case {
   writes: Buffer[];
   /** Ends its side after writing (a disconnect). */
   hangUp?: boolean;
-  /** Keeps writing after the reader has ended its side. */
+  /** Keeps writing after the reader has ended its side: each write after the first waits until it has. */
   halfOpen?: boolean;
   /** Exactly what it reads back before its connection ends. */
   reply: Buffer;
@@ -154,10 +160,11 @@ describe('Frame Streams edge cases on a real socket', () => {
     await good.write(READY);
     await until(() => good.received().length > 0);
     const bad = await connectProducer(listener.path, { allowHalfOpen: c.halfOpen ?? false });
-    for (const bytes of c.writes) {
+    const readerEnded = new Promise<void>((resolve) => bad.socket.once('end', () => resolve()));
+    for (const [i, bytes] of c.writes.entries()) {
+      if (i > 0 && c.halfOpen) await readerEnded; // a later write: the reader has read the first and ended its side
       if (bad.socket.destroyed) break;
       await bad.write(bytes);
-      await new Promise((r) => setTimeout(r, 10)); // separate reads on the listener's side
     }
     if (c.hangUp) bad.socket.end();
     if (c.staysOpen) {
@@ -182,16 +189,9 @@ describe('Frame Streams edge cases on a real socket', () => {
   });
 });
 
-const hasFstrmReplay = (() => {
-  try {
-    execFileSync('fstrm_replay', ['--help'], { stdio: 'ignore' });
-    return true;
-  } catch (err) {
-    return (err as { status?: number }).status !== undefined; // it ran, and only complained about its flags
-  }
-})();
+const hasFstrmReplay = hasCommand('fstrm_replay');
 
-describe.skipIf(!hasFstrmReplay)(`fstrm's own writer (fstrm_replay)${hasFstrmReplay ? '' : ' (skipped: install fstrm-bin)'}`, () => {
+describe.skipIf(!hasFstrmReplay)(`fstrm's own writer (fstrm_replay)${missingNote('fstrm_replay', 'fstrm-bin')}`, () => {
   const replay = (contentType: string) =>
     execa('fstrm_replay', ['-t', contentType, '-u', listener.path, '-r', 'test/fixtures/unbound.fstrm'], { reject: false, timeout: 10_000 });
 
@@ -204,7 +204,13 @@ describe.skipIf(!hasFstrmReplay)(`fstrm's own writer (fstrm_replay)${hasFstrmRep
   it('gives up on its own after our bare ACCEPT when it offers another content type, with one clear warning', async () => {
     await replay('protobuf:other');
     await until(() => lines.some((l) => l.msg.includes('does not offer the dnstap content type')));
-    await new Promise((r) => setTimeout(r, 50));
+    // fstrm_replay has exited, so its connection's end was in the kernel before this producer
+    // connected: by the time the listener answers this READY, it has read that end.
+    const after = await connectProducer(listener.path);
+    await after.write(READY);
+    await until(() => after.received().length > 0);
+    after.socket.destroy();
+    await clock.advance(SUMMARY_INTERVAL_MS); // and a warning held back for a summary would be out now
     expect(received).toEqual([]);
     expect(lines.filter((l) => l.level >= 40).map((l) => [l.msg, l.expected])).toEqual([
       ['closing producer connection: it does not offer the dnstap content type', DNSTAP_CONTENT_TYPE],
