@@ -139,6 +139,7 @@ export function parseConfig(argv: readonly string[], env: Env): Config {
   const { values, positionals } = parseFlags(argv);
   const command: Command = values.help ? 'help' : values.version ? 'version' : positionals[0] === 'reset' ? 'reset' : positionals[0] === 'status' ? 'status' : 'run';
   const patterns = command === 'reset' || command === 'status' ? positionals.slice(1) : positionals;
+  if (command === 'run') refuseBareWords(patterns);
   if (command === 'reset' && patterns.length > 0) {
     throw new ConfigError(`"reset" takes no pattern (got ${patterns.join(' ')}): run "on-his-name reset" alone`);
   }
@@ -278,6 +279,33 @@ function parseSwitch(value: string | undefined, name: string): boolean {
   if (v === '' || v === '0' || v === 'false' || v === 'no' || v === 'off') return false;
   if (v === '1' || v === 'true' || v === 'yes' || v === 'on') return true;
   throw new ConfigError(`${name}="${value}" must be 1 or 0 (or true, false, yes, no, on, off)`);
+}
+
+const COMMANDS = ['reset', 'status'] as const;
+
+/**
+ * A pattern of one label without its trailing dot reads like a mistyped command: `on-his-name
+ * rset` would otherwise allow the name "rset." and close egress for everything else. A
+ * top-level name is still allowed when written with its dot.
+ */
+function refuseBareWords(patterns: readonly string[]): void {
+  const word = patterns.find((p) => /^[A-Za-z][A-Za-z0-9-]*$/.test(p));
+  if (word === undefined) return;
+  const near = COMMANDS.find((command) => editDistance(word.toLowerCase(), command) <= 2);
+  throw new ConfigError(
+    `"${word}" is ${near ? `not a command (did you mean "${near}"?)` : 'one label without a dot'}: ` +
+      `to allow that top-level name, write it with its trailing dot ("${word}.")`,
+  );
+}
+
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    row = next;
+  }
+  return row[b.length]!;
 }
 
 function parseFlags(argv: readonly string[]) {

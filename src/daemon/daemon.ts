@@ -47,7 +47,7 @@ import { AddressGuard } from '../policy/special-addresses.js';
 import { ConfigError } from '../util/errors.js';
 import { followBridge } from './bridge-follower.js';
 import { Closers } from './closers.js';
-import { filteredBridge, layoutFor, refuseIpv6, type Family, type FilteredBridge } from './filtered-bridge.js';
+import { clientsOf, filteredBridge, layoutFor, refuseIpv6, type Family, type FilteredBridge } from './filtered-bridge.js';
 import { startInlineDns, type InlineDnsService } from './inline-dns.js';
 
 export interface DaemonDeps {
@@ -119,7 +119,9 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
 
   const pipeline = new Pipeline(policy, guard, { 4: firewall, 6: ipv6 }, deps.log.child({ component: 'policy' }));
   closers.add('pipeline', () => pipeline.flush());
-  const dns = config.dns ? await closers.step(() => startInlineDns(config.dns!, pipeline, view[4].dns[0]?.address, deps.log)) : undefined;
+  // Read at each query: after the network is re-created, its new subnets are the clients.
+  let clients = clientsOf(view);
+  const dns = config.dns ? await closers.step(() => startInlineDns(config.dns!, pipeline, view[4].dns[0]?.address, (a) => clients(a), deps.log)) : undefined;
   if (dns) closers.add('dns', () => dns.close());
   const dnstap = { log: deps.log.child({ component: 'dnstap' }), onData: pipeline.onFrame, nextId: producerIds(), ...(deps.clock ? { clock: deps.clock } : {}) };
   const listener = config.listen
@@ -159,7 +161,10 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
           firewall6: ipv6,
           viewOf: async (network) => filteredBridge(network.bridge, network, await (deps.bridgeFacts ?? readBridge)(network.bridge), config.dns?.listen),
           layoutFor: (next, family) => layoutFor(next, family, config.ports, config.hostPorts),
-          onSubnets: (next) => pipeline.useGuard(guardFor(config, next)),
+          onSubnets: (next) => {
+            clients = clientsOf(next);
+            pipeline.useGuard(guardFor(config, next));
+          },
           ...(dns?.followGateway ? { onGateway: dns.followGateway } : {}),
           onFatal: (err) => (deps.onFatal ? deps.onFatal(err) : deps.log.fatal({ err: err.message }, err.message)),
           log: deps.log.child({ component: 'docker' }),

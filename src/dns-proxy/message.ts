@@ -109,28 +109,6 @@ export function fitForUdp(response: Buffer, query: Query): Buffer {
   return truncated;
 }
 
-/** Does this response answer this query (same id and same question)? Guards against stray or spoofed datagrams. */
-export function answers(response: Buffer, query: Query): boolean {
-  if (response.length < HEADER_BYTES + query.question.length) return false;
-  if (response.readUInt16BE(0) !== query.id || !(response.readUInt16BE(2) & QR)) return false;
-  if (response.readUInt16BE(4) !== 1) return false;
-  return sameQuestion(response.subarray(HEADER_BYTES, HEADER_BYTES + query.question.length), query.question);
-}
-
-/** Names compare without regard to ASCII case (resolvers may randomise it, RFC draft 0x20). */
-function sameQuestion(a: Buffer, b: Buffer): boolean {
-  for (let i = 0; i < a.length; i++) {
-    const x = a[i]!;
-    const y = b[i]!;
-    if (x !== y && !(isLetter(x) && (x ^ 0x20) === y)) return false;
-  }
-  return true;
-}
-
-function isLetter(c: number): boolean {
-  return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
-}
-
 export function isTruncated(response: Buffer): boolean {
   return response.length >= 4 && (response.readUInt16BE(2) & TC) !== 0;
 }

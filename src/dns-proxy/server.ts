@@ -8,6 +8,15 @@
  * opcode other than QUERY, SERVFAIL when the upstream is silent past the bound, TC when a
  * reply does not fit the client's UDP size (it then asks over TCP), their EDNS options
  * passed on, and several queries in flight on one TCP connection (RFC 7766).
+ *
+ * A container on the bridge may also be hostile, so the proxy:
+ * - answers only its clients (the network's subnets, loopback): a query with a forged
+ *   source elsewhere gets no reply, so the host never reflects data to the internet;
+ * - never answers the UDP ports of echo, chargen and the like, or port 0 (BIND refuses
+ *   them too): a forged query from one of those cannot start a loop;
+ * - gives each client its share of the slots waiting for the upstream, so one flooding
+ *   client cannot starve the others, and bounds each TCP connection's whole life and each
+ *   client's number of connections, so a client that trickles bytes cannot hold them all.
  */
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, isIPv6, type Server, type Socket } from 'node:net';
@@ -34,7 +43,13 @@ export interface DnsProxyOptions {
   upstreamTimeoutMs: number;
   hooks: ProxyHooks;
   log: Logger;
+  /** Who may ask (the network's subnets and loopback); anyone when absent. Read at each query, so it follows the network. */
+  isClient?: (address: string) => boolean;
   maxInFlight?: number;
+  /** One client's share of maxInFlight. */
+  maxInFlightPerClient?: number;
+  /** A TCP connection's whole life, busy or not (default 30 s). */
+  tcpLifetimeMs?: number;
   /** Counts to carry on with (a proxy that replaces another); fresh ones by default. */
   stats?: DnsProxyStats;
 }
@@ -43,9 +58,13 @@ export interface DnsProxyStats {
   queries: Record<Transport, number>;
   malformed: number;
   upstreamFailures: number;
-  /** Queries turned away with SERVFAIL because maxInFlight were already waiting. */
+  /** Queries turned away with SERVFAIL because maxInFlight (or the client's share) were already waiting. */
   overloaded: number;
   truncated: number;
+  /** Datagrams and connections from a source that is not a client, or from a reflection port: no reply. */
+  refused: number;
+  /** Replies on a query's upstream socket that did not answer it (wrong ID or question): stray, or forged. */
+  mismatchedReplies: number;
 }
 
 export interface DnsProxy {
@@ -56,13 +75,20 @@ export interface DnsProxy {
 }
 
 const DEFAULT_MAX_IN_FLIGHT = 4096;
+/** A stub resolver waits on a handful of queries; a client with more is flooding. */
+const DEFAULT_MAX_IN_FLIGHT_PER_CLIENT = 128;
 const TCP_IDLE_MS = 10_000;
+/** However busy, a TCP connection ends this long after it opened (RFC 7766 lets servers close idle or long ones). */
+const TCP_LIFETIME_MS = 30_000;
 const MAX_TCP_CLIENTS = 512;
+const MAX_TCP_PER_CLIENT = 16;
+/** UDP services that answer anything: a reply sent there could start a loop, so none is (BIND keeps a like list). */
+const REFLECTING_PORTS = new Set([0, 7, 9, 13, 17, 19, 37, 111, 123, 137, 161, 389, 1900, 5353, 11211]);
 /** Warnings about a sick upstream or malformed queries: one line per kind this often, then a summary with the count. */
 const WARN_EVERY_MS = 10_000;
 
 export function newProxyStats(): DnsProxyStats {
-  return { queries: { udp: 0, tcp: 0 }, malformed: 0, upstreamFailures: 0, overloaded: 0, truncated: 0 };
+  return { queries: { udp: 0, tcp: 0 }, malformed: 0, upstreamFailures: 0, overloaded: 0, truncated: 0, refused: 0, mismatchedReplies: 0 };
 }
 
 export async function startDnsProxy(options: DnsProxyOptions): Promise<DnsProxy> {
@@ -74,8 +100,18 @@ export async function startDnsProxy(options: DnsProxyOptions): Promise<DnsProxy>
     upstream: new LogSummary(log, 'the upstream DNS server did not answer: SERVFAIL to the client (is --dns-upstream right and running?)', {
       intervalMs: WARN_EVERY_MS,
     }),
+    refused: new LogSummary(log, 'DNS query from a source that is not a client of this network (forged?), or from a reflecting port: not answered', {
+      intervalMs: WARN_EVERY_MS,
+    }),
   };
   let inFlight = 0;
+  const inFlightBy = new Map<string, number>();
+  const maxPerClient = options.maxInFlightPerClient ?? DEFAULT_MAX_IN_FLIGHT_PER_CLIENT;
+  let closed = false;
+  const refuse = (client: string, port: number | undefined, transport: Transport) => {
+    stats.refused++;
+    warnings.refused.warn({ client, port, transport, refused: stats.refused });
+  };
 
   /** The reply owed for `bytes` from `client`, or undefined when none is (a response, a runt). */
   const replyFor = async (bytes: Buffer, client: string, transport: Transport): Promise<{ reply: Buffer; query?: Query } | undefined> => {
@@ -89,15 +125,17 @@ export async function startDnsProxy(options: DnsProxyOptions): Promise<DnsProxy>
     const { query } = check;
     const local = options.hooks.answerLocally?.(query, client);
     if (local) return { reply: local, query };
-    if (inFlight >= (options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT)) {
+    const mine = inFlightBy.get(client) ?? 0;
+    if (inFlight >= (options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT) || mine >= maxPerClient) {
       stats.overloaded++;
-      warnings.overloaded.warn({ client, inFlight, overloaded: stats.overloaded });
+      warnings.overloaded.warn({ client, inFlight, ofClient: mine, overloaded: stats.overloaded });
       return { reply: reply(query, 'SERVFAIL'), query };
     }
     inFlight++;
+    inFlightBy.set(client, mine + 1);
     try {
       const ask = transport === 'udp' ? askOverUdp : askOverTcp;
-      const upstreamReply = await ask(options.upstream, bytes, query, options.upstreamTimeoutMs);
+      const upstreamReply = await ask(options.upstream, bytes, query, options.upstreamTimeoutMs, stats);
       return { reply: await options.hooks.release(upstreamReply, query, client), query };
     } catch (err) {
       if (!(err instanceof UpstreamError)) throw err;
@@ -106,8 +144,12 @@ export async function startDnsProxy(options: DnsProxyOptions): Promise<DnsProxy>
       return { reply: reply(query, 'SERVFAIL'), query };
     } finally {
       inFlight--;
+      const left = inFlightBy.get(client)! - 1;
+      if (left === 0) inFlightBy.delete(client);
+      else inFlightBy.set(client, left);
     }
   };
+  const isClient = (address: string) => options.isClient?.(address) ?? true;
 
   const udp = await bindUdp(options.listen);
   const tcp = await listenTcp({ ...options.listen, port: (udp.address() as { port: number }).port }).catch((err: unknown) => {
@@ -117,26 +159,44 @@ export async function startDnsProxy(options: DnsProxyOptions): Promise<DnsProxy>
   const tcpClients = new Set<Socket>();
 
   udp.on('message', (bytes: Buffer, peer: RemoteInfo) => {
+    if (!isClient(peer.address) || REFLECTING_PORTS.has(peer.port)) return refuse(peer.address, peer.port, 'udp');
     void replyFor(bytes, peer.address, 'udp').then(
       (result) => {
-        if (!result) return;
+        // The answer may come back after the proxy closed (the gateway moved, or a stop with queries in flight).
+        if (!result || closed) return;
         const datagram = result.query ? fitForUdp(result.reply, result.query) : result.reply;
         if (datagram !== result.reply) stats.truncated++;
-        udp.send(datagram, peer.port, peer.address);
+        udp.send(datagram, peer.port, peer.address, (err) => {
+          if (err) log.debug({ client: peer.address, err: err.message }, 'DNS reply not sent');
+        });
       },
       (err: unknown) => log.error({ err }, 'DNS proxy failed on a UDP query'),
     );
   });
   udp.on('error', (err) => log.warn({ err: err.message }, 'DNS proxy UDP socket error'));
 
+  const tcpByClient = new Map<string, number>();
   tcp.on('connection', (socket: Socket) => {
-    if (tcpClients.size >= MAX_TCP_CLIENTS) {
+    const client = socket.remoteAddress ?? 'unknown';
+    const theirs = tcpByClient.get(client) ?? 0;
+    if (!isClient(client)) {
+      refuse(client, socket.remotePort, 'tcp');
+      socket.destroy();
+      return;
+    }
+    if (tcpClients.size >= MAX_TCP_CLIENTS || theirs >= MAX_TCP_PER_CLIENT) {
       socket.destroy();
       return;
     }
     tcpClients.add(socket);
-    socket.once('close', () => tcpClients.delete(socket));
-    serveTcpClient(socket, (bytes, client) => replyFor(bytes, client, 'tcp'), log);
+    tcpByClient.set(client, theirs + 1);
+    socket.once('close', () => {
+      tcpClients.delete(socket);
+      const left = tcpByClient.get(client)! - 1;
+      if (left === 0) tcpByClient.delete(client);
+      else tcpByClient.set(client, left);
+    });
+    serveTcpClient(socket, client, (bytes) => replyFor(bytes, client, 'tcp'), options.tcpLifetimeMs ?? TCP_LIFETIME_MS, log);
   });
 
   const address = { host: options.listen.host, port: (udp.address() as { port: number }).port };
@@ -145,6 +205,7 @@ export async function startDnsProxy(options: DnsProxyOptions): Promise<DnsProxy>
     address,
     stats,
     async close() {
+      closed = true;
       for (const socket of tcpClients) socket.destroy();
       await Promise.all([new Promise<void>((resolve) => udp.close(() => resolve())), new Promise<void>((resolve) => tcp.close(() => resolve()))]);
       for (const warning of Object.values(warnings)) warning.flush();
@@ -152,14 +213,16 @@ export async function startDnsProxy(options: DnsProxyOptions): Promise<DnsProxy>
   };
 }
 
-function serveTcpClient(socket: Socket, replyFor: (bytes: Buffer, client: string) => Promise<{ reply: Buffer } | undefined>, log: Logger): void {
-  const client = socket.remoteAddress ?? 'unknown';
+function serveTcpClient(socket: Socket, client: string, replyFor: (bytes: Buffer) => Promise<{ reply: Buffer } | undefined>, lifetimeMs: number, log: Logger): void {
   const messages = new TcpMessages();
   socket.setNoDelay(true);
   socket.setTimeout(TCP_IDLE_MS, () => socket.end());
+  // The idle timer restarts on every byte: a client trickling one byte a while would keep the connection for ever.
+  const lifetime = setTimeout(() => socket.destroy(), lifetimeMs).unref();
+  socket.once('close', () => clearTimeout(lifetime));
   socket.on('data', (chunk: Buffer) => {
     for (const bytes of messages.push(chunk)) {
-      void replyFor(bytes, client).then(
+      void replyFor(bytes).then(
         (result) => {
           if (result && socket.writable) socket.write(withLength(result.reply));
           else if (!result) socket.destroy(); // not a query: nothing honest is talking
@@ -193,4 +256,3 @@ function listenTcp(listen: UpstreamAddress): Promise<Server> {
   });
 }
 
-/** A warning per kind at most every `everyMs`; the counts in each line say how many there were. */

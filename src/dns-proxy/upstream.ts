@@ -1,14 +1,15 @@
 /**
  * The upstream resolver, asked one query at a time: over UDP from a fresh socket (a random
- * source port per query, so a stray or spoofed datagram has to guess it), over TCP on a
- * connection of its own. A reply is accepted only if it answers the query (id and
- * question); no reply within the bound is an UpstreamError, which the proxy turns into
- * SERVFAIL for its client.
+ * source port per query), over TCP on a connection of its own, each time with a fresh random
+ * ID and, over UDP, random letter case (disguise.ts), so that a forged datagram has to guess
+ * all three. A reply is accepted only if it answers the query as sent; no reply within the
+ * bound is an UpstreamError, which the proxy turns into SERVFAIL for its client.
  */
 import { createSocket } from 'node:dgram';
 import { connect, isIPv6 } from 'node:net';
 import { formatHostPort } from '../util/host-port.js';
-import { answers, type Query } from './message.js';
+import { answersDisguised, disguise, undisguise, type RandomBytes } from './disguise.js';
+import type { Query } from './message.js';
 import { TcpMessages, withLength } from './tcp-framing.js';
 
 export interface UpstreamAddress {
@@ -26,25 +27,37 @@ export class UpstreamError extends Error {
   }
 }
 
-export function askOverUdp(upstream: UpstreamAddress, bytes: Buffer, query: Query, timeoutMs: number): Promise<Buffer> {
+/** Counted as they happen, for the metrics: replies that did not answer what was asked. */
+export interface UpstreamStats {
+  /** Datagrams on a query's socket that were not its answer (wrong ID or question): stray, or forged. */
+  mismatchedReplies: number;
+}
+
+export function askOverUdp(upstream: UpstreamAddress, bytes: Buffer, query: Query, timeoutMs: number, stats?: UpstreamStats, random?: RandomBytes): Promise<Buffer> {
   const socket = createSocket(isIPv6(upstream.host) ? 'udp6' : 'udp4');
+  const sent = disguise(bytes, query, { mixCase: true, ...(random ? { random } : {}) });
   return settle(upstream, timeoutMs, () => socket.close(), (finish) => {
     socket.on('message', (reply) => {
-      if (answers(reply, query)) finish(reply);
+      if (answersDisguised(reply, sent)) finish(undisguise(reply, query));
+      else if (stats) stats.mismatchedReplies++;
     });
     socket.on('error', (err) => finish(new UpstreamError('unreachable', `${describe(upstream)}: ${err.message}`)));
-    socket.connect(upstream.port, upstream.host, () => socket.send(bytes));
+    socket.connect(upstream.port, upstream.host, () => socket.send(sent.bytes));
   });
 }
 
-export function askOverTcp(upstream: UpstreamAddress, bytes: Buffer, query: Query, timeoutMs: number): Promise<Buffer> {
+/** Over TCP nothing can be forged without the connection; a fresh ID still keeps the client's own from the upstream. */
+export function askOverTcp(upstream: UpstreamAddress, bytes: Buffer, query: Query, timeoutMs: number, stats?: UpstreamStats, random?: RandomBytes): Promise<Buffer> {
   const socket = connect({ host: upstream.host, port: upstream.port, noDelay: true });
   const messages = new TcpMessages();
+  const sent = disguise(bytes, query, { mixCase: false, ...(random ? { random } : {}) });
   return settle(upstream, timeoutMs, () => socket.destroy(), (finish) => {
-    socket.on('connect', () => socket.write(withLength(bytes)));
+    socket.on('connect', () => socket.write(withLength(sent.bytes)));
     socket.on('data', (chunk: Buffer) => {
-      const reply = messages.push(chunk).find((message) => answers(message, query));
-      if (reply) finish(reply);
+      const replies = messages.push(chunk);
+      const reply = replies.find((message) => answersDisguised(message, sent));
+      if (stats) stats.mismatchedReplies += replies.length - (reply ? 1 : 0);
+      if (reply) finish(undisguise(reply, query));
     });
     socket.on('end', () => finish(new UpstreamError('closed', `${describe(upstream)} closed the TCP connection without an answer`)));
     socket.on('error', (err) => finish(new UpstreamError('unreachable', `${describe(upstream)}: ${err.message}`)));

@@ -5,8 +5,9 @@ import dnsPacket from 'dns-packet';
 import { TcpMessages, withLength } from '../../src/dns-proxy/tcp-framing.js';
 
 export type Transport = 'udp' | 'tcp';
-/** A packet to send back, raw bytes, or 'silent' to never answer. */
-export type Script = (query: dnsPacket.Packet, transport: Transport) => dnsPacket.Packet | Buffer | 'silent';
+/** A packet to send back, raw bytes, or 'silent' to never answer; or a promise of one, to answer later. */
+type Reply = dnsPacket.Packet | Buffer | 'silent';
+export type Script = (query: dnsPacket.Packet, transport: Transport) => Reply | Promise<Reply>;
 
 export interface Peer {
   address: string;
@@ -31,18 +32,20 @@ export interface FakeUpstream {
 export async function startFakeUpstream(script: Script, options: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
   const host = options.host ?? '127.0.0.1';
   const received: FakeUpstream['received'] = [];
-  const answer = (bytes: Buffer, transport: Transport): Buffer | undefined => {
+  const answer = async (bytes: Buffer, transport: Transport): Promise<Buffer | undefined> => {
     received.push({ bytes: Buffer.from(bytes), transport });
-    const out = script(dnsPacket.decode(bytes), transport);
+    const out = await script(dnsPacket.decode(bytes), transport);
     if (out === 'silent') return undefined;
     return Buffer.isBuffer(out) ? out : dnsPacket.encode(out);
   };
+  let closed = false;
   const udp = createSocket('udp4');
   udp.on('message', (bytes, peer) => {
-    const out = answer(bytes, 'udp');
-    if (!out) return;
-    udp.send(out, peer.port, peer.address, (err) => {
-      if (!err) options.sent?.(out, { address: peer.address, port: peer.port }, 'udp');
+    void answer(bytes, 'udp').then((out) => {
+      if (!out || closed) return;
+      udp.send(out, peer.port, peer.address, (err) => {
+        if (!err) options.sent?.(out, { address: peer.address, port: peer.port }, 'udp');
+      });
     });
   });
   await new Promise<void>((resolve, reject) => {
@@ -54,11 +57,12 @@ export async function startFakeUpstream(script: Script, options: FakeUpstreamOpt
     const messages = new TcpMessages();
     socket.on('data', (chunk) => {
       for (const bytes of messages.push(chunk)) {
-        const out = answer(bytes, 'tcp');
-        if (!out) continue;
         const peer = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
-        socket.write(withLength(out), (err) => {
-          if (!err) options.sent?.(out, peer, 'tcp');
+        void answer(bytes, 'tcp').then((out) => {
+          if (!out || !socket.writable) return;
+          socket.write(withLength(out), (err) => {
+            if (!err) options.sent?.(out, peer, 'tcp');
+          });
         });
       }
     });
@@ -72,6 +76,7 @@ export async function startFakeUpstream(script: Script, options: FakeUpstreamOpt
     port,
     received,
     close: async () => {
+      closed = true;
       await Promise.all([new Promise<void>((r) => udp.close(() => r())), new Promise<void>((r) => tcp.close(() => r()))]);
     },
   };
@@ -105,11 +110,20 @@ export function rcodeOf(reply: Buffer): string {
   return (dnsPacket.decode(reply) as unknown as { rcode: string }).rcode;
 }
 
-/** One UDP exchange; undefined when nothing came back within timeoutMs. */
-/** One query over UDP to a port on 127.0.0.1, or to another address; undefined when no reply comes in time. */
-export function askUdp(to: number | { host: string; port: number }, bytes: Buffer, timeoutMs = 2000, onReply?: (reply: Buffer) => void): Promise<Buffer | undefined> {
+/**
+ * One query over UDP to a port on 127.0.0.1, or to another address; undefined when no reply
+ * comes in time. `from` binds the asking socket (another loopback address, a given port).
+ */
+export function askUdp(
+  to: number | { host: string; port: number },
+  bytes: Buffer,
+  timeoutMs = 2000,
+  onReply?: (reply: Buffer) => void,
+  from?: { address?: string; port?: number },
+): Promise<Buffer | undefined> {
   const { host, port } = typeof to === 'number' ? { host: '127.0.0.1', port: to } : to;
   const socket = createSocket('udp4');
+  if (from) socket.bind(from.port ?? 0, from.address ?? '127.0.0.1');
   return new Promise((resolve) => {
     const timer = setTimeout(() => done(undefined), timeoutMs);
     const done = (reply: Buffer | undefined) => {
@@ -126,8 +140,8 @@ export function askUdp(to: number | { host: string; port: number }, bytes: Buffe
 }
 
 /** Several queries on one TCP connection; resolves with the replies in arrival order. */
-export function askTcp(port: number, queries: Buffer[], timeoutMs = 2000): Promise<Buffer[]> {
-  const socket = connect(port, '127.0.0.1');
+export function askTcp(port: number, queries: Buffer[], timeoutMs = 2000, from?: string): Promise<Buffer[]> {
+  const socket = connect({ port, host: '127.0.0.1', ...(from ? { localAddress: from } : {}) });
   const messages = new TcpMessages();
   const replies: Buffer[] = [];
   return new Promise((resolve) => {

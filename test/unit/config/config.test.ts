@@ -222,3 +222,18 @@ describe('parseConfig: where dnstap comes from (--listen, --connect)', () => {
     expect(() => parseConfig(['a.test'], { CONNECT: 'tcp://:1' })).toThrow(/^CONNECT "tcp:\/\/:1" names no host/);
   });
 });
+
+describe('a pattern that reads like a mistyped command', () => {
+  it.each([
+    ['rset', /"rset" is not a command \(did you mean "reset"\?\): to allow that top-level name, write it with its trailing dot \("rset\."\)/],
+    ['stauts', /"stauts" is not a command \(did you mean "status"\?\)/],
+    ['localhost', /"localhost" is one label without a dot: .*"localhost\."/],
+  ])('refuses %s, naming the fix, instead of allowing it and closing everything else', (word, message) => {
+    expect(() => parseConfig([word], {})).toThrow(message);
+    expect(() => parseConfig(['example.com.', word], {})).toThrow(ConfigError);
+  });
+
+  it('still allows a top-level name written with its dot, and any name with a dot', () => {
+    expect(parseConfig(['rset.', 'example.com'], {}).patterns).toEqual(['rset.', 'example.com']);
+  });
+});
