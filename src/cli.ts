@@ -8,6 +8,8 @@ import { dockerClient } from './docker/network.js';
 import { ApplyError, ConfigError } from './util/errors.js';
 import { iptablesRunner } from './firewall/iptables.js';
 import { removeOwned, type Removed } from './firewall/reset.js';
+import { removeTable } from './firewall/nft/reset.js';
+import { nftRunner } from './firewall/nft/runner.js';
 import { destroyOwnedSet } from './firewall/ipset-backend.js';
 import { OWNED_SETS, SET_V4, SET_V6 } from './firewall/ipset.js';
 import { execIpset, persistentIpset } from './firewall/ipset-runner.js';
@@ -130,7 +132,12 @@ async function run(config: Config, log: Logger): Promise<number> {
     process.on('SIGTERM', onSignal);
     fatal = resolve;
   });
-  const daemon = await startDaemon(config, { ...runners, ipset, docker: () => dockerClient(), onFatal: (err) => fatal?.(err), log }).catch((err: unknown) => {
+  const nft = () => {
+    const runner = nftRunner({ persistent: true });
+    longLived.push(runner);
+    return runner;
+  };
+  const daemon = await startDaemon(config, { ...runners, ipset, nft, docker: () => dockerClient(), onFatal: (err) => fatal?.(err), log }).catch((err: unknown) => {
     // A child process left running would keep node alive after the error line.
     for (const process of longLived) process.close?.();
     throw err;
@@ -158,6 +165,11 @@ async function reset(log: Logger): Promise<number> {
   }
   // After the rules: the kernel refuses to destroy a set that a rule still names.
   for (const set of OWNED_SETS) if (await destroyOwnedSet(execIpset(), set)) process.stdout.write(`removed: ipset ${set}\n`);
+  const table = await removeTable(nftRunner()).catch((err: Error) => {
+    log.debug({ err: err.message }, 'no nftables table to remove');
+    return undefined;
+  });
+  if (table) process.stdout.write(`removed: table inet on-his-name (${table})\n`);
   log.debug({ removed: removed.rules.length, removed6: removed6.rules.length }, 'reset done');
   return 0;
 }

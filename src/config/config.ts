@@ -15,8 +15,11 @@ import { parsePortSpecs } from './ports.js';
 export type Command = 'run' | 'reset' | 'status' | 'help' | 'version';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 export type LogFormat = 'auto' | 'json' | 'pretty';
-/** iptables: one rule per address and port (what `iptables -vL` shows); ipset: one set, one rule. */
-export type Backend = 'iptables' | 'ipset';
+/**
+ * iptables: one rule per address and port in DOCKER-USER (what `iptables -vL` shows); ipset:
+ * one set per family behind one rule; nftables: a table of our own; auto: firewall/choose.ts.
+ */
+export type Backend = 'auto' | 'iptables' | 'ipset' | 'nftables';
 
 export interface Config {
   command: Command;
@@ -92,14 +95,14 @@ export const DEFAULTS = {
   maxIps: '5000',
   maxIpsPerName: '1000',
   reconcileInterval: '15',
-  backend: 'iptables',
+  backend: 'auto',
   dnsHoldMs: '200',
   dnsTimeoutMs: '2000',
 } as const;
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const LOG_FORMATS: readonly LogFormat[] = ['auto', 'json', 'pretty'];
-const BACKENDS: readonly Backend[] = ['iptables', 'ipset'];
+const BACKENDS: readonly Backend[] = ['auto', 'iptables', 'ipset', 'nftables'];
 /** iptables' multiport match, which the ipset backend's one rule uses, takes at most 15 ports. */
 const MAX_SET_PORTS = 15;
 /** Linux interface names: at most 15 bytes; we also keep them safe to place in iptables-restore text. */

@@ -27,16 +27,15 @@ import { startAdminServer, type AdminServer } from '../admin/server.js';
 import type { ApiSources } from '../admin/api.js';
 import type { Config } from '../config/config.js';
 import type { DockerEvents } from '../docker/events.js';
+import type { DockerSystem } from '../docker/info.js';
 import type { NetworkFollower } from '../docker/follow.js';
 import { resolveBridgeNetwork, type BridgeNetwork, type DockerNetworks } from '../docker/network.js';
 import { waitForNetwork } from '../docker/wait.js';
 import type { Clock } from '../util/clock.js';
 import { Firewall, type KernelOptions } from '../firewall/firewall.js';
-import { IpsetBackend } from '../firewall/ipset-backend.js';
-import { DEFAULT_MAX_ELEMENTS } from '../firewall/ipset.js';
 import type { IpsetRunner } from '../firewall/ipset-runner.js';
 import type { IptablesRunner } from '../firewall/iptables.js';
-import type { Layout } from '../firewall/planner.js';
+import type { NftRunner } from '../firewall/nft/runner.js';
 import { producerIds, sumStats } from '../framestream/connection.js';
 import { connectFrameStreams, type FrameStreamDialer } from '../framestream/dialer.js';
 import { listenFrameStreams, type FrameStreamListener } from '../framestream/listener.js';
@@ -49,15 +48,18 @@ import { followBridge } from './bridge-follower.js';
 import { Closers } from './closers.js';
 import { clientsOf, filteredBridge, layoutFor, refuseIpv6, type Family, type FilteredBridge } from './filtered-bridge.js';
 import { startInlineDns, type InlineDnsService } from './inline-dns.js';
+import { kernelsFor } from './kernels.js';
 
 export interface DaemonDeps {
   runner: IptablesRunner;
   /** Needed for --backend ipset; a long-lived `ipset -` in production. */
   ipset?: () => IpsetRunner;
+  /** Needed for the nftables backend; a long-lived `nft -i` in production. */
+  nft?: () => NftRunner;
   /** ip6tables; AAAA answers open rules there. Without it a bridge that can carry IPv6 is refused. */
   runner6?: IptablesRunner;
   /** Needed unless config.interface names the bridge; without getEvents the network is not followed. */
-  docker?: () => DockerNetworks & Partial<DockerEvents>;
+  docker?: () => DockerNetworks & Partial<DockerEvents> & Partial<DockerSystem>;
   /** What the host says about the bridge; the real `ip` and /proc by default. */
   bridgeFacts?: BridgeReader;
   /** The daemon can no longer keep its promise (a re-created network it cannot filter): the CLI exits. */
@@ -97,25 +99,21 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   const view = filteredBridge(found.bridge, found.network, await (deps.bridgeFacts ?? readBridge)(found.bridge), config.dns?.listen);
   warnAboutSources(view, deps.log);
   const guard = guardFor(config, view);
-  const ipset = config.backend === 'ipset' ? requireIpset(deps) : undefined;
-  if (ipset) closers.add('ipset', () => ipset.close());
-  closers.add('iptables', () => {
-    deps.runner.close?.();
-    deps.runner6?.close?.();
-  });
+  const kernels = await kernelsFor(config, view, { ...deps, docker: found.docker }, closers);
+  deps.log.info({ backend: kernels.backend, reason: kernels.reason }, `filtering with the ${kernels.backend} backend: ${kernels.reason}`);
   const metrics = config.adminListen ? new Metrics() : undefined;
-  const firewallFor = (family: Family, runner: IptablesRunner) =>
+  const firewallFor = (family: Family, kernel: KernelOptions) =>
     new Firewall({
-      ...kernelFor(config, runner, ipset, layoutFor(view, family, config.ports, config.hostPorts), deps.log),
+      ...kernel,
       log: deps.log.child({ component: 'firewall', ...(family === 6 ? { family } : {}) }),
       ...lifetimes(config),
       ...(metrics ? { onInKernel: metrics.inKernelHook(family) } : {}),
     });
-  const firewall = firewallFor(4, deps.runner);
-  const firewall6 = deps.runner6 ? firewallFor(6, deps.runner6) : undefined;
+  const firewall = firewallFor(4, kernels[4]);
+  const firewall6 = kernels[6] ? firewallFor(6, kernels[6]) : undefined;
   closers.add('firewalls', () => settleAndStop([firewall, firewall6], deps.log));
   await closers.step(() => firewall.start());
-  const ipv6 = await closers.step(() => startIpv6(firewall6, view, deps.log));
+  const ipv6 = await closers.step(() => startIpv6(firewall6, kernels.ipv6Always ? 'the nftables table filters both families' : view.ipv6Because, deps.log));
 
   const pipeline = new Pipeline(policy, guard, { 4: firewall, 6: ipv6 }, deps.log.child({ component: 'policy' }));
   closers.add('pipeline', () => pipeline.flush());
@@ -205,12 +203,6 @@ async function settleAndStop(firewalls: ReadonlyArray<Firewall | undefined>, log
   await Promise.all(live.map((f) => f.settled()));
 }
 
-/** Per-address rules through `runner`, or with --backend ipset the family's set behind one rule. */
-function kernelFor(config: Config, runner: IptablesRunner, ipset: IpsetRunner | undefined, layout: Layout, log: Logger): KernelOptions {
-  if (!ipset) return { runner, layout };
-  return { backend: new IpsetBackend({ iptables: runner, ipset, layout, maxElements: Math.max(config.maxIps, DEFAULT_MAX_ELEMENTS), log }) };
-}
-
 /** Expiry, bounds and reconcile: the same for both address families. */
 function lifetimes(config: Config) {
   return {
@@ -228,20 +220,15 @@ async function startAdmin(config: Config, metrics: Metrics, sources: ApiSources,
   return startAdminServer({ address: config.adminListen!, routes: adminRoutes(sources, metrics), log: log.child({ component: 'admin' }) });
 }
 
-function requireIpset(deps: DaemonDeps): IpsetRunner {
-  if (!deps.ipset) throw new ConfigError('--backend ipset needs the ipset command: apt-get install ipset');
-  return deps.ipset();
-}
-
 /**
  * The same block in ip6tables, so that egress never leaks over IPv6. A bridge that can
  * carry IPv6 (filtered-bridge.ts) but cannot be filtered is refused; otherwise a missing
  * ip6tables (or Docker 20.10's missing ip6tables DOCKER-USER) is said once and AAAA
  * answers open nothing.
  */
-async function startIpv6(firewall6: Firewall | undefined, view: FilteredBridge, log: Logger): Promise<Firewall | undefined> {
+async function startIpv6(firewall6: Firewall | undefined, ipv6Because: string | undefined, log: Logger): Promise<Firewall | undefined> {
   if (!firewall6) {
-    if (view.ipv6Because) throw refuseIpv6(view.ipv6Because, 'no ip6tables runner');
+    if (ipv6Because) throw refuseIpv6(ipv6Because, 'no ip6tables runner');
     return undefined;
   }
   try {
@@ -249,7 +236,7 @@ async function startIpv6(firewall6: Firewall | undefined, view: FilteredBridge, 
     return firewall6;
   } catch (err) {
     firewall6.stop();
-    if (view.ipv6Because) throw refuseIpv6(view.ipv6Because, (err as Error).message, err);
+    if (ipv6Because) throw refuseIpv6(ipv6Because, (err as Error).message, err);
     log.warn({ err: (err as Error).message }, 'no IPv6 filtering (nothing carries IPv6 from the bridge): AAAA answers open nothing');
     return undefined;
   }
@@ -264,7 +251,7 @@ function warnAboutSources(view: FilteredBridge, log: Logger): void {
 
 type FoundBridge = {
   bridge: string;
-  docker?: DockerNetworks & Partial<DockerEvents>;
+  docker?: DockerNetworks & Partial<DockerEvents> & Partial<DockerSystem>;
   network?: BridgeNetwork;
 };
 

@@ -49,6 +49,9 @@ export interface LedgerOptions {
   maxPending: number;
 }
 
+/** How far an expiry read back from the kernel may be from ours and still be the same one. */
+const EXPIRY_SLACK_SECONDS = 2;
+
 /** Big enough for any real burst, small enough that one transaction stays well under a second. */
 export const MAX_BATCH = 2048;
 
@@ -206,7 +209,9 @@ export class Ledger {
     const closed: Closed[] = [];
     for (const entry of adopted) {
       if (!this.wanted.has(entry.address) && !this.dirty.has(entry.address)) closed.push(...this.adopt(entry, nowSeconds));
-      if (this.wanted.get(entry.address)?.expiresAt !== entry.expiresAt) this.dirty.add(entry.address);
+      const wanted = this.wanted.get(entry.address);
+      // Sets keep the seconds left, not the deadline: read back, it may be a second off.
+      if (!wanted || entry.expiresAt === undefined || Math.abs(wanted.expiresAt - entry.expiresAt) > EXPIRY_SLACK_SECONDS) this.dirty.add(entry.address);
     }
     return { missing, closed };
   }

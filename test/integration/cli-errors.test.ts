@@ -44,8 +44,8 @@ describe.skipIf(!canUseNamespaces())(`user errors that need a namespace${skipNot
   beforeAll(() => execa('ip', ['netns', 'add', ns]));
   afterAll(() => execa('ip', ['netns', 'del', ns], { reject: false }));
 
-  it('explains a missing DOCKER-USER chain', async () => {
-    expectOneLine(await inNs(['a.test']), /DOCKER-USER chain does not exist: start Docker.*iptables -N DOCKER-USER/);
+  it('explains a missing DOCKER-USER chain to --backend iptables (auto takes nftables there)', async () => {
+    expectOneLine(await inNs(['--backend', 'iptables', 'a.test']), /DOCKER-USER chain does not exist: start Docker.*--backend nftables.*iptables -N DOCKER-USER/);
   });
 
   it('explains that iptables needs root', async () => {

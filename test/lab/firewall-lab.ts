@@ -32,6 +32,16 @@ export function labLayout(ports: readonly number[], bridge = BRIDGE): Layout {
 /** The rule "someone else" owns in DOCKER-USER, as `iptables -S` prints it. */
 export const FOREIGN_RULE = '-A DOCKER-USER -d 203.0.113.99/32 -m comment --comment someone-else -j REJECT --reject-with icmp-port-unreachable';
 
+/** Docker 29's nftables backend as it stands for one bridge: its own table, everything the bridge sends accepted, no DOCKER-USER. */
+const DOCKER_BRIDGES = (bridge: string) => `table ip docker-bridges {
+  chain filter-FORWARD {
+    type filter hook forward priority filter; policy drop;
+    ct state established,related accept
+    iifname "${bridge}" accept
+  }
+}
+`;
+
 /** The same names and answers as test/fixtures (capture.sh), minus multi.test's .10. */
 export const DEFAULT_RECORDS: readonly ZoneRecord[] = [
   { name: 'allowed', type: 'A', value: '198.51.100.10' },
@@ -60,6 +70,13 @@ export interface FirewallLabOptions {
   startDns?: boolean;
   /** Extra unbound `server:` lines. */
   unboundConfig?: readonly string[];
+  /**
+   * What the host's firewall looks like before on-his-name: Docker's iptables backend
+   * (DOCKER-USER, jumped to from FORWARD; the default), a DOCKER-USER nothing jumps to (Docker's
+   * nftables backend after a reboot), or Docker 29's nftables backend (table ip docker-bridges,
+   * a filter-FORWARD chain accepting what the bridge sends, no DOCKER-USER at all).
+   */
+  hostFirewall?: 'docker-user' | 'unjumped-docker-user' | 'docker-bridges';
 }
 
 export interface ResolveOptions {
@@ -146,10 +163,15 @@ export async function createFirewallLab(options: FirewallLabOptions): Promise<Fi
 
     // DOCKER-USER as Docker sets it up, with a rule that belongs to someone else.
     const iptables = (...args: string[]) => host.exec('iptables', args);
-    await iptables('-N', 'DOCKER-USER');
-    await iptables('-A', 'DOCKER-USER', '-j', 'RETURN');
-    await iptables('-I', 'FORWARD', '-j', 'DOCKER-USER');
-    await iptables('-I', 'DOCKER-USER', '-d', '203.0.113.99/32', '-m', 'comment', '--comment', 'someone-else', '-j', 'REJECT');
+    const hostFirewall = options.hostFirewall ?? 'docker-user';
+    if (hostFirewall === 'docker-bridges') {
+      await run('ip', ['netns', 'exec', host.name, 'nft', '-f', '-'], { input: DOCKER_BRIDGES(bridge) });
+    } else {
+      await iptables('-N', 'DOCKER-USER');
+      await iptables('-A', 'DOCKER-USER', '-j', 'RETURN');
+      if (hostFirewall === 'docker-user') await iptables('-I', 'FORWARD', '-j', 'DOCKER-USER');
+      await iptables('-I', 'DOCKER-USER', '-d', '203.0.113.99/32', '-m', 'comment', '--comment', 'someone-else', '-j', 'REJECT');
+    }
 
     let unbound: Promise<Unbound> | undefined;
     const startDns = () =>

@@ -21,7 +21,7 @@ describe('parseConfig', () => {
       reconcileInterval: 15,
       logLevel: 'info',
       logFormat: 'auto',
-      backend: 'iptables',
+      backend: 'auto',
       waitForNetwork: false,
     });
   });
@@ -93,7 +93,7 @@ describe('parseConfig', () => {
     [['--listen', 'localhost:4807'], /TCP address/],
     [['--listen', 'relative.sock'], /Unix socket path/],
     [['reset', 'a.test'], /takes no pattern/],
-    [['--backend', 'nft', 'a.test'], /--backend "nft" is not one of iptables, ipset/],
+    [['--backend', 'nft', 'a.test'], /--backend "nft" is not one of auto, iptables, ipset, nftables/],
     [['--backend', 'ipset', '--ports', Array.from({ length: 16 }, (_, i) => 8000 + i).join(','), 'a.test'], /at most 15 ports \(got 16\).*--backend iptables/],
     [['--allow-cidr', '10.0.0.0/33', 'a.test'], /--allow-cidr "10.0.0.0\/33" is not an IPv4 or IPv6 range/],
     [['--allow-cidr', '2001:db8::/200', 'a.test'], /--allow-cidr "2001:db8::\/200" is not an IPv4 or IPv6 range/],

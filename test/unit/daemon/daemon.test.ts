@@ -163,8 +163,8 @@ describe('the daemon with IPv6', () => {
     expect(v6.chain.filter((l) => l.includes('--match-set')).map((l) => /--match-set (\S+)/.exec(l)?.[1])).toEqual(['on-his-name-v6']);
   });
 
-  it('refuses to start, naming the fix, when the network has IPv6 and ip6tables filtering cannot be installed', async () => {
-    const config = parseConfig(['--listen', join(dir, 'dnstap.sock'), 'a.test'], {});
+  it('with --backend iptables, refuses to start, naming the fix, when the network has IPv6 and ip6tables filtering cannot be installed', async () => {
+    const config = parseConfig(['--backend', 'iptables', '--listen', join(dir, 'dnstap.sock'), 'a.test'], {});
     const deps = { runner: fakeIptables().runner, docker: dockerWith(true) as never, log: recordingLogger().log };
     await expect(startDaemon(config, { ...deps, runner6: failing })).rejects.toThrow(ConfigError);
     await expect(startDaemon(config, { ...deps, runner6: failing })).rejects.toThrow(/IPv6 can leave the bridge \(the Docker network has IPv6\) but ip6tables filtering cannot be installed.*--backend nftables.*"ip6tables": true/);

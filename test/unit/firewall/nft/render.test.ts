@@ -1,0 +1,119 @@
+import { describe, expect, it } from 'vitest';
+import { parseListing } from '../../../../src/firewall/nft/listing.js';
+import { chainsFor, elementTimeout, renderElements, renderReplace, renderTable, rulesFor, type NftLayout } from '../../../../src/firewall/nft/render.js';
+
+const layout: NftLayout = {
+  bridge: 'br0',
+  ports: [{ protocol: 'tcp', port: 80 }, { protocol: 'tcp', port: 443 }, { protocol: 'udp', port: 443 }],
+  hostPorts: [{ protocol: 'tcp', port: 8080 }],
+  4: { subnets: ['192.0.2.0/24'], dns: [{ address: '192.0.2.1', port: 53 }] },
+  6: { subnets: ['2001:db8:6::/64'], dns: [{ address: '2001:db8:6::1', port: 53 }] },
+};
+
+describe('the nftables table', () => {
+  it('drops what the bridge sends but its own sources, established flows, the same network and the set on the ports', () => {
+    const egress = rulesFor(layout).filter((r) => r.chain === 'egress-br0').map((r) => r.text);
+    expect(egress).toEqual([
+      'ip saddr != { 192.0.2.0/24 } drop',
+      'ip6 saddr != { 2001:db8:6::/64, fe80::/10 } drop',
+      'ct state established,related accept',
+      'oifname "br0" accept',
+      'ip daddr @allow4 meta l4proto . th dport { tcp . 80, tcp . 443, udp . 443 } accept',
+      'ip6 daddr @allow6 meta l4proto . th dport { tcp . 80, tcp . 443, udp . 443 } accept',
+      'counter drop',
+    ]);
+  });
+
+  it('lets the bridge reach the host only for neighbour discovery, DNS on the gateway and the host ports', () => {
+    const host = rulesFor(layout).filter((r) => r.chain === 'host-br0').map((r) => r.text);
+    expect(host).toEqual([
+      'icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept',
+      'ip saddr != { 192.0.2.0/24 } drop',
+      'ip6 saddr != { 2001:db8:6::/64, fe80::/10 } drop',
+      'ct state established,related accept',
+      'ip daddr 192.0.2.1 meta l4proto { tcp, udp } th dport 53 accept',
+      'ip6 daddr 2001:db8:6::1 meta l4proto { tcp, udp } th dport 53 accept',
+      'meta l4proto tcp th dport 8080 accept',
+      'counter drop',
+    ]);
+  });
+
+  it('drops every IPv4 packet from a bridge whose IPv4 subnet is unknown', () => {
+    expect(rulesFor({ ...layout, 4: { subnets: [], dns: [] } }).find((r) => r.chain === 'egress-br0')?.text).toBe('meta nfproto ipv4 drop');
+  });
+
+  it('tags each rule with its role and the hash of its text, so that an edited rule is seen', () => {
+    const rules = rulesFor(layout);
+    expect(rules.every((r) => /^on-his-name [a-z-]+ #[0-9a-f]{12}$/.test(r.comment))).toBe(true);
+    const moved = rulesFor({ ...layout, 4: { ...layout[4], subnets: ['198.18.0.0/24'] } });
+    expect(moved.find((r) => r.text.startsWith('ip saddr'))!.comment).not.toBe(rules.find((r) => r.text.startsWith('ip saddr'))!.comment);
+  });
+
+  it('rewrites every chain of ours in one transaction, sets untouched, and deletes the chains of a bridge left behind', () => {
+    const script = renderTable({ ...layout, bridge: 'br1' }, ['forward', 'input', 'egress-br0', 'host-br0']).split('\n');
+    expect(script[0]).toBe('add table inet on-his-name');
+    expect(script.filter((l) => l.startsWith('add set'))).toEqual([
+      'add set inet on-his-name allow4 { type ipv4_addr; flags timeout; counter; }',
+      'add set inet on-his-name allow6 { type ipv6_addr; flags timeout; counter; }',
+    ]);
+    expect(script.filter((l) => l.startsWith('flush chain')).map((l) => l.split(' ').at(-1))).toEqual(['forward', 'input', 'egress-br1', 'host-br1', 'egress-br0', 'host-br0']);
+    expect(script.filter((l) => l.startsWith('delete'))).toEqual(['delete chain inet on-his-name egress-br0', 'delete chain inet on-his-name host-br0']);
+    expect(script.some((l) => /element|flush set/.test(l))).toBe(false);
+    expect(chainsFor({ ...layout, bridge: 'br1' })).toEqual(['forward', 'input', 'egress-br1', 'host-br1']);
+  });
+
+  it('opens with the seconds left and the name, closes even an element the kernel already let expire, and refreshes by replacing', () => {
+    expect(renderElements(4, [{ address: '198.51.100.7', name: 'a.test.', expiresAt: 1_000 }], [{ address: '198.51.100.8' }], 400)).toBe(
+      [
+        'add element inet on-his-name allow4 { 198.51.100.8 timeout 1s }',
+        'delete element inet on-his-name allow4 { 198.51.100.8 }',
+        'add element inet on-his-name allow4 { 198.51.100.7 timeout 600s comment "a.test." }',
+        '',
+      ].join('\n'),
+    );
+    expect(renderElements(6, [], [], 0)).toBe('');
+    expect(renderReplace(6, [{ address: '2001:db8::1', expiresAt: 70 }], 10)).toBe(
+      'delete element inet on-his-name allow6 { 2001:db8::1 }\nadd element inet on-his-name allow6 { 2001:db8::1 timeout 60s }\n',
+    );
+    expect(renderElements(4, [{ address: '198.51.100.7', name: 'a"b.test.', expiresAt: 10 }], [], 0)).not.toContain('comment');
+    expect([elementTimeout(undefined, 0), elementTimeout(5, 10), elementTimeout(10.2, 10)]).toEqual([86_400, 1, 1]);
+  });
+});
+
+describe('nft -j list table, read', () => {
+  const json = JSON.stringify({
+    nftables: [
+      { metainfo: { version: '1.0.6' } },
+      { table: { family: 'inet', name: 'on-his-name', handle: 1 } },
+      {
+        set: {
+          family: 'inet', name: 'allow4', table: 'on-his-name', type: 'ipv4_addr', flags: ['timeout'],
+          elem: [
+            { elem: { val: '198.51.100.7', timeout: 900, expires: 299, comment: 'a.test.', counter: { packets: 3, bytes: 180 } } },
+            '198.51.100.9',
+            { elem: { val: 'not-an-address' } },
+          ],
+        },
+      },
+      { chain: { family: 'inet', table: 'on-his-name', name: 'forward', handle: 1 } },
+      { rule: { family: 'inet', table: 'on-his-name', chain: 'forward', handle: 4, comment: 'on-his-name bridge #1', expr: [] } },
+      { rule: { family: 'inet', table: 'on-his-name', chain: 'forward', handle: 5, expr: [] } },
+      { rule: { family: 'inet', table: 'someone-else', chain: 'forward', handle: 6, comment: 'x', expr: [] } },
+    ],
+  });
+
+  it('gives each chain its rule comments in order, and each set its elements', () => {
+    const listing = parseListing(json);
+    expect(listing.chains).toEqual(new Map([['forward', ['on-his-name bridge #1', '']]]));
+    expect(listing.sets.get('allow4')).toEqual({
+      type: 'ipv4_addr',
+      flags: ['timeout'],
+      elements: [{ address: '198.51.100.7', expires: 299, comment: 'a.test.', packets: 3, bytes: 180 }, { address: '198.51.100.9' }],
+    });
+  });
+
+  it('reads nothing from what is not nft JSON', () => {
+    expect(parseListing('not json')).toEqual({ chains: new Map(), sets: new Map() });
+    expect(parseListing('{"nftables": 3}')).toEqual({ chains: new Map(), sets: new Map() });
+  });
+});
