@@ -18,7 +18,7 @@ import { median, printTable } from './stats.js';
 
 /** The hot path as users run it: compiled dist/ (npm run build), not the TypeScript loader's transform of src/. */
 const fromDist = (path: string): Promise<unknown> => import(new URL(`../dist/${path}`, import.meta.url).href);
-const { decide } = (await fromDist('decision.js')) as typeof import('../src/pipeline/decision.js');
+const { decide } = (await fromDist('pipeline/decision.js')) as typeof import('../src/pipeline/decision.js');
 const { listenFrameStreams } = (await fromDist('framestream/listener.js')) as typeof import('../src/framestream/listener.js');
 const { Policy } = (await fromDist('policy/policy.js')) as typeof import('../src/policy/policy.js');
 
