@@ -61,6 +61,17 @@ describe('compilePattern: what a pattern matches', () => {
     it.each(reject)(`${pattern.slice(0, 40)} rejects %s`, (name) => expect(compiled.matches(normaliseName(name))).toBe(false));
   }
 
+  // A name off the wire escapes what a label may hold but a pattern cannot spell: `\.` (a dot
+  // inside a label), `\\`, `\DDD`. A wildcard does not stand for such a label either.
+  it.each([
+    ['*.example.com', ['evil\\.example.com.', 'a\\032b.example.com.', 'a\\\\.example.com.', 'caf\\195\\169.example.com.']],
+    ['**.example.com', ['a\\.b.example.com.', 'x.a\\000.example.com.', '\\..example.com.']],
+    ['api-*.example.com', ['api-\\..example.com.', 'api-eu\\.example.com.']],
+    ['*.*.com', ['a\\.b.com.', 'a.b\\.c.com.']],
+  ])('%s matches no name with an escaped byte', (pattern, names) => {
+    for (const name of names) expect(compilePattern(pattern).matches(name)).toBe(false);
+  });
+
   it.each([['*.example.com'], ['**.example.com'], ['a*.example.com'], ['example.com']])(
     '%s never matches a name that is not normalised (no trailing dot)',
     (pattern) => {
