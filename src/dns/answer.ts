@@ -8,8 +8,7 @@
  */
 import { DecodeError } from '../util/errors.js';
 import { formatIPv4, formatIPv6 } from '../dnstap/address.js';
-import { normaliseName } from './name.js';
-import { CLASS_IN, TYPE_A, TYPE_AAAA, TYPE_CNAME, decodeName, nameEquals, readNormalisedName, readRecords, skipName, type WireRecord } from './records.js';
+import { CLASS_IN, TYPE_A, TYPE_AAAA, TYPE_CNAME, nameEquals, readName, readNormalisedName, readRecords, skipName, type WireRecord } from './records.js';
 
 /** Longer chains are broken or hostile; resolvers give up well before this (BIND at 16). */
 export const MAX_CNAME_CHAIN = 16;
@@ -99,7 +98,7 @@ function followCnameChain(buf: Buffer, start: string, records: readonly WireReco
   while (chain.length <= MAX_CNAME_CHAIN) {
     const cname = records.find((r) => r.type === TYPE_CNAME && nameEquals(buf, r.ownerAt, current));
     if (!cname) break;
-    const target = normaliseName(decodeName(buf, cname.rdataAt));
+    const target = readName(buf, cname.rdataAt);
     if (chain.includes(target)) break; // a loop: the chain so far is all there is
     chain.push(target);
     current = target;

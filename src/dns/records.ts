@@ -5,9 +5,7 @@
  * decoding at a third of the time per frame). Pure; throws DecodeError for bytes that do
  * not hold the records the header announced.
  */
-import dnsPacket from 'dns-packet';
 import { DecodeError } from '../util/errors.js';
-import { normaliseName } from './name.js';
 
 export const TYPE_A = 1;
 export const TYPE_CNAME = 5;
@@ -26,9 +24,13 @@ export interface WireRecord {
 }
 
 const POINTER = 0xc0;
-/** More jumps than any honest message needs: a name is at most 127 labels. */
-const MAX_POINTER_JUMPS = 127;
+/** RFC 1035 2.3.4: a name is at most 255 octets on the wire, length bytes and the root's included. */
+const MAX_NAME_OCTETS = 255;
 const DOT = 0x2e;
+const BACKSLASH = 0x5c;
+const DIGIT_0 = 0x30;
+const UPPER_A = 0x41;
+const UPPER_Z = 0x5a;
 
 export function readRecords(buf: Buffer, offset: number, count: number): WireRecord[] {
   const records: WireRecord[] = [];
@@ -61,30 +63,29 @@ export function skipName(buf: Buffer, offset: number): number {
 }
 
 /**
- * Does the wire name at `offset` equal `normalised` (ASCII lower case, trailing dot)? The
- * same answer as normaliseName(dns-packet's decoding) === normalised, without the string.
+ * Does the wire name at `start` equal `normalised` (a name as readName writes it)? The same
+ * answer as readName(buf, start) === normalised, without the string: byte by byte for the
+ * usual name, whose bytes stand for themselves; through readName for one with a byte that
+ * is written escaped, such as a '.' inside a label.
  */
 export function nameEquals(buf: Buffer, start: number, normalised: string): boolean {
   let offset = start;
+  let limit = start;
   let at = 0;
-  let jumps = 0;
   for (;;) {
     if (offset >= buf.length) throw malformed('a name runs past the end');
     const length = buf[offset]!;
     if (length === 0) return at === normalised.length || (at === 0 && normalised === '.');
     if ((length & POINTER) === POINTER) {
-      if (offset + 2 > buf.length) throw malformed('a compression pointer is cut short');
-      if (++jumps > MAX_POINTER_JUMPS) throw malformed('compression pointers loop');
-      offset = ((length & 0x3f) << 8) | buf[offset + 1]!;
+      offset = limit = pointerTarget(buf, offset, limit);
       continue;
     }
     if (length & POINTER) throw malformed(`unknown label type 0x${length.toString(16)}`);
     if (offset + 1 + length > buf.length) throw malformed('a label runs past the end');
     for (let i = offset + 1; i <= offset + length; i++) {
       let c = buf[i]!;
-      // Non-ASCII bytes decode to other characters (UTF-8): let the string comparison judge.
-      if (c >= 0x80) return normaliseName(decodeName(buf, start)) === normalised;
-      if (c >= 0x41 && c <= 0x5a) c += 0x20;
+      if (isEscaped(c)) return readName(buf, start) === normalised;
+      if (c >= UPPER_A && c <= UPPER_Z) c += 0x20;
       if (c !== normalised.charCodeAt(at++)) return false;
     }
     if (normalised.charCodeAt(at++) !== DOT) return false;
@@ -92,47 +93,88 @@ export function nameEquals(buf: Buffer, start: number, normalised: string): bool
   }
 }
 
-/** Room for the longest name (255 bytes), reused: the question name is built here once per answer. */
-const scratch = Buffer.allocUnsafe(256);
+/** The name at `offset`, normalised (see readNormalisedName). */
+export function readName(buf: Buffer, offset: number): string {
+  const length = writeName(buf, offset);
+  return length === 0 ? '.' : scratch.toString('latin1', 0, length);
+}
 
 /**
- * The name at `offset`, normalised (ASCII lower case, trailing dot), and the offset past
- * it: the same as normaliseName(decodeName(…)), read in place for the usual all-ASCII,
- * pointer-free question name, through dns-packet for anything else.
+ * The name at `offset` and the offset just past it (a pointer ends a name), in the form
+ * every name off the wire takes here: presentation form, ASCII letters in lower case, a
+ * trailing dot, and RFC 1035 escapes for the bytes that would otherwise be ambiguous or
+ * unprintable: `\.` for a dot inside a label, `\\` for a backslash, `\DDD` (decimal) for
+ * a byte below 0x21 or above 0x7e. So two different wire names never give the same
+ * string: the single label "allowed.test" is `allowed\.test.`, never `allowed.test.`.
+ * Patterns cannot hold a backslash, so no exact pattern equals such a name, and wildcards
+ * refuse a name with one (pattern.ts).
+ *
+ * Compression pointers must point to prior data (RFC 1035 4.1.4), as dns-packet required:
+ * that rules out loops. Throws DecodeError for a name that runs past the end, a bad label
+ * type or a name longer than 255 octets.
  */
 export function readNormalisedName(buf: Buffer, offset: number): { name: string; next: number } {
-  let at = offset;
-  let length = 0;
+  const length = writeName(buf, offset);
+  return { name: length === 0 ? '.' : scratch.toString('latin1', 0, length), next: nameEnd };
+}
+
+/** Room for the longest name (255 octets) with every byte escaped (4 characters each). */
+const scratch = Buffer.allocUnsafe(4 * 255);
+/** Set by writeName: the offset just past the name it read. */
+let nameEnd = 0;
+
+/** Writes the name at `start` into `scratch`, returns its length and sets `nameEnd`. */
+function writeName(buf: Buffer, start: number): number {
+  let offset = start;
+  let limit = start;
+  let end = -1;
+  let octets = 1; // the root label's length byte
+  let out = 0;
   for (;;) {
-    if (at >= buf.length) throw malformed('a name runs past the end');
-    const labelLength = buf[at]!;
-    if (labelLength === 0) break;
-    if (labelLength & POINTER) return slowNormalisedName(buf, offset);
-    if (at + 1 + labelLength > buf.length) throw malformed('a label runs past the end');
-    // dns-packet's bound, so that both paths accept the same names.
-    if (length + labelLength + 1 > 254) throw malformed('Cannot decode name (name too long)');
-    for (let i = at + 1; i <= at + labelLength; i++) {
-      const c = buf[i]!;
-      if (c >= 0x80) return slowNormalisedName(buf, offset);
-      scratch[length++] = c >= 0x41 && c <= 0x5a ? c + 0x20 : c;
+    if (offset >= buf.length) throw malformed('a name runs past the end');
+    const length = buf[offset]!;
+    if (length === 0) break;
+    if ((length & POINTER) === POINTER) {
+      if (end < 0) end = offset + 2;
+      offset = limit = pointerTarget(buf, offset, limit);
+      continue;
     }
-    scratch[length++] = DOT;
-    at += 1 + labelLength;
+    if (length & POINTER) throw malformed(`unknown label type 0x${length.toString(16)}`);
+    if (offset + 1 + length > buf.length) throw malformed('a label runs past the end');
+    octets += 1 + length;
+    if (octets > MAX_NAME_OCTETS) throw malformed(`a name is longer than ${MAX_NAME_OCTETS} octets`);
+    for (let i = offset + 1; i <= offset + length; i++) {
+      const c = buf[i]!;
+      if (c >= UPPER_A && c <= UPPER_Z) scratch[out++] = c + 0x20;
+      else if (!isEscaped(c)) scratch[out++] = c;
+      else if (c === DOT || c === BACKSLASH) {
+        scratch[out++] = BACKSLASH;
+        scratch[out++] = c;
+      } else {
+        scratch[out++] = BACKSLASH;
+        scratch[out++] = DIGIT_0 + Math.floor(c / 100);
+        scratch[out++] = DIGIT_0 + (Math.floor(c / 10) % 10);
+        scratch[out++] = DIGIT_0 + (c % 10);
+      }
+    }
+    scratch[out++] = DOT;
+    offset += 1 + length;
   }
-  return { name: length === 0 ? '.' : scratch.toString('latin1', 0, length), next: at + 1 };
+  nameEnd = end < 0 ? offset + 1 : end;
+  return out;
 }
 
-function slowNormalisedName(buf: Buffer, offset: number): { name: string; next: number } {
-  return { name: normaliseName(decodeName(buf, offset)), next: skipName(buf, offset) };
+/** A byte that readName writes as an escape: a dot or backslash, or one outside printable ASCII. */
+function isEscaped(c: number): boolean {
+  return c === DOT || c === BACKSLASH || c <= 0x20 || c >= 0x7f;
 }
 
-/** The name at `offset`, decoded (for CNAME targets, which become names on the chain). */
-export function decodeName(buf: Buffer, offset: number): string {
-  try {
-    return (dnsPacket as unknown as { name: { decode(buf: Buffer, offset: number): string } }).name.decode(buf, offset);
-  } catch (err) {
-    throw malformed((err as Error).message);
-  }
+/** Where the compression pointer at `offset` leads, which must be before `limit` (the start of the labels it ends). */
+function pointerTarget(buf: Buffer, offset: number, limit: number): number {
+  if (offset + 2 > buf.length) throw malformed('a compression pointer is cut short');
+  const target = ((buf[offset]! & 0x3f) << 8) | buf[offset + 1]!;
+  if (target >= limit) throw malformed(`a compression pointer leads to ${target}, not before ${limit}: pointers loop or point forward`);
+  return target;
 }
 
 function malformed(why: string): DecodeError {
