@@ -5,7 +5,8 @@
  * counts it and skips the answer.
  */
 import { readAddresses, readQuestion, type AddressRecord } from '../dns/answer.js';
-import { decodeDnstap } from '../dnstap/decode.js';
+import { formatAddress } from '../dnstap/address.js';
+import { scanDnstap } from '../dnstap/decode.js';
 import { MessageType } from '../dnstap/schema.js';
 import type { Policy } from '../policy/policy.js';
 import { AddressGuard } from '../policy/special-addresses.js';
@@ -26,12 +27,12 @@ export type Decision =
 const DEFAULT_GUARD = new AddressGuard();
 
 export function decide(frame: Uint8Array, policy: Policy, guard: AddressGuard = DEFAULT_GUARD): Decision {
-  const message = decodeDnstap(frame);
+  const message = scanDnstap(frame);
   if (message.type !== MessageType.CLIENT_RESPONSE) return { outcome: 'skip', reason: 'not-a-client-response' };
-  const client = message.queryAddress;
-  const withClient = client ? { client } : {};
-  if (!message.responseMessage) return { outcome: 'skip', reason: 'no-response-message', ...withClient };
-  return decideResponse(message.responseMessage, client, policy, guard);
+  const { queryAddressAt, queryAddressEnd, responseAt, responseEnd } = message;
+  const client = queryAddressEnd > queryAddressAt ? formatAddress(frame, queryAddressAt, queryAddressEnd - queryAddressAt) : undefined;
+  if (responseEnd === responseAt) return { outcome: 'skip', reason: 'no-response-message', ...(client ? { client } : {}) };
+  return decideResponse(frame.subarray(responseAt, responseEnd), client, policy, guard);
 }
 
 /** A DNS response sent (or about to be sent) to `client`. */
