@@ -35,16 +35,30 @@ const UPPER_Z = 0x5a;
 export function readRecords(buf: Buffer, offset: number, count: number): WireRecord[] {
   const records: WireRecord[] = [];
   for (let i = 0; i < count; i++) {
-    const ownerAt = offset;
-    offset = skipName(buf, offset);
-    if (offset + 10 > buf.length) throw malformed(`record ${i + 1} of ${count} is cut short`);
-    const rdlength = buf.readUInt16BE(offset + 8);
-    const rdataAt = offset + 10;
-    if (rdataAt + rdlength > buf.length) throw malformed(`record ${i + 1} of ${count} claims ${rdlength} bytes of data past the end`);
-    records.push({ type: buf.readUInt16BE(offset), class: buf.readUInt16BE(offset + 2), ttl: buf.readUInt32BE(offset + 4), ownerAt, rdataAt, rdlength });
-    offset = rdataAt + rdlength;
+    const record = { type: 0, class: 0, ttl: 0, ownerAt: 0, rdataAt: 0, rdlength: 0 };
+    offset = readRecord(buf, offset, record, i, count);
+    records.push(record);
   }
   return records;
+}
+
+/**
+ * Record `index` of `count`, at `offset`, read into `into` (callers on the hot path pass
+ * one object for every record); returns the offset past it.
+ */
+export function readRecord(buf: Buffer, offset: number, into: WireRecord, index: number, count: number): number {
+  into.ownerAt = offset;
+  offset = skipName(buf, offset);
+  if (offset + 10 > buf.length) throw malformed(`record ${index + 1} of ${count} is cut short`);
+  const rdlength = (buf[offset + 8]! << 8) | buf[offset + 9]!;
+  const rdataAt = offset + 10;
+  if (rdataAt + rdlength > buf.length) throw malformed(`record ${index + 1} of ${count} claims ${rdlength} bytes of data past the end`);
+  into.type = (buf[offset]! << 8) | buf[offset + 1]!;
+  into.class = (buf[offset + 2]! << 8) | buf[offset + 3]!;
+  into.ttl = buf.readUInt32BE(offset + 4);
+  into.rdataAt = rdataAt;
+  into.rdlength = rdlength;
+  return rdataAt + rdlength;
 }
 
 /** The offset just past the name at `offset` (a pointer ends a name). */
