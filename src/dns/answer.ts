@@ -8,7 +8,7 @@
  */
 import { DecodeError } from '../util/errors.js';
 import { formatIPv4, formatIPv6 } from '../dnstap/address.js';
-import { CLASS_IN, TYPE_A, TYPE_AAAA, TYPE_CNAME, nameEquals, readName, readNormalisedName, readRecord, skipName, type WireRecord } from './records.js';
+import { CLASS_IN, TYPE_A, TYPE_AAAA, TYPE_CNAME, readName, readNormalisedName, readRecord, sameName, skipName, type WireRecord } from './records.js';
 
 /** Longer chains are broken or hostile; resolvers give up well before this (BIND at 16). */
 export const MAX_CNAME_CHAIN = 16;
@@ -36,6 +36,8 @@ const record: WireRecord = { type: 0, class: 0, ttl: 0, ownerAt: 0, rdataAt: 0, 
 /** Owner and target offsets of the answer's IN CNAME records, in pairs (the first `cnameSlots`): reused, usually empty. */
 const cnames: number[] = [];
 let cnameSlots = 0;
+/** Where each name of the chain being read is in the message: the question's, then CNAME targets'. */
+const chainAt: number[] = [];
 
 /** The question of a response, read first and alone: it decides whether the rest is worth reading. */
 export interface Question {
@@ -74,7 +76,8 @@ export function readQuestion(bytes: Uint8Array): Question {
 
 /**
  * The CNAME chain from the question name and every address owned by a name on it. Once per
- * allowed answer, so records are read into one reused object, not an object each.
+ * allowed answer, so records are read into one reused object, not an object each, and
+ * owners are compared with the chain's names where the message holds them (chainAt).
  */
 export function readAddresses(question: Question): Answer {
   const { name, rcode, buf, answersAt, answerCount } = question;
@@ -85,9 +88,9 @@ export function readAddresses(question: Question): Answer {
     at = readRecord(buf, at, r, i, answerCount);
     if (r.class !== CLASS_IN) continue;
     if (r.type === TYPE_A && r.rdlength === 4) {
-      if (onChain(buf, r.ownerAt, chain)) addAddress(answer.ipv4, formatIPv4(buf, r.rdataAt), r.ttl);
+      if (onChain(buf, r.ownerAt, chain.length)) addAddress(answer.ipv4, formatIPv4(buf, r.rdataAt), r.ttl);
     } else if (r.type === TYPE_AAAA && r.rdlength === 16) {
-      if (onChain(buf, r.ownerAt, chain)) addAddress(answer.ipv6, formatIPv6(buf, r.rdataAt), r.ttl);
+      if (onChain(buf, r.ownerAt, chain.length)) addAddress(answer.ipv6, formatIPv6(buf, r.rdataAt), r.ttl);
     }
   }
   return answer;
@@ -104,8 +107,9 @@ function questionEnd(buf: Buffer, afterName: number): number {
 }
 
 /**
- * The question name, then the target of the CNAME its current end owns, and so on. Also
- * the pass that checks every record fits in the message, before any address is taken.
+ * The question name, then the target of the CNAME its current end owns, and so on; where
+ * each is in the message goes to chainAt. Also the pass that checks every record fits in
+ * the message, before any address is taken.
  */
 function followCnameChain(buf: Buffer, start: string, answersAt: number, answerCount: number): string[] {
   cnameSlots = 0;
@@ -118,26 +122,29 @@ function followCnameChain(buf: Buffer, start: string, answersAt: number, answerC
     }
   }
   const chain = [start];
-  let current = start;
+  chainAt[0] = HEADER_BYTES;
   while (cnameSlots > 0 && chain.length <= MAX_CNAME_CHAIN) {
-    let target: string | undefined;
+    const currentAt = chainAt[chain.length - 1]!;
+    let targetAt = -1;
     for (let i = 0; i < cnameSlots; i += 2) {
-      if (nameEquals(buf, cnames[i]!, current)) {
-        target = readName(buf, cnames[i + 1]!);
+      if (sameName(buf, cnames[i]!, currentAt)) {
+        targetAt = cnames[i + 1]!;
         break;
       }
     }
-    if (target === undefined || chain.includes(target)) break; // no link, or a loop: the chain so far is all there is
+    if (targetAt < 0) break;
+    const target = readName(buf, targetAt);
+    if (chain.includes(target)) break; // a loop: the chain so far is all there is
+    chainAt[chain.length] = targetAt;
     chain.push(target);
-    current = target;
   }
   return chain;
 }
 
 /** The usual owner is a pointer to the question's name: that needs no comparison at all. */
-function onChain(buf: Buffer, ownerAt: number, chain: readonly string[]): boolean {
+function onChain(buf: Buffer, ownerAt: number, links: number): boolean {
   if (buf[ownerAt] === 0xc0 && buf[ownerAt + 1] === HEADER_BYTES) return true;
-  for (let i = 0; i < chain.length; i++) if (nameEquals(buf, ownerAt, chain[i]!)) return true;
+  for (let i = 0; i < links; i++) if (sameName(buf, ownerAt, chainAt[i]!)) return true;
   return false;
 }
 

@@ -1,6 +1,6 @@
 /**
  * The answer section read in place. Every allowed answer passes through here, so owner
- * names stay wire offsets and are compared with the chain's names byte by byte instead of
+ * names stay wire offsets and are compared with the chain's names on the wire instead of
  * being decoded into a string per record (profiling put dns-packet's per-record name
  * decoding at a third of the time per frame). Pure; throws DecodeError for bytes that do
  * not hold the records the header announced.
@@ -77,34 +77,50 @@ export function skipName(buf: Buffer, offset: number): number {
 }
 
 /**
- * Does the wire name at `start` equal `normalised` (a name as readName writes it)? The same
- * answer as readName(buf, start) === normalised, without the string: byte by byte for the
- * usual name, whose bytes stand for themselves; through readName for one with a byte that
- * is written escaped, such as a '.' inside a label.
+ * Are the wire names at `a` and `b` the same name: the same labels, byte for byte but for
+ * ASCII case (RFC 4343)? Compared on the wire, so no escaping is involved: a label holding
+ * a dot is one label here, never two. Two names that reach the same offset are the same
+ * from there on, so an owner that points at a chain name (as servers compress them) is
+ * decided at the first pointer.
  */
-export function nameEquals(buf: Buffer, start: number, normalised: string): boolean {
-  let offset = start;
-  let limit = start;
-  let at = 0;
+export function sameName(buf: Buffer, a: number, b: number): boolean {
+  let limitA = a;
+  let limitB = b;
   for (;;) {
-    if (offset >= buf.length) throw malformed('a name runs past the end');
-    const length = buf[offset]!;
-    if (length === 0) return at === normalised.length || (at === 0 && normalised === '.');
-    if ((length & POINTER) === POINTER) {
-      offset = limit = pointerTarget(buf, offset, limit);
-      continue;
+    let lengthA = labelLength(buf, a);
+    while (lengthA >= POINTER) {
+      a = limitA = pointerTarget(buf, a, limitA);
+      lengthA = labelLength(buf, a);
     }
-    if (length & POINTER) throw malformed(`unknown label type 0x${length.toString(16)}`);
-    if (offset + 1 + length > buf.length) throw malformed('a label runs past the end');
-    for (let i = offset + 1; i <= offset + length; i++) {
-      let c = buf[i]!;
-      if (isEscaped(c)) return readName(buf, start) === normalised;
-      if (c >= UPPER_A && c <= UPPER_Z) c += 0x20;
-      if (c !== normalised.charCodeAt(at++)) return false;
+    let lengthB = labelLength(buf, b);
+    while (lengthB >= POINTER) {
+      b = limitB = pointerTarget(buf, b, limitB);
+      lengthB = labelLength(buf, b);
     }
-    if (normalised.charCodeAt(at++) !== DOT) return false;
-    offset += 1 + length;
+    if (a === b) return true;
+    if (lengthA !== lengthB) return false;
+    if (lengthA === 0) return true;
+    if (a + 1 + lengthA > buf.length || b + 1 + lengthB > buf.length) throw malformed('a label runs past the end');
+    for (let i = 1; i <= lengthA; i++) {
+      const x = buf[a + i]!;
+      const y = buf[b + i]!;
+      if (x !== y && !((x | 0x20) === (y | 0x20) && isLetter(x | 0x20))) return false;
+    }
+    a += 1 + lengthA;
+    b += 1 + lengthB;
   }
+}
+
+/** The length byte at `offset`: a label's length, 0 for the root, 0xc0 or more for a pointer. */
+function labelLength(buf: Buffer, offset: number): number {
+  if (offset >= buf.length) throw malformed('a name runs past the end');
+  const length = buf[offset]!;
+  if ((length & POINTER) !== 0 && (length & POINTER) !== POINTER) throw malformed(`unknown label type 0x${length.toString(16)}`);
+  return length;
+}
+
+function isLetter(lower: number): boolean {
+  return lower >= 0x61 && lower <= 0x7a;
 }
 
 /** The name at `offset`, normalised (see readNormalisedName). */

@@ -108,4 +108,21 @@ describe('extractAnswer', () => {
     expect(answer.chain).toEqual(['a.test.']);
     expect(answer.ipv4).toEqual([{ address: '198.51.100.3', ttl: 60 }]);
   });
+
+  it('follows a chain compressed as servers send it: owners that point at the names they repeat', () => {
+    const question = wireName('www', 'example', 'test');
+    const cnameAt = 12 + question.length + 4;
+    // The CNAME record: owner pointer (2), type..rdlength (10), then the target "edge.cdn.test." in full.
+    const targetAt = cnameAt + 2 + 10;
+    const answer = extractAnswer(
+      wireMessage(question, [
+        { owner: pointer(12), type: 'CNAME', data: wireName('edge', 'cdn', 'test') },
+        { owner: pointer(targetAt), type: 'A', data: v4(9) },
+        { owner: pointer(targetAt + 5), type: 'A', data: v4(10) }, // "cdn.test.": a suffix of the target, another name
+        { owner: pointer(12 + 4), type: 'A', data: v4(11) }, // "example.test."
+      ]),
+    );
+    expect(answer.chain).toEqual(['www.example.test.', 'edge.cdn.test.']);
+    expect(answer.ipv4).toEqual([{ address: '198.51.100.9', ttl: 60 }]);
+  });
 });
