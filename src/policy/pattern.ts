@@ -33,6 +33,7 @@ export interface CompiledPattern {
 const MAX_LABEL = 63;
 const MAX_NAME = 253; // presentation form without the trailing dot (RFC 1035: 255 octets on the wire)
 const DOT = 0x2e;
+const BACKSLASH = 0x5c;
 const SEE_README = '(see README "Pattern syntax")';
 
 export function compilePattern(source: string, options: PatternOptions = {}): CompiledPattern {
@@ -133,7 +134,11 @@ type LabelMatcher = (name: string, start: number, end: number) => boolean;
  */
 function wildcardMatcher(labels: readonly string[]): (name: string) => boolean {
   const anyDepth = labels[0] === '**';
-  const fixed = (anyDepth ? labels.slice(1) : labels).map(labelMatcher);
+  const rest = labels.slice(1);
+  if ((anyDepth || labels[0] === '*') && rest.length > 0 && !rest.some((label) => label.includes('*'))) {
+    return suffixMatcher(`.${rest.join('.')}.`, anyDepth);
+  }
+  const fixed = (anyDepth ? rest : labels).map(labelMatcher);
   return (name) => {
     let end = name.length - 1; // index of the dot that closes the label being matched
     if (name.charCodeAt(end) !== DOT || name.includes('\\')) return false;
@@ -144,6 +149,28 @@ function wildcardMatcher(labels: readonly string[]): (name: string) => boolean {
       end = start - 1;
     }
     return anyDepth ? isNonEmptyLabels(name, end) : end === -1;
+  };
+}
+
+/**
+ * The usual shapes, `*.example.com.` and `**.example.com.`, as one comparison of the fixed
+ * suffix and one pass over what is left: one label or (anyDepth) one or more, with no
+ * backslash. The same answers as the general walk above (test/unit/policy/pattern.test.ts).
+ */
+function suffixMatcher(suffix: string, anyDepth: boolean): (name: string) => boolean {
+  return (name) => {
+    const end = name.length - suffix.length; // index of the dot that opens the suffix
+    if (end < 1 || !name.endsWith(suffix)) return false;
+    let previousWasDot = true;
+    for (let i = 0; i < end; i++) {
+      const c = name.charCodeAt(i);
+      if (c === BACKSLASH) return false;
+      if (c === DOT) {
+        if (previousWasDot || !anyDepth) return false;
+        previousWasDot = true;
+      } else previousWasDot = false;
+    }
+    return !previousWasDot; // the label next to the suffix is not empty either
   };
 }
 
