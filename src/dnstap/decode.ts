@@ -65,39 +65,36 @@ const WIRE_TYPE_NAMES = ['varint', '64-bit', 'length-delimited', 'group start', 
 
 const fields: DnstapFields = { type: 0, identityAt: 0, identityEnd: 0, queryAddressAt: 0, queryAddressEnd: 0, queryPort: -1, responseAt: 0, responseEnd: 0 };
 
-/** The read position, shared by the helpers below for one scan. */
-let at = 0;
-
 /** The fields decide() needs, without building anything: see DnstapFields. */
 export function scanDnstap(bytes: Uint8Array): Readonly<DnstapFields> {
   const f = fields;
   f.type = 0;
   f.identityAt = f.identityEnd = f.queryAddressAt = f.queryAddressEnd = f.responseAt = f.responseEnd = 0;
   f.queryPort = -1;
+  const r = new WireReader(bytes);
   let hasType = false;
   let messages = 0;
   let hasMessageType = false;
   const end = bytes.length;
-  at = 0;
-  while (at < end) {
-    const key = varint(bytes, end, 'a field key');
+  while (r.at < end) {
+    const key = r.varint(end, 'a field key');
     const field = key >>> 3;
     const wireType = key & 7;
     if (field === DNSTAP_MESSAGE) {
-      const length = lengthOf(bytes, end, wireType, 'Dnstap.message (14)');
-      const messageEnd = at + length;
+      const length = r.length(end, wireType, 'Dnstap.message (14)'); // moves past the length first
+      const messageEnd = r.at + length;
       messages++;
-      hasMessageType = scanMessage(bytes, messageEnd) || hasMessageType;
-      at = messageEnd;
+      hasMessageType = scanMessage(r, messageEnd) || hasMessageType;
+      r.at = messageEnd;
     } else if (field === DNSTAP_TYPE) {
       expectWireType(wireType, VARINT, 'Dnstap.type (15)');
-      varint(bytes, end, 'Dnstap.type (15)');
+      r.varint(end, 'Dnstap.type (15)');
       hasType = true;
     } else if (field === DNSTAP_IDENTITY) {
-      const length = lengthOf(bytes, end, wireType, 'Dnstap.identity (1)');
-      f.identityAt = at;
-      f.identityEnd = at += length;
-    } else skip(bytes, end, field, wireType);
+      const length = r.length(end, wireType, 'Dnstap.identity (1)');
+      f.identityAt = r.at;
+      f.identityEnd = r.at += length;
+    } else r.skip(end, field, wireType);
   }
   if (!hasType) throw notDnstap('the required field Dnstap.type (15) is missing');
   if (messages === 0) throw new DecodeError('dnstap frame carries no Message (type MESSAGE expected)');
@@ -106,88 +103,121 @@ export function scanDnstap(bytes: Uint8Array): Readonly<DnstapFields> {
 }
 
 /** Reads a Message's fields into `fields`, up to `end`; true when it holds a type. */
-function scanMessage(bytes: Uint8Array, end: number): boolean {
+function scanMessage(r: WireReader, end: number): boolean {
   const f = fields;
   let hasType = false;
-  while (at < end) {
-    const key = varint(bytes, end, 'a field key in Message');
+  while (r.at < end) {
+    const key = r.varint(end, 'a field key in Message');
     const field = key >>> 3;
     const wireType = key & 7;
     if (field === MESSAGE_RESPONSE_MESSAGE) {
-      const length = lengthOf(bytes, end, wireType, 'Message.response_message (14)');
-      f.responseAt = at;
-      f.responseEnd = at += length;
+      const length = r.length(end, wireType, 'Message.response_message (14)');
+      f.responseAt = r.at;
+      f.responseEnd = r.at += length;
     } else if (field === MESSAGE_QUERY_ADDRESS) {
-      const length = lengthOf(bytes, end, wireType, 'Message.query_address (4)');
-      f.queryAddressAt = at;
-      f.queryAddressEnd = at += length;
+      const length = r.length(end, wireType, 'Message.query_address (4)');
+      f.queryAddressAt = r.at;
+      f.queryAddressEnd = r.at += length;
     } else if (field === MESSAGE_TYPE) {
       expectWireType(wireType, VARINT, 'Message.type (1)');
-      f.type = varint(bytes, end, 'Message.type (1)') | 0; // an enum is an int32
+      f.type = r.varint(end, 'Message.type (1)') | 0; // an enum is an int32
       hasType = true;
     } else if (field === MESSAGE_QUERY_PORT) {
       expectWireType(wireType, VARINT, 'Message.query_port (6)');
-      f.queryPort = varint(bytes, end, 'Message.query_port (6)');
-    } else skip(bytes, end, field, wireType);
+      f.queryPort = r.varint(end, 'Message.query_port (6)');
+    } else r.skip(end, field, wireType);
   }
   return hasType;
 }
 
-/** Set by varint(): the value did not fit in 32 bits (fine for a uint32, which keeps the low bits; not for a length). */
-let overflow = false;
-
-/** A base-128 varint's low 32 bits, unsigned (protobuf truncates a wider value read as uint32). */
-function varint(bytes: Uint8Array, end: number, what: string): number {
-  let value = 0;
+/**
+ * A read position in a frame, and the protobuf wire format's ways to read what is there.
+ * Errors name the field: `what` is a constant ("Dnstap.type (15)"), or "field" followed
+ * by `field` for one this decoder does not know; no text is built unless it is thrown.
+ */
+class WireReader {
+  at = 0;
+  /** Set by varint(): the value did not fit in 32 bits (fine for a uint32, which keeps the low bits; not for a length). */
   overflow = false;
-  for (let shift = 0; ; shift += 7) {
-    if (at >= end) throw notDnstap(`${what} is cut short (a varint runs past the end at byte ${at})`);
-    const b = bytes[at++]!;
-    if (shift < 28) value |= (b & 0x7f) << shift;
-    else if (shift === 28) {
-      value |= (b & 0x0f) << 28;
-      if (b & 0x70) overflow = true;
-    } else if (b & 0x7f) overflow = true;
-    if ((b & 0x80) === 0) return value >>> 0;
-    if (shift === 63) throw notDnstap(`${what} is a varint longer than 10 bytes (at byte ${at})`);
+
+  constructor(private readonly bytes: Uint8Array) {}
+
+  /** A base-128 varint's low 32 bits, unsigned (protobuf truncates a wider value read as uint32). */
+  varint(end: number, what: string, field = -1, ofLength = false): number {
+    // Keys, small lengths and enums are one byte: small enough for the compiler to inline.
+    const at = this.at;
+    const b = at < end ? this.bytes[at]! : 0x80;
+    if (b < 0x80) {
+      this.at = at + 1;
+      this.overflow = false;
+      return b;
+    }
+    return this.longVarint(end, what, field, ofLength);
+  }
+
+  private longVarint(end: number, what: string, field: number, ofLength: boolean): number {
+    const bytes = this.bytes;
+    let at = this.at;
+    let value = 0;
+    this.overflow = false;
+    for (let shift = 0; ; shift += 7) {
+      if (at >= end) throw notDnstap(`${named(what, field, ofLength)} is cut short (a varint runs past the end at byte ${at})`);
+      const b = bytes[at++]!;
+      if (shift < 28) value |= (b & 0x7f) << shift;
+      else if (shift === 28) {
+        value |= (b & 0x0f) << 28;
+        if (b & 0x70) this.overflow = true;
+      } else if (b & 0x7f) this.overflow = true;
+      if ((b & 0x80) === 0) {
+        this.at = at;
+        return value >>> 0;
+      }
+      if (shift === 63) throw notDnstap(`${named(what, field, ofLength)} is a varint longer than 10 bytes (at byte ${at})`);
+    }
+  }
+
+  /** The length of a length-delimited field whose key was just read; it must fit before `end`. */
+  length(end: number, wireType: number, what: string, field = -1): number {
+    expectWireType(wireType, LENGTH_DELIMITED, what, field);
+    const length = this.varint(end, what, field, true);
+    if (this.overflow || length > end - this.at) {
+      throw notDnstap(`${named(what, field)} claims ${this.overflow ? 'more than 2^32' : length} bytes where ${end - this.at} remain`);
+    }
+    return length;
+  }
+
+  /** Past a field this decoder does not use. Groups (deprecated, and in no dnstap field) are refused. */
+  skip(end: number, field: number, wireType: number): void {
+    if (field === 0) throw notDnstap(`a field number 0 at byte ${this.at}`);
+    switch (wireType) {
+      case VARINT:
+        this.varint(end, 'field', field);
+        return;
+      case LENGTH_DELIMITED: {
+        const length = this.length(end, wireType, 'field', field); // moves `at` past the length itself
+        this.at += length;
+        return;
+      }
+      case FIXED64:
+      case FIXED32: {
+        const size = wireType === FIXED64 ? 8 : 4;
+        if (size > end - this.at) throw notDnstap(`field ${field} (${size} bytes) is cut short: ${end - this.at} remain`);
+        this.at += size;
+        return;
+      }
+      default:
+        throw notDnstap(`field ${field} has wire type ${WIRE_TYPE_NAMES[wireType]}, which dnstap never uses`);
+    }
   }
 }
 
-/** The length of a length-delimited field whose key was just read; it must fit before `end`. */
-function lengthOf(bytes: Uint8Array, end: number, wireType: number, what: string): number {
-  expectWireType(wireType, LENGTH_DELIMITED, what);
-  const length = varint(bytes, end, `the length of ${what}`);
-  if (overflow || length > end - at) throw notDnstap(`${what} claims ${overflow ? 'more than 2^32' : length} bytes where ${end - at} remain`);
-  return length;
+function expectWireType(wireType: number, expected: number, what: string, field = -1): void {
+  if (wireType !== expected) throw notDnstap(`${named(what, field)} has wire type ${WIRE_TYPE_NAMES[wireType]}, not ${WIRE_TYPE_NAMES[expected]}`);
 }
 
-function expectWireType(wireType: number, expected: number, what: string): void {
-  if (wireType !== expected) throw notDnstap(`${what} has wire type ${WIRE_TYPE_NAMES[wireType]}, not ${WIRE_TYPE_NAMES[expected]}`);
-}
-
-/** Past a field this decoder does not use. Groups (deprecated, and in no dnstap field) are refused. */
-function skip(bytes: Uint8Array, end: number, field: number, wireType: number): void {
-  if (field === 0) throw notDnstap(`a field number 0 at byte ${at}`);
-  const what = `field ${field}`;
-  switch (wireType) {
-    case VARINT:
-      varint(bytes, end, what);
-      return;
-    case LENGTH_DELIMITED: {
-      const length = lengthOf(bytes, end, wireType, what); // moves `at` past the length itself
-      at += length;
-      return;
-    }
-    case FIXED64:
-    case FIXED32: {
-      const size = wireType === FIXED64 ? 8 : 4;
-      if (size > end - at) throw notDnstap(`${what} (${size} bytes) is cut short: ${end - at} remain`);
-      at += size;
-      return;
-    }
-    default:
-      throw notDnstap(`${what} has wire type ${WIRE_TYPE_NAMES[wireType]}, which dnstap never uses`);
-  }
+function named(what: string, field: number, ofLength = false): string {
+  const name = field < 0 ? what : `${what} ${field}`;
+  return ofLength ? `the length of ${name}` : name;
 }
 
 function notDnstap(why: string): DecodeError {
