@@ -48,6 +48,27 @@ export function wireMessage(question: Buffer, answers: WireRecord[] = [], option
   return Buffer.concat([header, question, Buffer.from([0, 1, 0, 1]), ...answers.map(record)]);
 }
 
+/**
+ * A NOERROR response to the query `query` as it arrived (the same ID and question bytes,
+ * letter case included, as a resolver must echo them) with these answers.
+ */
+export function replyTo(query: Buffer, answers: WireRecord[]): Buffer {
+  const questionEnd = 12 + skipQuestionName(query, 12) + 4;
+  const header = Buffer.from(query.subarray(0, 12));
+  header.writeUInt16BE(0x8180 | (query.readUInt16BE(2) & 0x0100), 2); // QR, RA, the query's RD
+  header.writeUInt16BE(1, 4);
+  header.writeUInt16BE(answers.length, 6);
+  header.writeUInt32BE(0, 8); // no authority or additional records
+  return Buffer.concat([header, query.subarray(12, questionEnd), ...answers.map(record)]);
+}
+
+/** The length of the uncompressed name at `at`, its root byte included. */
+function skipQuestionName(buf: Buffer, at: number): number {
+  let length = 0;
+  while (buf[at + length] !== 0) length += 1 + buf[at + length]!;
+  return length + 1;
+}
+
 /** 198.51.100.x as A record data. */
 export function v4(last: number): Buffer {
   return Buffer.of(198, 51, 100, last);
