@@ -11,31 +11,15 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pino } from 'pino';
-import { encodeData } from '../src/framestream/control.js';
-import { clientResponse } from '../test/support/dnstap.js';
+import { ALLOW, MIXES, recordedBlock } from './frames.js';
 import { median, printTable } from './stats.js';
-
-/** The hot path as users run it: compiled dist/ (npm run build), not the TypeScript loader's transform of src/. */
-const fromDist = (path: string): Promise<unknown> => import(new URL(`../dist/${path}`, import.meta.url).href);
-const { decide } = (await fromDist('decision.js')) as typeof import('../src/pipeline/decision.js');
-const { listenFrameStreams } = (await fromDist('framestream/listener.js')) as typeof import('../src/framestream/listener.js');
-const { Policy } = (await fromDist('policy/policy.js')) as typeof import('../src/policy/policy.js');
 
 const FRAMES = Number(process.argv[2] ?? 200_000);
 const RUNS = Number(process.argv[3] ?? 5);
 const PRODUCER = fileURLToPath(new URL('./producer.mjs', import.meta.url));
-
-/** 1,000 answers over 100 names, 1-3 addresses each; one in `allowedEvery` is for an allowed name. */
-function recordedBlock(allowedEvery: number): Buffer {
-  const frames: Buffer[] = [];
-  for (let i = 0; i < 1000; i++) {
-    const name = `host${i % 100}.${i % allowedEvery === 0 ? 'allowed' : 'other'}.example`;
-    const answers = Array.from({ length: 1 + (i % 3) }, (_, k) => ({ type: 'A' as const, name, ttl: 300, data: `198.51.${(i >> 8) & 255}.${(i + k) & 255}` }));
-    frames.push(encodeData(clientResponse(`172.18.0.${2 + (i % 50)}`, name, answers)));
-  }
-  return Buffer.concat(frames);
-}
+/** The hot path as users run it: compiled dist/ in a plain node process (reader.mjs says why). */
+const READER = fileURLToPath(new URL('./reader.mjs', import.meta.url));
+const DIST = fileURLToPath(new URL('../dist', import.meta.url));
 
 async function produce(socket: string, blockFile: string): Promise<{ frames: number; seconds: number }> {
   const { stdout } = await execa(process.execPath, [PRODUCER, socket, blockFile, String(FRAMES)]);
@@ -44,19 +28,22 @@ async function produce(socket: string, blockFile: string): Promise<{ frames: num
 
 async function ours(dir: string, blockFile: string): Promise<number> {
   const socket = join(dir, 'ours.sock');
-  const policy = Policy.compile(['**.allowed.example.']);
-  const counts = { allow: 0, deny: 0, skip: 0 };
-  const listener = await listenFrameStreams({
-    path: socket,
-    log: pino({ level: 'silent' }),
-    onData: (payload) => counts[decide(payload, policy).outcome]++,
-  });
+  const reader = execa(process.execPath, [READER, 'socket', DIST, socket, ...ALLOW], { reject: false });
   try {
+    await new Promise<void>((resolve, reject) => {
+      reader.stdout!.once('data', () => resolve());
+      reader.once('exit', () => reject(new Error('reader.mjs ended before it listened')));
+    });
     const result = await produce(socket, blockFile);
+    reader.kill('SIGTERM');
+    const { stdout, stderr } = await reader;
+    const counts = JSON.parse(stdout.split('\n').at(-1) ?? '') as Record<'allow' | 'deny' | 'skip', number>;
+    if (stderr) throw new Error(`reader.mjs: ${stderr}`);
     if (counts.allow + counts.deny !== result.frames) throw new Error(`decided ${JSON.stringify(counts)} of ${result.frames} frames`);
     return result.frames / result.seconds;
   } finally {
-    await listener.close();
+    reader.kill('SIGKILL');
+    await rm(socket, { force: true });
   }
 }
 
@@ -73,11 +60,6 @@ async function peer(dir: string, blockFile: string): Promise<number> {
     await rm(socket, { force: true });
   }
 }
-
-const MIXES = [
-  { label: 'all answers allowed', allowedEvery: 1 },
-  { label: 'one answer in 3 allowed', allowedEvery: 3 },
-];
 
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'ohn-bench-decode-'));

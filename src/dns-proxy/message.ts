@@ -7,8 +7,7 @@
  * name with --deny-nxdomain, and a truncated reply (TC) that sends the client to TCP.
  */
 import { DecodeError } from '../util/errors.js';
-import { decodeName, readRecords, skipName } from '../dns/records.js';
-import { normaliseName } from '../dns/name.js';
+import { readNormalisedName, readRecords } from '../dns/records.js';
 
 export const HEADER_BYTES = 12;
 /** A client without EDNS takes at most this many bytes over UDP (RFC 1035). */
@@ -33,7 +32,7 @@ export interface Query {
   flags: number;
   /** The question section's bytes (name, type, class), copied into replies we make. */
   question: Buffer;
-  /** The question name, normalised (lower case, trailing dot). */
+  /** The question name, normalised as every name off the wire (records.ts readNormalisedName: escapes included). */
   name: string;
   /** The largest UDP reply the client accepts: its EDNS payload size, else 512. */
   udpLimit: number;
@@ -57,10 +56,10 @@ export function checkQuery(bytes: Uint8Array): QueryCheck {
   const questions = buf.readUInt16BE(4);
   if (questions !== 1) return { ok: false, why: `${questions} questions (one expected)`, reply: reply(header, 'FORMERR') };
   try {
-    const questionEnd = skipName(buf, HEADER_BYTES) + 4;
+    const { name, next } = readNormalisedName(buf, HEADER_BYTES);
+    const questionEnd = next + 4;
     if (questionEnd > buf.length) throw new DecodeError('malformed DNS message: the question is cut short');
     const question = Buffer.from(buf.subarray(HEADER_BYTES, questionEnd));
-    const name = normaliseName(decodeName(buf, HEADER_BYTES));
     const opt = findOpt(buf, questionEnd);
     const query: Query = { id, flags, question, name, udpLimit: opt ? Math.max(CLASSIC_UDP_LIMIT, opt.class) : CLASSIC_UDP_LIMIT, edns: opt !== undefined };
     return { ok: true, query };

@@ -8,8 +8,7 @@
  */
 import { DecodeError } from '../util/errors.js';
 import { formatIPv4, formatIPv6 } from '../dnstap/address.js';
-import { normaliseName } from './name.js';
-import { CLASS_IN, TYPE_A, TYPE_AAAA, TYPE_CNAME, decodeName, nameEquals, readNormalisedName, readRecords, skipName, type WireRecord } from './records.js';
+import { CLASS_IN, TYPE_A, TYPE_AAAA, TYPE_CNAME, readName, readNormalisedName, readRecord, sameName, skipName, type WireRecord } from './records.js';
 
 /** Longer chains are broken or hostile; resolvers give up well before this (BIND at 16). */
 export const MAX_CNAME_CHAIN = 16;
@@ -32,6 +31,14 @@ export interface Answer {
 const HEADER_BYTES = 12;
 const RCODES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED'];
 
+/** The record being read; its fields are used before the next is read. */
+const record: WireRecord = { type: 0, class: 0, ttl: 0, ownerAt: 0, rdataAt: 0, rdlength: 0 };
+/** Owner and target offsets of the answer's IN CNAME records, in pairs (the first `cnameSlots`): reused, usually empty. */
+const cnames: number[] = [];
+let cnameSlots = 0;
+/** Where each name of the chain being read is in the message: the question's, then CNAME targets'. */
+const chainAt: number[] = [];
+
 /** The question of a response, read first and alone: it decides whether the rest is worth reading. */
 export interface Question {
   /** The question name, normalised. */
@@ -49,7 +56,7 @@ export interface Question {
  * authority and additional records are never used, so never decoded.
  */
 export function readQuestion(bytes: Uint8Array): Question {
-  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (buf.length < HEADER_BYTES) throw new DecodeError(`malformed DNS message: ${buf.length} bytes, shorter than a header`);
   const rcodeNumber = buf.readUInt16BE(2) & 0x0f;
   const questions = buf.readUInt16BE(4);
@@ -67,17 +74,23 @@ export function readQuestion(bytes: Uint8Array): Question {
   };
 }
 
-/** The CNAME chain from the question name and every address owned by a name on it. */
+/**
+ * The CNAME chain from the question name and every address owned by a name on it. Once per
+ * allowed answer, so records are read into one reused object, not an object each, and
+ * owners are compared with the chain's names where the message holds them (chainAt).
+ */
 export function readAddresses(question: Question): Answer {
-  const { name, rcode, buf } = question;
-  const records = readRecords(buf, question.answersAt, question.answerCount).filter((r) => r.class === CLASS_IN);
-  const chain = followCnameChain(buf, name, records);
+  const { name, rcode, buf, answersAt, answerCount } = question;
+  const chain = followCnameChain(buf, name, answersAt, answerCount);
   const answer: Answer = { name, rcode, chain, ipv4: [], ipv6: [] };
-  for (const record of records) {
-    if (record.type === TYPE_A && record.rdlength === 4) {
-      if (onChain(buf, record, chain)) addAddress(answer.ipv4, formatIPv4(buf, record.rdataAt), record.ttl);
-    } else if (record.type === TYPE_AAAA && record.rdlength === 16) {
-      if (onChain(buf, record, chain)) addAddress(answer.ipv6, formatIPv6(buf.subarray(record.rdataAt, record.rdataAt + 16)), record.ttl);
+  const r = record;
+  for (let i = 0, at = answersAt; i < answerCount; i++) {
+    at = readRecord(buf, at, r, i, answerCount);
+    if (r.class !== CLASS_IN) continue;
+    if (r.type === TYPE_A && r.rdlength === 4) {
+      if (onChain(buf, r.ownerAt, chain.length)) addAddress(answer.ipv4, formatIPv4(buf, r.rdataAt), r.ttl);
+    } else if (r.type === TYPE_AAAA && r.rdlength === 16) {
+      if (onChain(buf, r.ownerAt, chain.length)) addAddress(answer.ipv6, formatIPv6(buf, r.rdataAt), r.ttl);
     }
   }
   return answer;
@@ -93,30 +106,56 @@ function questionEnd(buf: Buffer, afterName: number): number {
   return afterName + 4;
 }
 
-function followCnameChain(buf: Buffer, start: string, records: readonly WireRecord[]): string[] {
+/**
+ * The question name, then the target of the CNAME its current end owns, and so on; where
+ * each is in the message goes to chainAt. Also the pass that checks every record fits in
+ * the message, before any address is taken.
+ */
+function followCnameChain(buf: Buffer, start: string, answersAt: number, answerCount: number): string[] {
+  cnameSlots = 0;
+  const r = record;
+  for (let i = 0, at = answersAt; i < answerCount; i++) {
+    at = readRecord(buf, at, r, i, answerCount);
+    if (r.type === TYPE_CNAME && r.class === CLASS_IN) {
+      cnames[cnameSlots++] = r.ownerAt;
+      cnames[cnameSlots++] = r.rdataAt;
+    }
+  }
   const chain = [start];
-  let current = start;
-  while (chain.length <= MAX_CNAME_CHAIN) {
-    const cname = records.find((r) => r.type === TYPE_CNAME && nameEquals(buf, r.ownerAt, current));
-    if (!cname) break;
-    const target = normaliseName(decodeName(buf, cname.rdataAt));
+  chainAt[0] = HEADER_BYTES;
+  while (cnameSlots > 0 && chain.length <= MAX_CNAME_CHAIN) {
+    const currentAt = chainAt[chain.length - 1]!;
+    let targetAt = -1;
+    for (let i = 0; i < cnameSlots; i += 2) {
+      if (sameName(buf, cnames[i]!, currentAt)) {
+        targetAt = cnames[i + 1]!;
+        break;
+      }
+    }
+    if (targetAt < 0) break;
+    const target = readName(buf, targetAt);
     if (chain.includes(target)) break; // a loop: the chain so far is all there is
+    chainAt[chain.length] = targetAt;
     chain.push(target);
-    current = target;
   }
   return chain;
 }
 
 /** The usual owner is a pointer to the question's name: that needs no comparison at all. */
-function onChain(buf: Buffer, record: WireRecord, chain: readonly string[]): boolean {
-  if (buf[record.ownerAt] === 0xc0 && buf[record.ownerAt + 1] === HEADER_BYTES) return true;
-  for (const link of chain) if (nameEquals(buf, record.ownerAt, link)) return true;
+function onChain(buf: Buffer, ownerAt: number, links: number): boolean {
+  if (buf[ownerAt] === 0xc0 && buf[ownerAt + 1] === HEADER_BYTES) return true;
+  for (let i = 0; i < links; i++) if (sameName(buf, ownerAt, chainAt[i]!)) return true;
   return false;
 }
 
 /** A name may list the same address twice (once per chain step); keep the longest TTL. */
 function addAddress(list: AddressRecord[], address: string, ttl: number): void {
-  const existing = list.find((r) => r.address === address);
-  if (existing) existing.ttl = Math.max(existing.ttl, ttl);
-  else list.push({ address, ttl });
+  for (let i = 0; i < list.length; i++) {
+    const existing = list[i]!;
+    if (existing.address === address) {
+      existing.ttl = Math.max(existing.ttl, ttl);
+      return;
+    }
+  }
+  list.push({ address, ttl });
 }

@@ -1,6 +1,9 @@
 /**
- * The one place DNS names are normalised: ASCII lower case, one trailing dot.
- * Patterns and question names both pass through here, so they compare as plain strings.
+ * The normal form of a DNS name: ASCII lower case, one trailing dot. Names typed as text
+ * (patterns) are normalised here; names off the wire are read into the same form by
+ * records.ts readNormalisedName, which also escapes what a label may hold and text cannot
+ * show plainly (`\.` for a dot inside a label, `\\`, `\DDD`), so they compare as plain
+ * strings and two different wire names never give the same string.
  *
  * It normalises, it does not validate: a malformed name (`a..b`, `a..`) keeps its extra
  * dots, so it can never collide with a well-formed name. Patterns are validated in

@@ -4,25 +4,26 @@
  */
 import { DecodeError } from '../util/errors.js';
 
-export function formatAddress(bytes: Uint8Array): string {
-  if (bytes.length === 4) return formatIPv4(bytes, 0);
-  if (bytes.length === 16) return isIPv4Mapped(bytes) ? formatIPv4(bytes, 12) : formatIPv6(bytes);
-  throw new DecodeError(`socket address of ${bytes.length} bytes is neither IPv4 (4) nor IPv6 (16)`);
+/** The address in `bytes` from `at` (all of them by default), `length` bytes long. */
+export function formatAddress(bytes: Uint8Array, at = 0, length = bytes.length - at): string {
+  if (length === 4) return formatIPv4(bytes, at);
+  if (length === 16) return isIPv4Mapped(bytes, at) ? formatIPv4(bytes, at + 12) : formatIPv6(bytes, at);
+  throw new DecodeError(`socket address of ${length} bytes is neither IPv4 (4) nor IPv6 (16)`);
 }
 
 export function formatIPv4(bytes: Uint8Array, at: number): string {
   return `${bytes[at]}.${bytes[at + 1]}.${bytes[at + 2]}.${bytes[at + 3]}`;
 }
 
-function isIPv4Mapped(bytes: Uint8Array): boolean {
-  for (let i = 0; i < 10; i++) if (bytes[i] !== 0) return false;
-  return bytes[10] === 0xff && bytes[11] === 0xff;
+function isIPv4Mapped(bytes: Uint8Array, at: number): boolean {
+  for (let i = at; i < at + 10; i++) if (bytes[i] !== 0) return false;
+  return bytes[at + 10] === 0xff && bytes[at + 11] === 0xff;
 }
 
 /** RFC 5952 text: lower-case hex, the longest run of two or more zero groups as "::". */
-export function formatIPv6(bytes: Uint8Array): string {
+export function formatIPv6(bytes: Uint8Array, at = 0): string {
   const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0));
+  for (let i = at; i < at + 16; i += 2) groups.push(((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0));
   let bestStart = -1;
   let bestLength = 1;
   for (let i = 0; i < 8; ) {

@@ -1,10 +1,7 @@
-/** The public dnstap schema, loaded once from proto/dnstap.proto with protobufjs. */
-import { fileURLToPath } from 'node:url';
-import protobuf from 'protobufjs';
-
-const PROTO_PATH = fileURLToPath(new URL('../../proto/dnstap.proto', import.meta.url));
-
-export const DnstapType = protobuf.loadSync(PROTO_PATH).lookupType('dnstap.Dnstap');
+/**
+ * The dnstap schema is proto/dnstap.proto; decode.ts reads the few fields it needs by their
+ * numbers there. Tests encode frames from the same file with protobufjs (test/support/dnstap.ts).
+ */
 
 /** Message.Type values this daemon cares about (see proto/dnstap.proto). */
 export const MessageType = {

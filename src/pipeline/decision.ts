@@ -5,7 +5,8 @@
  * counts it and skips the answer.
  */
 import { readAddresses, readQuestion, type AddressRecord } from '../dns/answer.js';
-import { decodeDnstap } from '../dnstap/decode.js';
+import { formatAddress } from '../dnstap/address.js';
+import { scanDnstap } from '../dnstap/decode.js';
 import { MessageType } from '../dnstap/schema.js';
 import type { Policy } from '../policy/policy.js';
 import { AddressGuard } from '../policy/special-addresses.js';
@@ -26,36 +27,43 @@ export type Decision =
 const DEFAULT_GUARD = new AddressGuard();
 
 export function decide(frame: Uint8Array, policy: Policy, guard: AddressGuard = DEFAULT_GUARD): Decision {
-  const message = decodeDnstap(frame);
+  const message = scanDnstap(frame);
   if (message.type !== MessageType.CLIENT_RESPONSE) return { outcome: 'skip', reason: 'not-a-client-response' };
-  const client = message.queryAddress;
-  const withClient = client ? { client } : {};
-  if (!message.responseMessage) return { outcome: 'skip', reason: 'no-response-message', ...withClient };
-  return decideResponse(message.responseMessage, client, policy, guard);
+  const { queryAddressAt, queryAddressEnd, responseAt, responseEnd } = message;
+  const client = queryAddressEnd > queryAddressAt ? formatAddress(frame, queryAddressAt, queryAddressEnd - queryAddressAt) : undefined;
+  if (responseEnd === responseAt) return { outcome: 'skip', reason: 'no-response-message', client };
+  return decideResponse(frame.subarray(responseAt, responseEnd), client, policy, guard);
 }
 
 /** A DNS response sent (or about to be sent) to `client`. */
 export function decideResponse(response: Uint8Array, client: string | undefined, policy: Policy, guard: AddressGuard = DEFAULT_GUARD): Decision {
-  const withClient = client ? { client } : {};
+  // Decisions always carry `client`, undefined when unknown: one object shape each, no spreading per answer.
   const question = readQuestion(response);
-  if (question.rcode !== 'NOERROR') {
-    return { outcome: 'skip', reason: 'not-noerror', name: question.name, rcode: question.rcode, ...withClient };
-  }
-  if (question.answerCount === 0) return { outcome: 'skip', reason: 'no-addresses', name: question.name, ...withClient };
-  const pattern = policy.match(question.name);
+  const { name } = question;
+  if (question.rcode !== 'NOERROR') return { outcome: 'skip', reason: 'not-noerror', name, rcode: question.rcode, client };
+  if (question.answerCount === 0) return { outcome: 'skip', reason: 'no-addresses', name, client };
+  const pattern = policy.match(name);
   // A denied answer opens nothing, so its records are not worth decoding.
-  if (!pattern) return { outcome: 'deny', name: question.name, ...withClient };
+  if (!pattern) return { outcome: 'deny', name, client };
   const answer = readAddresses(question);
-  if (answer.ipv4.length === 0 && answer.ipv6.length === 0) {
-    return { outcome: 'skip', reason: 'no-addresses', name: answer.name, ...withClient };
-  }
+  if (answer.ipv4.length === 0 && answer.ipv6.length === 0) return { outcome: 'skip', reason: 'no-addresses', name, client };
   const refused: Refused[] = [];
-  const openable = (record: AddressRecord): boolean => {
+  const ipv4 = openable(answer.ipv4, guard, refused);
+  const ipv6 = openable(answer.ipv6, guard, refused);
+  return { outcome: 'allow', name, client, pattern: pattern.source, ipv4, ipv6, refused };
+}
+
+/** The records the guard lets open (the same array when it refuses none), the others added to `refused`. */
+function openable(records: AddressRecord[], guard: AddressGuard, refused: Refused[]): AddressRecord[] {
+  let kept: AddressRecord[] | undefined;
+  for (let i = 0; i < records.length; i++) {
+    const record = records[i]!;
     const why = guard.refusal(record.address);
-    if (why) refused.push({ address: record.address, why });
-    return !why;
-  };
-  const ipv4 = answer.ipv4.filter(openable);
-  const ipv6 = answer.ipv6.filter(openable);
-  return { outcome: 'allow', name: answer.name, ...withClient, pattern: pattern.source, ipv4, ipv6, refused };
+    if (why === undefined) kept?.push(record);
+    else {
+      refused.push({ address: record.address, why });
+      kept ??= records.slice(0, i);
+    }
+  }
+  return kept ?? records;
 }

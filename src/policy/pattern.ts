@@ -6,8 +6,10 @@
  *   api-*.example.com.  '*' inside a label matches within that label (possibly nothing)
  *   **.example.com.     one or more labels (any depth), never the name itself
  *
- * A wildcard never matches across a dot. Everything else is refused with a ConfigError
- * that names the pattern and the fix.
+ * A wildcard never matches across a dot, nor a name with an escaped byte (`\.` for a dot
+ * inside a label, `\\`, `\DDD`: how names off the wire spell bytes a pattern cannot hold,
+ * see records.ts readNormalisedName). Everything else is refused with a ConfigError that
+ * names the pattern and the fix.
  */
 import { ConfigError } from '../util/errors.js';
 import { normaliseName } from '../dns/name.js';
@@ -31,6 +33,7 @@ export interface CompiledPattern {
 const MAX_LABEL = 63;
 const MAX_NAME = 253; // presentation form without the trailing dot (RFC 1035: 255 octets on the wire)
 const DOT = 0x2e;
+const BACKSLASH = 0x5c;
 const SEE_README = '(see README "Pattern syntax")';
 
 export function compilePattern(source: string, options: PatternOptions = {}): CompiledPattern {
@@ -124,13 +127,21 @@ type LabelMatcher = (name: string, start: number, end: number) => boolean;
  * (a label like "a*a*a*b" would backtrack exponentially on a hostile 63-character
  * label) and no allocation per call. A label is bounded by dots, so no wildcard can
  * match across one.
+ *
+ * A name with a backslash holds a label no pattern can spell (`x\.cdn.test.` is the one
+ * label "x.cdn" under test., not x under cdn.test.): exact patterns never equal it, and a
+ * wildcard does not stand for it either, so no label splitting here has to read escapes.
  */
 function wildcardMatcher(labels: readonly string[]): (name: string) => boolean {
   const anyDepth = labels[0] === '**';
-  const fixed = (anyDepth ? labels.slice(1) : labels).map(labelMatcher);
+  const rest = labels.slice(1);
+  if ((anyDepth || labels[0] === '*') && rest.length > 0 && !rest.some((label) => label.includes('*'))) {
+    return suffixMatcher(`.${rest.join('.')}.`, anyDepth);
+  }
+  const fixed = (anyDepth ? rest : labels).map(labelMatcher);
   return (name) => {
     let end = name.length - 1; // index of the dot that closes the label being matched
-    if (name.charCodeAt(end) !== DOT) return false;
+    if (name.charCodeAt(end) !== DOT || name.includes('\\')) return false;
     for (let i = fixed.length - 1; i >= 0; i--) {
       if (end < 1) return false; // the name ran out of labels
       const start = name.lastIndexOf('.', end - 1) + 1;
@@ -138,6 +149,28 @@ function wildcardMatcher(labels: readonly string[]): (name: string) => boolean {
       end = start - 1;
     }
     return anyDepth ? isNonEmptyLabels(name, end) : end === -1;
+  };
+}
+
+/**
+ * The usual shapes, `*.example.com.` and `**.example.com.`, as one comparison of the fixed
+ * suffix and one pass over what is left: one label or (anyDepth) one or more, with no
+ * backslash. The same answers as the general walk above (test/unit/policy/pattern.test.ts).
+ */
+function suffixMatcher(suffix: string, anyDepth: boolean): (name: string) => boolean {
+  return (name) => {
+    const end = name.length - suffix.length; // index of the dot that opens the suffix
+    if (end < 1 || !name.endsWith(suffix)) return false;
+    let previousWasDot = true;
+    for (let i = 0; i < end; i++) {
+      const c = name.charCodeAt(i);
+      if (c === BACKSLASH) return false;
+      if (c === DOT) {
+        if (previousWasDot || !anyDepth) return false;
+        previousWasDot = true;
+      } else previousWasDot = false;
+    }
+    return !previousWasDot; // the label next to the suffix is not empty either
   };
 }
 

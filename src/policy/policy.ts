@@ -29,7 +29,7 @@ export class Policy {
     return new Policy(patterns, exact, patterns.filter((p) => p.kind !== 'exact'));
   }
 
-  /** `name` must be normalised (normaliseName). An exact pattern wins over a wildcard. */
+  /** `name` must be normalised (normaliseName, or readNormalisedName off the wire). An exact pattern wins over a wildcard. */
   match(name: string): CompiledPattern | undefined {
     const exact = this.exact.get(name);
     if (exact !== undefined) return exact;

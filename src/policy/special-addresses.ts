@@ -36,9 +36,14 @@ const SPECIAL: ReadonlyArray<[cidr: string, why: string]> = [
   ['64:ff9b:1::/48', 'NAT64 (reaches IPv4 through a translator)'],
 ];
 
+type SpecialRange = Range & { why: string };
+
 export class AddressGuard {
-  private readonly special: ReadonlyArray<Range & { why: string }>;
+  private readonly special: readonly SpecialRange[];
   private readonly allowed: readonly Range[];
+  /** The IPv4 ranges of each kind that hold addresses with a given first octet, in order: most octets have none. */
+  private readonly specialV4ByOctet: ReadonlyArray<readonly SpecialRange[]>;
+  private readonly allowedV4ByOctet: ReadonlyArray<readonly Range[]>;
   /** Every range of a kind in one list, so that an ordinary IPv6 address costs one check each. */
   private readonly anySpecial = new BlockList();
   private readonly anyAllowed = new BlockList();
@@ -52,6 +57,8 @@ export class AddressGuard {
     ];
     for (const range of this.allowed) addRange(this.anyAllowed, range.cidr);
     for (const range of this.special) addRange(this.anySpecial, range.cidr);
+    this.specialV4ByOctet = byFirstOctet(this.special);
+    this.allowedV4ByOctet = byFirstOctet(this.allowed);
   }
 
   /** Why this address must not be opened, or undefined when it may. */
@@ -64,12 +71,29 @@ export class AddressGuard {
     return range ? `${range.cidr} is ${range.why}` : undefined;
   }
 
-  /** Once per allowed IPv4 answer: integer tests only. */
+  /** Once per allowed IPv4 answer: integer tests only, and none for an address outside every special range's first octet. */
   private refusalV4(value: number): string | undefined {
-    if (this.allowed.some((r) => r.v4 !== undefined && inV4(r.v4, value))) return undefined;
-    const range = this.special.find((r) => r.v4 !== undefined && inV4(r.v4, value));
-    return range ? `${range.cidr} is ${range.why}` : undefined;
+    const octet = value >>> 24;
+    const specials = this.specialV4ByOctet[octet]!;
+    if (specials.length === 0) return undefined;
+    for (const range of this.allowedV4ByOctet[octet]!) if (inV4(range.v4!, value)) return undefined;
+    for (const range of specials) if (inV4(range.v4!, value)) return `${range.cidr} is ${range.why}`;
+    return undefined;
   }
+}
+
+const NO_RANGES: readonly never[] = [];
+
+/** For each first octet (0-255), the IPv4 ranges among `ranges` that reach it, in the order given. */
+function byFirstOctet<T extends Range>(ranges: readonly T[]): ReadonlyArray<readonly T[]> {
+  const table: T[][] = Array.from({ length: 256 }, () => []);
+  for (const range of ranges) {
+    if (!range.v4) continue;
+    const first = range.v4.base >>> 24;
+    const last = (first | (~range.v4.mask >>> 24)) & 0xff;
+    for (let octet = first; octet <= last; octet++) table[octet]!.push(range);
+  }
+  return table.map((list) => (list.length === 0 ? NO_RANGES : list));
 }
 
 function addRange(list: BlockList, cidr: string): void {

@@ -1,7 +1,12 @@
 /** Builds dnstap messages and DNS responses the way a producer would, for tests and benchmarks. */
 import { isIPv4 } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import dnsPacket from 'dns-packet';
-import { DnstapType, MessageType } from '../../src/dnstap/schema.js';
+import protobuf from 'protobufjs';
+import { MessageType } from '../../src/dnstap/schema.js';
+
+/** The public dnstap schema through protobufjs: an encoder for tests, and a decoder to compare ours with. */
+export const DnstapType = protobuf.loadSync(fileURLToPath(new URL('../../proto/dnstap.proto', import.meta.url))).lookupType('dnstap.Dnstap');
 
 export function dnsResponse(
   question: string,

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { CLASSIC_UDP_LIMIT, checkQuery, fitForUdp, isTruncated, reply, type Query } from '../../../src/dns-proxy/message.js';
 import { TcpMessages, withLength } from '../../../src/dns-proxy/tcp-framing.js';
 import { answerTo, query, rcodeOf } from '../../support/dns.js';
+import { wireMessage, wireName } from '../../support/wire.js';
 
 function parsed(bytes: Buffer): Query {
   const check = checkQuery(bytes);
@@ -41,6 +42,14 @@ describe('checkQuery', () => {
     const broken = checkQuery(cut);
     expect(broken).toMatchObject({ ok: false, why: expect.stringContaining('malformed') });
     expect(broken.ok === false && rcodeOf(broken.reply!)).toBe('FORMERR');
+  });
+});
+
+describe('checkQuery on names whose labels hold a dot', () => {
+  // --deny-nxdomain judges this name before anything is asked upstream: it must be the wire name.
+  it('names the one label "allowed.test" with the dot escaped, not as the two labels it spells', () => {
+    expect(parsed(wireMessage(wireName('allowed.test'), [], { query: true }))).toMatchObject({ name: 'allowed\\.test.' });
+    expect(parsed(wireMessage(wireName('Allowed.Test', 'x\\'), [], { query: true }))).toMatchObject({ name: 'allowed\\.test.x\\\\.' });
   });
 });
 

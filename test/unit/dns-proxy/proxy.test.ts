@@ -10,6 +10,7 @@ import { AddressGuard } from '../../../src/policy/special-addresses.js';
 import { answerData, answerTo, askTcp, askUdp, rcodeOf, query, startFakeUpstream, type FakeUpstream, type Script } from '../../support/dns.js';
 import { recordingLogger } from '../../support/log.js';
 import { testLayout } from '../../support/layout.js';
+import { pointer, replyTo, v4, wireMessage, wireName } from '../../support/wire.js';
 
 /** A kernel that takes each batch only when the test lets it. */
 function gatedBackend() {
@@ -143,6 +144,29 @@ describe('inline DNS proxy', () => {
     expect(strict.lines.find((l) => l.msg === 'deny')).toMatchObject({ name: 'denied.test.', client: '127.0.0.1' });
     // An allowed name is still forwarded and opened.
     expect(addressesOf(await askUdp(strict.proxy.address.port, query('allowed.test')))).toHaveLength(2);
+  });
+
+  // The one label "allowed.test" (a dot inside it) spells the allowed name but is another name.
+  it('answers NXDOMAIN with --deny-nxdomain to a question whose label holds a dot, without asking upstream, and logs it escaped', async () => {
+    const lab = await start({ denyNxdomain: true, upstreamTimeoutMs: 300 });
+    const reply = (await askUdp(lab.proxy.address.port, wireMessage(wireName('allowed.test'), [], { id: 78, query: true })))!;
+    expect(reply.readUInt16BE(0)).toBe(78);
+    expect(reply.readUInt16BE(2) & 0x800f).toBe(0x8003); // a response, NXDOMAIN
+    expect(lab.upstream.received).toHaveLength(0);
+    expect(lab.hold.stats.nxdomain).toBe(1);
+    expect(lab.firewall.isAllowed('198.51.100.10')).toBe(false);
+    expect(lab.lines.find((l) => l.msg === 'deny')).toMatchObject({ name: 'allowed\\.test.', client: '127.0.0.1' });
+  });
+
+  it('without --deny-nxdomain, opens nothing for an upstream answer to a question whose label holds a dot', async () => {
+    // An upstream that answers the question as it was asked (dns-packet would re-encode it as two labels).
+    const script: Script = () => replyTo(upstream!.received.at(-1)!.bytes, [{ owner: pointer(12), type: 'A', data: v4(10) }]);
+    const lab = await start({ script });
+    expect(addressesOf(await askUdp(lab.proxy.address.port, wireMessage(wireName('allowed.test'), [], { id: 79, query: true })))).toEqual(['198.51.100.10']);
+    expect(lab.upstream.received).toHaveLength(1);
+    expect(lab.firewall.isAllowed('198.51.100.10')).toBe(false);
+    expect(lab.pipeline.stats.decisions).toMatchObject({ allow: 0, deny: 1 });
+    expect(lab.lines.find((l) => l.msg === 'deny')).toMatchObject({ name: 'allowed\\.test.', client: '127.0.0.1' });
   });
 
   it('answers SERVFAIL when the upstream stays silent past the bound', async () => {

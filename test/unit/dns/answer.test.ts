@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { MAX_CNAME_CHAIN, extractAnswer } from '../../../src/dns/answer.js';
 import { DecodeError } from '../../../src/util/errors.js';
 import { dnsResponse } from '../../support/dnstap.js';
+import { pointer, v4, wireMessage, wireName } from '../../support/wire.js';
 
 const A = (name: string, data: string, ttl = 300) => ({ type: 'A' as const, name, data, ttl });
 const AAAA = (name: string, data: string, ttl = 300) => ({ type: 'AAAA' as const, name, data, ttl });
@@ -79,5 +80,49 @@ describe('extractAnswer', () => {
     const bytes = dnsResponse('a.test', []);
     bytes.writeUInt16BE(0, 4); // QDCOUNT
     expect(() => extractAnswer(bytes.subarray(0, 12))).toThrow(/no question/);
+  });
+
+  // A label may hold a '.': the single label "edge.cdn" is not the two labels "edge" and "cdn".
+  it('keeps a CNAME target holding a dot-label apart from the name its text spells', () => {
+    const question = wireName('www', 'example', 'test');
+    const answer = extractAnswer(
+      wireMessage(question, [
+        { owner: pointer(12), type: 'CNAME', data: wireName('edge.cdn', 'test') },
+        { owner: wireName('edge', 'cdn', 'test'), type: 'A', data: v4(9) },
+        { owner: wireName('EDGE.cdn', 'test'), type: 'A', data: v4(10) },
+      ]),
+    );
+    expect(answer.chain).toEqual(['www.example.test.', 'edge\\.cdn.test.']);
+    expect(answer.ipv4).toEqual([{ address: '198.51.100.10', ttl: 60 }]);
+  });
+
+  it('takes no record whose owner holds a dot-label for the name its text spells', () => {
+    const answer = extractAnswer(
+      wireMessage(wireName('a', 'test'), [
+        { owner: wireName('a.test'), type: 'A', data: v4(1) },
+        { owner: wireName('a.test'), type: 'CNAME', data: wireName('b', 'test') },
+        { owner: wireName('b', 'test'), type: 'A', data: v4(2) },
+        { owner: pointer(12), type: 'A', data: v4(3) },
+      ]),
+    );
+    expect(answer.chain).toEqual(['a.test.']);
+    expect(answer.ipv4).toEqual([{ address: '198.51.100.3', ttl: 60 }]);
+  });
+
+  it('follows a chain compressed as servers send it: owners that point at the names they repeat', () => {
+    const question = wireName('www', 'example', 'test');
+    const cnameAt = 12 + question.length + 4;
+    // The CNAME record: owner pointer (2), type..rdlength (10), then the target "edge.cdn.test." in full.
+    const targetAt = cnameAt + 2 + 10;
+    const answer = extractAnswer(
+      wireMessage(question, [
+        { owner: pointer(12), type: 'CNAME', data: wireName('edge', 'cdn', 'test') },
+        { owner: pointer(targetAt), type: 'A', data: v4(9) },
+        { owner: pointer(targetAt + 5), type: 'A', data: v4(10) }, // "cdn.test.": a suffix of the target, another name
+        { owner: pointer(12 + 4), type: 'A', data: v4(11) }, // "example.test."
+      ]),
+    );
+    expect(answer.chain).toEqual(['www.example.test.', 'edge.cdn.test.']);
+    expect(answer.ipv4).toEqual([{ address: '198.51.100.9', ttl: 60 }]);
   });
 });

@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { decide } from '../../../src/pipeline/decision.js';
+import { decide, decideResponse } from '../../../src/pipeline/decision.js';
 import { MessageType } from '../../../src/dnstap/schema.js';
 import { DecodeError } from '../../../src/util/errors.js';
 import { Policy } from '../../../src/policy/policy.js';
 import { AddressGuard } from '../../../src/policy/special-addresses.js';
 import { addressBytes, clientResponse, dnsResponse, dnstapFrame } from '../../support/dnstap.js';
+import { pointer, v4, wireMessage, wireName } from '../../support/wire.js';
 
 const policy = Policy.compile(['allowed.test.', '*.cdn.test.']);
 const A = (name: string, data: string) => ({ type: 'A' as const, name, data, ttl: 60 });
@@ -63,5 +64,17 @@ describe('decide', () => {
     ['an allowed name answered with a CNAME only', frame(dnsResponse('allowed.test', [{ type: 'CNAME', name: 'allowed.test', data: 'x.test', ttl: 5 }])), { reason: 'no-addresses' }],
   ])('skips %s', (_, bytes, expected) => {
     expect(decide(bytes, policy)).toMatchObject({ outcome: 'skip', ...expected });
+  });
+
+  // The wire name is one label, "allowed.test", under the root: no pattern spells it.
+  it('denies a question whose one label holds a dot, naming it with the dot escaped', () => {
+    const response = wireMessage(wireName('allowed.test'), [{ owner: pointer(12), type: 'A', data: v4(1) }]);
+    expect(decide(frame(response), policy)).toEqual({ outcome: 'deny', name: 'allowed\\.test.', client: '192.0.2.10' });
+    expect(decideResponse(response, '192.0.2.10', policy)).toEqual({ outcome: 'deny', name: 'allowed\\.test.', client: '192.0.2.10' });
+  });
+
+  it('denies a dot-label that a wildcard would take for labels of its own (x.cdn under test., not x under cdn.test.)', () => {
+    const response = wireMessage(wireName('x.cdn', 'test'), [{ owner: pointer(12), type: 'A', data: v4(1) }]);
+    expect(decide(frame(response), policy)).toEqual({ outcome: 'deny', name: 'x\\.cdn.test.', client: '192.0.2.10' });
   });
 });

@@ -61,6 +61,17 @@ describe('compilePattern: what a pattern matches', () => {
     it.each(reject)(`${pattern.slice(0, 40)} rejects %s`, (name) => expect(compiled.matches(normaliseName(name))).toBe(false));
   }
 
+  // A name off the wire escapes what a label may hold but a pattern cannot spell: `\.` (a dot
+  // inside a label), `\\`, `\DDD`. A wildcard does not stand for such a label either.
+  it.each([
+    ['*.example.com', ['evil\\.example.com.', 'a\\032b.example.com.', 'a\\\\.example.com.', 'caf\\195\\169.example.com.']],
+    ['**.example.com', ['a\\.b.example.com.', 'x.a\\000.example.com.', '\\..example.com.']],
+    ['api-*.example.com', ['api-\\..example.com.', 'api-eu\\.example.com.']],
+    ['*.*.com', ['a\\.b.com.', 'a.b\\.c.com.']],
+  ])('%s matches no name with an escaped byte', (pattern, names) => {
+    for (const name of names) expect(compilePattern(pattern).matches(name)).toBe(false);
+  });
+
   it.each([['*.example.com'], ['**.example.com'], ['a*.example.com'], ['example.com']])(
     '%s never matches a name that is not normalised (no trailing dot)',
     (pattern) => {
@@ -178,7 +189,7 @@ describe('compilePattern: refused patterns', () => {
 describe('compilePattern: randomised', () => {
   it('"*.x.com." matches exactly the names with one more non-empty label; "**.x.com." any number', () => {
     const random = seededRandom(7);
-    const alphabet = 'aB-_.9.';
+    const alphabet = 'aB-_.9.\\';
     const suffixes = ['.x.com', '.x.com.', 'x.com.', '.xx.com.', '.x.co.', '.x.com.y.'];
     const oneLabel = compilePattern('*.x.com.');
     const anyDepth = compilePattern('**.x.com.');
@@ -189,7 +200,8 @@ describe('compilePattern: randomised', () => {
       const labels = name.slice(0, -1).split('.');
       const extra = labels.slice(0, -2);
       const underXCom = labels.length > 2 && labels.at(-2) === 'x' && labels.at(-1) === 'com';
-      const wellFormed = extra.every((label) => label.length > 0);
+      // A backslash is how a name off the wire escapes a byte no pattern spells: never matched.
+      const wellFormed = extra.every((label) => label.length > 0) && !name.includes('\\');
       expect(oneLabel.matches(name), name).toBe(underXCom && wellFormed && extra.length === 1);
       expect(anyDepth.matches(name), name).toBe(underXCom && wellFormed);
     }
@@ -207,9 +219,9 @@ describe('compilePattern: randomised', () => {
       const compiled = compilePattern(pattern);
       const reference = referenceRegex(pattern);
       for (let j = 0; j < 20; j++) {
-        const body = Array.from({ length: Math.floor(random() * 10) }, () => pick(random, 'aab-..')).join('');
+        const body = Array.from({ length: Math.floor(random() * 10) }, () => pick(random, 'aab-..\\')).join('');
         const name = normaliseName(`${body}${random() < 0.8 ? '.x' : ''}`);
-        const expected = reference.test(name);
+        const expected = reference.test(name) && !name.includes('\\');
         if (expected) matched++;
         expect(compiled.matches(name), `${pattern} vs ${name}`).toBe(expected);
       }

@@ -84,6 +84,33 @@ describe('the IPv4 fast path', () => {
     );
   });
 
+  it('agrees with BlockList for any --allow-cidr and network ranges, prefixes shorter than an octet included', () => {
+    const specialCidrs = ['0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.168.0.0/16', '224.0.0.0/4', '240.0.0.0/4'];
+    const octet = fc.oneof(fc.constantFrom(0, 10, 100, 127, 169, 172, 192, 198, 224, 255), fc.nat(255));
+    const quad = fc.tuple(octet, octet, octet, octet).map((o) => o.join('.'));
+    const cidr = fc.tuple(quad, fc.integer({ min: 0, max: 32 })).map(([address, prefix]) => `${address}/${prefix}`);
+    const list = (cidrs: string[]) => {
+      const blocks = new BlockList();
+      for (const c of cidrs) {
+        const [address, prefix] = c.split('/');
+        blocks.addSubnet(address!, Number(prefix), 'ipv4');
+      }
+      return blocks;
+    };
+    fc.assert(
+      fc.property(fc.array(cidr, { maxLength: 3 }), fc.array(cidr, { maxLength: 2 }), fc.array(quad, { minLength: 20, maxLength: 20 }), (allowCidrs, networks, addresses) => {
+        const guard = new AddressGuard(allowCidrs, networks);
+        const allowed = list(allowCidrs);
+        const special = list([...networks, ...specialCidrs]);
+        for (const address of addresses) {
+          const closed = !allowed.check(address, 'ipv4') && special.check(address, 'ipv4');
+          expect(guard.refusal(address) !== undefined, address).toBe(closed);
+        }
+      }),
+      { numRuns: 300, seed: 6 },
+    );
+  });
+
   it('takes as IPv4 only what isIP does: text that is not a dotted quad is never judged as one', () => {
     const guard = new AddressGuard();
     const text = fc.stringMatching(/^[0-9.]{0,17}$/);
