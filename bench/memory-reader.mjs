@@ -12,7 +12,7 @@ import { pino } from 'pino';
 import { decide } from '../dist/pipeline/decision.js';
 import { Firewall } from '../dist/firewall/firewall.js';
 import { listenFrameStreams } from '../dist/framestream/listener.js';
-import { Policy } from '../dist/policy/policy.js';
+import { Patterns } from '../dist/policy/patterns.js';
 
 const [addresses, blockFile, dir, producer] = [Number(process.argv[2]), process.argv[3], process.argv[4], process.argv[5]];
 const run = promisify(execFile);
@@ -29,7 +29,7 @@ const idle = settle();
 const runner = { list: async () => ['-N DOCKER-USER'], restore: async () => undefined };
 const firewall = new Firewall({ runner, layout: { bridge: 'br-bench', ports: [80, 443] }, log, maxIps: addresses });
 await firewall.start();
-const policy = Policy.compile(['**.allowed.example.']);
+const policy = Patterns.compile(['**.allowed.example.']);
 const listener = await listenFrameStreams({
   path: join(dir, 'dnstap.sock'),
   log,

@@ -23,7 +23,7 @@ import { IpsetBackend } from '../src/firewall/ipset-backend.js';
 import { SET_V4 } from '../src/firewall/ipset.js';
 import { execIpset, persistentIpset, type IpsetRunner } from '../src/firewall/ipset-runner.js';
 import { acceptRule } from '../src/firewall/rules.js';
-import { Policy } from '../src/policy/policy.js';
+import { Patterns } from '../src/policy/patterns.js';
 import { clientResponse } from '../test/support/dnstap.js';
 import { isInside, rerunInNamespace } from './namespace.js';
 import { median, percentile, printTable } from './stats.js';
@@ -35,7 +35,7 @@ const BURST_SIZE = 1000;
 const BRIDGE = 'br-bench';
 const layout = testLayout(BRIDGE);
 const log = pino({ level: 'silent' });
-const policy = Policy.compile(['**.allowed.example.']);
+const policy = Patterns.compile(['**.allowed.example.']);
 
 /** Distinct documentation-range addresses: 198.18.0.0/15 holds 131,072 of them. */
 function address(i: number): string {

@@ -41,7 +41,7 @@ import { connectFrameStreams, type FrameStreamDialer } from '../framestream/dial
 import { listenFrameStreams, type FrameStreamListener } from '../framestream/listener.js';
 import { readBridge, type BridgeReader } from '../host/bridge.js';
 import { Pipeline, type PipelineStats } from '../pipeline/pipeline.js';
-import { Policy } from '../policy/policy.js';
+import { Patterns } from '../policy/patterns.js';
 import { AddressGuard } from '../policy/special-addresses.js';
 import { ConfigError } from '../util/errors.js';
 import { followBridge } from './bridge-follower.js';
@@ -94,7 +94,7 @@ const SHUTDOWN_GRACE_MS = 5_000;
 
 export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Daemon> {
   const closers = new Closers();
-  const policy = Policy.compile(config.patterns, { allowAll: config.allowAll });
+  const policy = Patterns.compile(config.patterns, { allowAll: config.allowAll });
   const found = await findBridge(config, deps);
   const view = filteredBridge(found.bridge, found.network, await (deps.bridgeFacts ?? readBridge)(found.bridge), config.dns?.listen);
   warnAboutSources(view, deps.log);

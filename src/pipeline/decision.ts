@@ -8,7 +8,7 @@ import { readAddresses, readQuestion, type AddressRecord } from '../dns/answer.j
 import { formatAddress } from '../dnstap/address.js';
 import { scanDnstap } from '../dnstap/decode.js';
 import { MessageType } from '../dnstap/schema.js';
-import type { Policy } from '../policy/policy.js';
+import type { Patterns } from '../policy/patterns.js';
 import { AddressGuard } from '../policy/special-addresses.js';
 
 export interface Refused {
@@ -26,7 +26,7 @@ export type Decision =
 /** Refuses the special-purpose ranges; the daemon adds --allow-cidr and the network's subnet. */
 const DEFAULT_GUARD = new AddressGuard();
 
-export function decide(frame: Uint8Array, policy: Policy, guard: AddressGuard = DEFAULT_GUARD): Decision {
+export function decide(frame: Uint8Array, policy: Patterns, guard: AddressGuard = DEFAULT_GUARD): Decision {
   const message = scanDnstap(frame);
   if (message.type !== MessageType.CLIENT_RESPONSE) return { outcome: 'skip', reason: 'not-a-client-response' };
   const { queryAddressAt, queryAddressEnd, responseAt, responseEnd } = message;
@@ -36,7 +36,7 @@ export function decide(frame: Uint8Array, policy: Policy, guard: AddressGuard = 
 }
 
 /** A DNS response sent (or about to be sent) to `client`. */
-export function decideResponse(response: Uint8Array, client: string | undefined, policy: Policy, guard: AddressGuard = DEFAULT_GUARD): Decision {
+export function decideResponse(response: Uint8Array, client: string | undefined, policy: Patterns, guard: AddressGuard = DEFAULT_GUARD): Decision {
   // Decisions always carry `client`, undefined when unknown: one object shape each, no spreading per answer.
   const question = readQuestion(response);
   const { name } = question;

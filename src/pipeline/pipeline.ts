@@ -16,7 +16,7 @@ import { DecodeError } from '../util/errors.js';
 import type { Firewall } from '../firewall/firewall.js';
 import type { Producer } from '../framestream/listener.js';
 import { LogSummary } from '../util/log-summary.js';
-import type { Policy } from '../policy/policy.js';
+import type { Patterns } from '../policy/patterns.js';
 import type { AddressGuard } from '../policy/special-addresses.js';
 
 export interface PipelineStats {
@@ -46,7 +46,7 @@ export class Pipeline {
   private readonly unreadableAnswer: LogSummary;
 
   constructor(
-    private readonly policy: Policy,
+    private readonly policy: Patterns,
     private guard: AddressGuard,
     private readonly firewalls: Firewalls,
     private readonly log: Logger,

@@ -2,12 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { decide, decideResponse } from '../../../src/pipeline/decision.js';
 import { MessageType } from '../../../src/dnstap/schema.js';
 import { DecodeError } from '../../../src/util/errors.js';
-import { Policy } from '../../../src/policy/policy.js';
+import { Patterns } from '../../../src/policy/patterns.js';
 import { AddressGuard } from '../../../src/policy/special-addresses.js';
 import { addressBytes, clientResponse, dnsResponse, dnstapFrame } from '../../support/dnstap.js';
 import { pointer, v4, wireMessage, wireName } from '../../support/wire.js';
 
-const policy = Policy.compile(['allowed.test.', '*.cdn.test.']);
+const policy = Patterns.compile(['allowed.test.', '*.cdn.test.']);
 const A = (name: string, data: string) => ({ type: 'A' as const, name, data, ttl: 60 });
 const frame = (response: Buffer) => dnstapFrame({ queryAddress: addressBytes('192.0.2.10'), responseMessage: response });
 
