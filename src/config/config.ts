@@ -34,7 +34,8 @@ export interface Config {
   network: string;
   /** A host bridge interface to use as is, bypassing Docker. */
   interface?: string;
-  ports: number[];
+  /** Opened for each allowed address: `443` and `tcp/443` are TCP, `udp/443` is UDP (HTTP/3). */
+  ports: PortSpec[];
   /** Host ports containers may reach on the host itself (everything else from the bridge to the host is dropped, but DNS). */
   hostPorts: PortSpec[];
   /** Special-purpose ranges (private, loopback…) opened on purpose. */
@@ -165,10 +166,13 @@ export function parseConfig(argv: readonly string[], env: Env): Config {
     throw new ConfigError(`--interface "${iface}" is not a Linux interface name (letters, digits, "_.-", at most 15)`);
   }
   const backend = oneOf(values.backend ?? env.BACKEND ?? DEFAULTS.backend, BACKENDS, '--backend');
-  const ports = parsePorts(values.ports ?? env.PORTS ?? DEFAULTS.ports);
+  const ports = parsePortList(values.ports ?? env.PORTS ?? DEFAULTS.ports, values.ports !== undefined ? '--ports' : 'PORTS');
   const dns = parseInlineDns(values, env);
-  if (backend === 'ipset' && ports.length > MAX_SET_PORTS) {
-    throw new ConfigError(`--backend ipset opens at most ${MAX_SET_PORTS} ports (got ${ports.length}): give fewer --ports, or use --backend iptables`);
+  for (const protocol of ['tcp', 'udp'] as const) {
+    const count = ports.filter((p) => p.protocol === protocol).length;
+    if (backend === 'ipset' && count > MAX_SET_PORTS) {
+      throw new ConfigError(`--backend ipset opens at most ${MAX_SET_PORTS} ${protocol} ports (got ${count}): give fewer --ports, or use another backend`);
+    }
   }
   return {
     command,
@@ -357,14 +361,11 @@ function parseSources(
   return { ...(listen ? { listen } : {}), connect };
 }
 
-function parsePorts(value: string): number[] {
-  const ports = value.split(',').map((part) => part.trim());
-  const parsed = ports.map((part) => (/^\d{1,5}$/.test(part) ? Number(part) : NaN));
-  const bad = ports.find((_, i) => !(parsed[i]! >= 1 && parsed[i]! <= 65535));
-  if (bad !== undefined || ports.length === 0) {
-    throw new ConfigError(`--ports "${value}" must be a comma-separated list of TCP ports from 1 to 65535, e.g. 80,443`);
-  }
-  return [...new Set(parsed)];
+/** At least one port; each as parsePortSpec reads it. */
+function parsePortList(value: string, source: string): PortSpec[] {
+  const ports = parsePortSpecs(value, source);
+  if (ports.length === 0) throw new ConfigError(`${source} "${value}" names no port: give at least one, e.g. 80,443`);
+  return ports;
 }
 
 /** Repeatable and comma-separated; each range is checked here so a typo stops the start. */

@@ -78,7 +78,7 @@ export function clientsOf(view: FilteredBridge): (address: string) => boolean {
 }
 
 /** The firewall layout of one family on this bridge. */
-export function layoutFor(view: FilteredBridge, family: Family, ports: readonly number[], hostPorts: readonly PortSpec[]): Layout {
+export function layoutFor(view: FilteredBridge, family: Family, ports: readonly PortSpec[], hostPorts: readonly PortSpec[]): Layout {
   return { bridge: view.bridge, ports, family, subnets: view[family].subnets, dns: view[family].dns, hostPorts };
 }
 

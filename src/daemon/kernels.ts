@@ -83,11 +83,11 @@ export async function kernelsFor(config: Config, view: FilteredBridge, deps: Ker
   };
 }
 
-/** The table's layout: both families' subnets and DNS targets, the ports (TCP, as --ports are) and the host ports. */
+/** The table's layout: both families' subnets and DNS targets, the ports and the host ports. */
 export function nftLayout(view: FilteredBridge, config: Pick<Config, 'ports' | 'hostPorts'>): NftLayout {
   return {
     bridge: view.bridge,
-    ports: config.ports.map((port) => ({ protocol: 'tcp' as const, port })),
+    ports: config.ports,
     hostPorts: config.hostPorts,
     4: view[4],
     6: view[6],

@@ -169,8 +169,8 @@ export class Firewall {
   }
 
   /** The bridge our block filters, as the logs name it. */
-  private get context(): { bridge: string; ports: readonly number[] } {
-    return { bridge: this.backend.layout.bridge, ports: this.backend.layout.ports };
+  private get context(): { bridge: string; ports: string[] } {
+    return { bridge: this.backend.layout.bridge, ports: this.backend.layout.ports.map((p) => `${p.protocol}/${p.port}`) };
   }
 
   /**

@@ -22,7 +22,7 @@ import {
   hostJumpRule,
   parseOwnedRule,
   sameNetworkRule,
-  setAcceptRule,
+  setAcceptRules,
   sourceCheckRule,
   sourcesChain,
   type DnsTarget,
@@ -32,7 +32,8 @@ import {
 
 export interface Layout {
   bridge: string;
-  ports: readonly number[];
+  /** Opened for each allowed address: TCP or UDP ports. */
+  ports: readonly PortSpec[];
   /** Address family of the table (iptables 4, ip6tables 6); 4 when absent. */
   family?: 4 | 6;
   /** The network's subnets of this family: the only source addresses the bridge may carry. */
@@ -76,8 +77,8 @@ export function planSync(listing: readonly string[], layout: Layout, carry: read
   const block = ownBlock(rules, layout.bridge);
   const adopted = withCarried(adoptedAddresses(block.map((o) => o.rule)), carry);
   const accepts = block.filter((o) => o.rule.role === 'accept');
-  const keys = accepts.map((o) => `${o.rule.address}:${o.rule.port}`);
-  const wantedKeys = adopted.flatMap((a) => layout.ports.map((port) => `${a.address}:${port}`));
+  const keys = accepts.map((o) => `${o.rule.address}:${o.rule.protocol}/${o.rule.port}`);
+  const wantedKeys = adopted.flatMap((a) => layout.ports.map((p) => `${a.address}:${p.protocol}/${p.port}`));
   const inOrder =
     isContiguous(block, [...HEAD, ...accepts.map(() => 'accept' as const), 'drop']) &&
     oneCommentPerAddress(accepts.map((o) => o.rule)) &&
@@ -121,11 +122,10 @@ export function planSetSync(listing: readonly string[], layout: Layout, set: str
   const rules = listing.filter((line) => line.startsWith('-A '));
   const block = ownBlock(rules, layout.bridge);
   const adopted = adoptedAddresses(block.map((o) => o.rule));
-  const setRule = block.find((o) => o.rule.role === 'set-accept')?.rule;
+  const setRules = setAcceptRules(layout.bridge, layout.ports, set);
   const inOrder =
-    isContiguous(block, [...HEAD, 'set-accept', 'drop']) &&
-    setRule?.set === set &&
-    setRule.ports === layout.ports.join(',') &&
+    isContiguous(block, [...HEAD, ...setRules.map(() => 'set-accept'), 'drop']) &&
+    block.slice(HEAD.length, -1).every((o, i) => o.rule.spec === setRules[i]) &&
     dropAheadOfReturn(block, rules);
   const support = planSupport(listing, layout);
   const lines = [...support.declarations];
@@ -134,7 +134,7 @@ export function planSetSync(listing: readonly string[], layout: Layout, set: str
       sourceCheckRule(layout.bridge),
       establishedRule(layout.bridge),
       sameNetworkRule(layout.bridge),
-      setAcceptRule(layout.bridge, layout.ports, set),
+      ...setRules,
       dropRule(layout.bridge),
     ];
     lines.push(...block.map((o) => `-D ${CHAIN} ${o.rule.spec}`), ...fresh.map((spec, i) => `-I ${CHAIN} ${i + 1} ${spec}`));

@@ -46,6 +46,7 @@ export interface OwnedRule {
   /** For accept rules. */
   address?: string;
   port?: number;
+  protocol?: Protocol;
   /** For set-accept rules: the ipset matched and the ports as listed (e.g. "80,443"). */
   set?: string;
   ports?: string;
@@ -75,13 +76,23 @@ export function sameNetworkRule(bridge: string): string {
   return `-i ${bridge} -o ${bridge} -m comment --comment "${TAG} same-network" -j RETURN`;
 }
 
-export function acceptRule(bridge: string, address: string, port: number, name?: string, expiresAt?: number): string {
-  return `-d ${address}/${address.includes(':') ? 128 : 32} -i ${bridge} -p tcp -m tcp --dport ${port} -m comment --comment "${acceptComment(name, expiresAt)}" -j ACCEPT`;
+/** `port` as a bare number is TCP, as --ports reads it. */
+export function acceptRule(bridge: string, address: string, port: PortSpec | number, name?: string, expiresAt?: number): string {
+  const { protocol, port: number } = typeof port === 'number' ? { protocol: 'tcp' as const, port } : port;
+  return `-d ${address}/${address.includes(':') ? 128 : 32} -i ${bridge} -p ${protocol} -m ${protocol} --dport ${number} -m comment --comment "${acceptComment(name, expiresAt)}" -j ACCEPT`;
 }
 
-/** The one accept rule of the ipset backend: new TCP connections to PORTS of an address in SET. */
-export function setAcceptRule(bridge: string, ports: readonly number[], set: string): string {
-  return `-i ${bridge} -p tcp -m multiport --dports ${ports.join(',')} -m set --match-set ${set} dst -m comment --comment "${TAG} allowed-set" -j ACCEPT`;
+/** The ipset backend's accept rule for one protocol: new connections to PORTS of an address in SET. */
+export function setAcceptRule(bridge: string, protocol: Protocol, ports: readonly number[], set: string): string {
+  return `-i ${bridge} -p ${protocol} -m multiport --dports ${ports.join(',')} -m set --match-set ${set} dst -m comment --comment "${TAG} allowed-set" -j ACCEPT`;
+}
+
+/** The ipset backend's accept rules: one per protocol among `ports`, TCP first. */
+export function setAcceptRules(bridge: string, ports: readonly PortSpec[], set: string): string[] {
+  return (['tcp', 'udp'] as const)
+    .map((protocol) => ({ protocol, numbers: ports.filter((p) => p.protocol === protocol).map((p) => p.port) }))
+    .filter(({ numbers }) => numbers.length > 0)
+    .map(({ protocol, numbers }) => setAcceptRule(bridge, protocol, numbers, set));
 }
 
 export function dropRule(bridge: string): string {
@@ -194,8 +205,9 @@ export function parseOwnedRule(line: string): OwnedRule | undefined {
   if (target === 'ACCEPT') {
     const address = option('-d')?.replace(/\/(32|128)$/, '');
     const port = Number(option('--dport'));
+    const protocol = option('-p');
     const details = parseAcceptComment(comment.slice(TAG.length + 1));
-    if (address && Number.isInteger(port)) return { role: 'accept', bridge, address, port, spec, ...details };
+    if (address && Number.isInteger(port) && (protocol === 'tcp' || protocol === 'udp')) return { role: 'accept', bridge, address, port, protocol, spec, ...details };
   }
   return undefined;
 }

@@ -39,7 +39,7 @@ export class NftablesBackend implements FirewallBackend {
     const nft = this.options.table.layout;
     return {
       bridge: nft.bridge,
-      ports: nft.ports.filter((p) => p.protocol === 'tcp').map((p) => p.port),
+      ports: nft.ports,
       family: this.family,
       subnets: nft[this.family].subnets,
       dns: nft[this.family].dns,

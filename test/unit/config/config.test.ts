@@ -11,7 +11,7 @@ describe('parseConfig', () => {
       listen: { transport: 'unix', path: '/run/on-his-name/dnstap.sock' },
       connect: [],
       network: 'on-his-name',
-      ports: [80, 443],
+      ports: [{ protocol: 'tcp', port: 80 }, { protocol: 'tcp', port: 443 }],
       allowCidrs: [],
       minTtl: 300,
       ttlGrace: 600,
@@ -67,7 +67,7 @@ describe('parseConfig', () => {
       ['--interface', 'br0', '--ports', '443, 8443,443', '--log-level', 'debug', '--log-format', 'json', '--allow-all', '--socket-gid', '5', '--listen', 'unix:///run/x.sock', '*'],
       {},
     );
-    expect(config).toMatchObject({ interface: 'br0', ports: [443, 8443], logLevel: 'debug', logFormat: 'json', allowAll: true, socketGid: 5, listen: { transport: 'unix', path: '/run/x.sock' }, patterns: ['*'] });
+    expect(config).toMatchObject({ interface: 'br0', ports: [{ protocol: 'tcp', port: 443 }, { protocol: 'tcp', port: 8443 }], logLevel: 'debug', logFormat: 'json', allowAll: true, socketGid: 5, listen: { transport: 'unix', path: '/run/x.sock' }, patterns: ['*'] });
   });
 
   it('takes --allow-cidr repeated or comma-separated, and ALLOW_CIDR', () => {
@@ -83,7 +83,8 @@ describe('parseConfig', () => {
 
   it.each([
     [['--bogus', 'a.test'], /--bogus.*on-his-name --help/],
-    [['--ports', '80,http'], /--ports "80,http".*1 to 65535/],
+    [['--ports', '80,http'], /--ports "http" is not a port from 1 to 65535, optionally with its protocol: 443, tcp\/443, udp\/443/],
+    [['--ports', 'sctp/80'], /--ports "sctp\/80" is not a port/],
     [['--ports', '0'], /--ports/],
     [['--ports', '70000'], /--ports/],
     [['--socket-uid', 'coredns'], /id -u/],
@@ -94,7 +95,7 @@ describe('parseConfig', () => {
     [['--listen', 'relative.sock'], /Unix socket path/],
     [['reset', 'a.test'], /takes no pattern/],
     [['--backend', 'nft', 'a.test'], /--backend "nft" is not one of auto, iptables, ipset, nftables/],
-    [['--backend', 'ipset', '--ports', Array.from({ length: 16 }, (_, i) => 8000 + i).join(','), 'a.test'], /at most 15 ports \(got 16\).*--backend iptables/],
+    [['--backend', 'ipset', '--ports', Array.from({ length: 16 }, (_, i) => 8000 + i).join(','), 'a.test'], /at most 15 tcp ports \(got 16\).*another backend/],
     [['--allow-cidr', '10.0.0.0/33', 'a.test'], /--allow-cidr "10.0.0.0\/33" is not an IPv4 or IPv6 range/],
     [['--allow-cidr', '2001:db8::/200', 'a.test'], /--allow-cidr "2001:db8::\/200" is not an IPv4 or IPv6 range/],
     [['--min-ttl', '0', 'a.test'], /--min-ttl "0" must be a whole number from 1 to 604800 \(seconds\)/],

@@ -25,7 +25,7 @@ describe('IpsetBackend', () => {
       `-A DOCKER-USER ${sourceCheckRule('br0')}`,
       `-A DOCKER-USER ${establishedRule('br0')}`,
       `-A DOCKER-USER ${sameNetworkRule('br0')}`,
-      `-A DOCKER-USER ${setAcceptRule('br0', [80, 443], SET)}`,
+      `-A DOCKER-USER ${setAcceptRule('br0', 'tcp', [80, 443], SET)}`,
       `-A DOCKER-USER ${dropRule('br0')}`,
       '-A DOCKER-USER -j RETURN',
     ]);

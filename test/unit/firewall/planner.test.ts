@@ -282,9 +282,9 @@ describe('planApply', () => {
 
 describe('planSetSync', () => {
   const SET = 'on-his-name-v4';
-  const setBlock = (ports = [80, 443]) => [A(sourceCheckRule('br0')), A(establishedRule('br0')), A(sameNetworkRule('br0')), A(setAcceptRule('br0', ports, SET)), A(dropRule('br0'))];
+  const setBlock = (ports = [80, 443]) => [A(sourceCheckRule('br0')), A(establishedRule('br0')), A(sameNetworkRule('br0')), A(setAcceptRule('br0', 'tcp', ports, SET)), A(dropRule('br0'))];
   const installs = (ports = [80, 443]) =>
-    [sourceCheckRule('br0'), establishedRule('br0'), sameNetworkRule('br0'), setAcceptRule('br0', ports, SET), dropRule('br0')].map((spec, i) => `-I DOCKER-USER ${i + 1} ${spec}`);
+    [sourceCheckRule('br0'), establishedRule('br0'), sameNetworkRule('br0'), setAcceptRule('br0', 'tcp', ports, SET), dropRule('br0')].map((spec, i) => `-I DOCKER-USER ${i + 1} ${spec}`);
 
   it('installs the source check, established, same-network, one set rule and the DROP at the top', () => {
     const plan = planSetSync(table(['-A DOCKER-USER -j RETURN']), layout, SET);
@@ -299,7 +299,7 @@ describe('planSetSync', () => {
     ['other ports', [...setBlock([80]), '-A DOCKER-USER -j RETURN']],
     ['behind a RETURN', ['-A DOCKER-USER -j RETURN', ...setBlock()]],
     ['the set rule missing', [...setBlock().filter((l) => !l.includes('match-set')), '-A DOCKER-USER -j RETURN']],
-    ['the set rule twice', [...setBlock().slice(0, 4), A(setAcceptRule('br0', [80, 443], SET)), A(dropRule('br0'))]],
+    ['the set rule twice', [...setBlock().slice(0, 4), A(setAcceptRule('br0', 'tcp', [80, 443], SET)), A(dropRule('br0'))]],
   ])('rewrites the block with %s, keeping foreign rules', (_, listing) => {
     const plan = planSetSync(table([...listing, foreign]), layout, SET);
     const owned = listing.filter((l) => l.includes('on-his-name'));
@@ -312,12 +312,12 @@ describe('planSetSync', () => {
     const plan = planSetSync(listing, layout, SET);
     expect(plan.adopted).toEqual([{ address: '198.51.100.7', name: 'x.test.' }]);
     expect(plan.script?.split('\n').filter((l) => l.startsWith('-D'))).toHaveLength(6);
-    expect(plan.script).toContain(`-I DOCKER-USER 4 ${setAcceptRule('br0', [80, 443], SET)}`);
+    expect(plan.script).toContain(`-I DOCKER-USER 4 ${setAcceptRule('br0', 'tcp', [80, 443], SET)}`);
   });
 
   it('and the iptables backend rewrites a set block back into per-address rules', () => {
     const plan = planSync(table([...setBlock(), '-A DOCKER-USER -j RETURN']), layout);
     expect(plan.rebuilt).toBe(true);
-    expect(plan.script).toContain(`-D DOCKER-USER ${setAcceptRule('br0', [80, 443], SET)}`);
+    expect(plan.script).toContain(`-D DOCKER-USER ${setAcceptRule('br0', 'tcp', [80, 443], SET)}`);
   });
 });

@@ -166,7 +166,7 @@ describe('Firewall.moveTo', () => {
       A(sourceCheckRule(NEW)),
       A(establishedRule(NEW)),
       A(sameNetworkRule(NEW)),
-      A(setAcceptRule(NEW, [80, 443], 'on-his-name-v4')),
+      A(setAcceptRule(NEW, 'tcp', [80, 443], 'on-his-name-v4')),
       A(dropRule(NEW)),
     ]);
     expectNoWindow(kernel.states.slice(from - 1), [], false);
