@@ -15,7 +15,7 @@
  */
 import { execa } from 'execa';
 import { pino } from 'pino';
-import { decide } from '../src/pipeline/decision.js';
+import { decide, onePolicy } from '../src/pipeline/decision.js';
 import { Firewall } from '../src/firewall/firewall.js';
 import { iptablesRunner } from '../src/firewall/iptables.js';
 import type { Entry } from '../src/firewall/backend.js';
@@ -35,7 +35,7 @@ const BURST_SIZE = 1000;
 const BRIDGE = 'br-bench';
 const layout = testLayout(BRIDGE);
 const log = pino({ level: 'silent' });
-const policy = Patterns.compile(['**.allowed.example.']);
+const policy = onePolicy(Patterns.compile(['**.allowed.example.']));
 
 /** Distinct documentation-range addresses: 198.18.0.0/15 holds 131,072 of them. */
 function address(i: number): string {

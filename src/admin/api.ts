@@ -1,17 +1,21 @@
 /**
  * What the admin API says, as plain objects: the open addresses with their kernel
- * counters, the patterns with their hits, and whether the daemon is healthy. The HTTP
- * side (server.ts) only serialises these; `on-his-name status` reads them back.
+ * counters, policy and container, the policies with their clients and last reload, the
+ * patterns with their hits, and whether the daemon is healthy. The HTTP side (server.ts)
+ * only serialises these; `on-his-name status` reads them back.
  */
 import { stat } from 'node:fs/promises';
 import type { Counters } from '../firewall/backend.js';
 import type { Firewall } from '../firewall/firewall.js';
 import type { PipelineStats } from '../pipeline/pipeline.js';
+import type { Clients } from '../policy/clients.js';
 import type { Family, MetricsSources } from './metrics.js';
 
 export interface ApiSources extends MetricsSources {
-  /** The patterns as the operator gave them, in order. */
-  patterns: readonly string[];
+  /** The policies as they are now, with their clients and the last reload. */
+  policies: () => PoliciesView;
+  /** The container Docker knows at an address, if any. */
+  containerAt?: (address: string) => { id: string; name: string } | undefined;
   /** The dnstap Unix socket, if there is one: producers cannot connect once it is gone. */
   socketPath?: string;
   /** Wall-clock milliseconds; injectable for tests. */
@@ -22,8 +26,12 @@ export interface AcceptedAddress {
   address: string;
   family: Family;
   name: string | null;
+  /** The policy whose set or chain holds it. */
+  policy: string;
   /** The container address that last asked, since this run started. */
   client: string | null;
+  /** The container at that address, where Docker knows it. */
+  container: string | null;
   expiresAt: string | null;
   expiresInSeconds: number | null;
   /** What met the accept rule (or set): the first packet of each new connection. Null when unreadable. */
@@ -39,8 +47,26 @@ export interface AcceptedView {
 }
 
 export interface MatchersView {
-  matchers: Array<{ pattern: string; allows: number }>;
+  matchers: Array<{ policy: string; pattern: string; allows: number }>;
   decisions: PipelineStats['decisions'];
+}
+
+export interface PolicyView {
+  name: string;
+  origin: 'default' | 'file' | 'label' | 'refused';
+  patterns: string[];
+  ports: string[];
+  /** Ranges of the policy file. */
+  clients: string[];
+  /** Containers that have it, by their labels. */
+  containers: Array<{ id: string; name: string; addresses: readonly string[]; refusal?: string }>;
+}
+
+export interface PoliciesView {
+  file: string | null;
+  policies: PolicyView[];
+  /** The last reload: when, why, and how it went. */
+  reload: { at: string; ok: boolean; why: string; error?: string } | null;
 }
 
 export interface HealthView {
@@ -57,18 +83,21 @@ export async function acceptedView(sources: ApiSources): Promise<AcceptedView> {
   const nowMs = (sources.now ?? Date.now)();
   const addresses: AcceptedAddress[] = [];
   const errors: string[] = [];
-  for (const { family, firewall } of sources.firewalls) {
+  for (const { family, firewall, policy } of sources.firewalls()) {
     const counters = await firewall.counters().catch((err: Error) => {
-      errors.push(`IPv${family}: ${err.message}`);
+      errors.push(`IPv${family} (${policy.name}): ${err.message}`);
       return undefined;
     });
     for (const entry of firewall.entries()) {
       const count: Counters | undefined = counters?.get(entry.address);
+      const client = firewall.clientOf(entry.address);
       addresses.push({
         address: entry.address,
         family,
         name: entry.name ?? null,
-        client: firewall.clientOf(entry.address) ?? null,
+        policy: policy.name,
+        client: client ?? null,
+        container: (client !== undefined ? sources.containerAt?.(client)?.name : undefined) ?? null,
         expiresAt: entry.expiresAt === undefined ? null : new Date(entry.expiresAt * 1000).toISOString(),
         expiresInSeconds: entry.expiresAt === undefined ? null : Math.max(0, Math.round(entry.expiresAt - nowMs / 1000)),
         packets: count?.packets ?? null,
@@ -83,8 +112,27 @@ export async function acceptedView(sources: ApiSources): Promise<AcceptedView> {
 export function matchersView(sources: ApiSources): MatchersView {
   const hits = sources.pipeline.allowsByPattern;
   return {
-    matchers: sources.patterns.map((pattern) => ({ pattern, allows: hits.get(pattern) ?? 0 })),
+    matchers: sources.policies().policies.flatMap((p) => p.patterns.map((pattern) => ({ policy: p.name, pattern, allows: hits.get(p.name)?.get(pattern) ?? 0 }))),
     decisions: { ...sources.pipeline.decisions },
+  };
+}
+
+/** The policies in use, each with its patterns, ports, ranges and containers. */
+export function policiesView(clients: Clients, file: string | undefined, reload: PoliciesView['reload']): PoliciesView {
+  const containers = clients.list();
+  return {
+    file: file ?? null,
+    policies: clients.policiesInUse().map((policy) => ({
+      name: policy.name,
+      origin: policy.origin,
+      patterns: policy.patterns.patterns.map((p) => p.source),
+      ports: policy.ports.map((p) => `${p.protocol}/${p.port}`),
+      clients: [...policy.clients],
+      containers: containers
+        .filter((c) => c.policy === policy.name)
+        .map((c) => ({ id: c.id, name: c.name, addresses: c.addresses, ...(c.refusal ? { refusal: c.refusal } : {}) })),
+    })),
+    reload,
   };
 }
 
@@ -95,13 +143,14 @@ export async function healthView(sources: ApiSources): Promise<HealthView> {
   if (sources.socketPath !== undefined && !socket?.isSocket()) {
     reasons.push(`the dnstap socket ${sources.socketPath} is gone, so no DNS server can connect: restart on-his-name`);
   }
-  for (const { family, firewall } of sources.firewalls) {
+  const firewalls = sources.firewalls();
+  for (const { family, firewall, policy } of firewalls) {
     const failing = firewall.stats.failingApplies;
-    if (failing >= UNHEALTHY_AFTER_FAILURES) {
-      reasons.push(`the IPv${family} firewall failed its last ${failing} kernel changes and keeps retrying (see the log)`);
-    }
+    const which = policy.name === 'default' ? `the IPv${family} firewall` : `the IPv${family} firewall of policy ${policy.name}`;
+    if (failing >= UNHEALTHY_AFTER_FAILURES) reasons.push(`${which} failed its last ${failing} kernel changes and keeps retrying (see the log)`);
+    for (const bypass of firewall.bypasses) reasons.push(`${which} is not met: ${bypass}`);
   }
-  const sum = (read: (f: Firewall) => number) => sources.firewalls.reduce((n, { firewall }) => n + read(firewall), 0);
+  const sum = (read: (f: Firewall) => number) => firewalls.reduce((n, { firewall }) => n + read(firewall), 0);
   const addresses = sum((f) => f.allowedCount);
   return { status: reasons.length ? 'unhealthy' : 'ok', reasons, addresses, waiting: Math.max(0, sum((f) => f.trackedCount) - addresses) };
 }

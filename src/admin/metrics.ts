@@ -18,7 +18,8 @@ export interface MetricsSources {
   pipeline: PipelineStats;
   /** Every dnstap listener and dialer, counted together. */
   dnstap: Readonly<FrameStreamStats>;
-  firewalls: ReadonlyArray<{ family: Family; firewall: Firewall }>;
+  /** Every policy's firewall of every family, as they are now (policies come and go with reloads and containers). */
+  firewalls: () => ReadonlyArray<{ family: Family; firewall: Firewall; policy: { name: string } }>;
   /** Inline mode's proxy and hold, when --dns-listen is given. */
   dns?: { proxy: { readonly stats: Readonly<DnsProxyStats> }; hold: Readonly<HoldStats> };
 }
@@ -66,23 +67,24 @@ export class Metrics {
     counter('decisions_total', 'Decisions on client responses, by outcome', () =>
       Object.entries(pipeline.decisions).map(([outcome, n]) => [{ outcome }, n] as const), ['outcome'],
     );
-    counter('pattern_allows_total', 'Allow decisions, by the pattern that matched', () =>
-      [...pipeline.allowsByPattern].map(([pattern, n]) => [{ pattern }, n] as const), ['pattern'],
+    counter('pattern_allows_total', 'Allow decisions, by the policy and the pattern that matched', () =>
+      [...pipeline.allowsByPattern].flatMap(([policy, hits]) => [...hits].map(([pattern, n]) => [{ policy, pattern }, n] as const)), ['policy', 'pattern'],
     );
 
     const perFamily = (read: (firewall: Firewall) => number): Reading =>
-      firewalls.map(({ family, firewall }) => [{ family: String(family) }, read(firewall)] as const);
-    const stat = (name: string, help: string, key: keyof FirewallStats) => counter(name, help, () => perFamily((f) => f.stats[key]), ['family']);
-    this.gauge('addresses_installed', 'Addresses open in the kernel, by family', () => perFamily((f) => f.allowedCount));
-    this.gauge('addresses_tracked', 'Addresses wanted open (in the kernel or waiting for it), by family', () => perFamily((f) => f.trackedCount));
+      firewalls().map(({ family, firewall, policy }) => [{ family: String(family), policy: policy.name }, read(firewall)] as const);
+    const stat = (name: string, help: string, key: keyof FirewallStats) => counter(name, help, () => perFamily((f) => f.stats[key]), ['family', 'policy']);
+    this.gauge('addresses_installed', 'Addresses open in the kernel, by family and policy', () => perFamily((f) => f.allowedCount));
+    this.gauge('addresses_tracked', 'Addresses wanted open (in the kernel or waiting for it), by family and policy', () => perFamily((f) => f.trackedCount));
     stat('addresses_opened_total', 'Addresses opened in the kernel', 'addressesAllowed');
     stat('addresses_refreshed_total', 'Rule rewrites that pushed an open address’s expiry later', 'refreshes');
     stat('addresses_expired_total', 'Addresses closed because their lifetime ran out', 'expired');
     stat('addresses_evicted_total', 'Addresses closed early to stay within --max-ips', 'evicted');
+    stat('addresses_evicted_for_name_total', 'Addresses closed early to stay within --max-ips-per-name', 'evictedForName');
     stat('restores_total', 'Reads of the kernel that found our rules missing or damaged and restored them', 'restored');
     stat('applies_total', 'Kernel transactions (iptables-restore or ipset batches) that succeeded', 'applies');
     stat('apply_failures_total', 'Kernel transactions that failed and were retried', 'applyFailures');
-    this.gauge('queue_peak_pending', 'The most addresses ever waiting for the kernel at once (the queue’s high-water mark), by family', () =>
+    this.gauge('queue_peak_pending', 'The most addresses ever waiting for the kernel at once (the queue’s high-water mark), by family and policy', () =>
       perFamily((f) => f.stats.peakPending),
     );
     stat('queue_dropped_total', 'Addresses not opened because the firewall queue was full', 'droppedFromQueue');
@@ -120,7 +122,7 @@ export class Metrics {
     new Gauge({
       name: `${PREFIX}${name}`,
       help,
-      labelNames: ['family'],
+      labelNames: ['family', 'policy'],
       registers: [this.registry],
       collect() {
         this.reset();

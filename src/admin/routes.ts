@@ -8,6 +8,7 @@ export function adminRoutes(sources: ApiSources, metrics: Metrics): Record<strin
     '/metrics': async () => ({ status: 200, contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
     '/api/accepted': async () => json(200, await acceptedView(sources)),
     '/api/matchers': async () => json(200, matchersView(sources)),
+    '/api/policies': async () => json(200, sources.policies()),
     '/healthz': async () => {
       const health = await healthView(sources);
       return json(health.status === 'ok' ? 200 : 503, health);

@@ -3,7 +3,7 @@
  * is the only source: status reads no kernel state itself, so it needs no privilege.
  */
 import type { AdminAddress } from '../config/config.js';
-import type { AcceptedView, MatchersView } from './api.js';
+import type { AcceptedView, MatchersView, PoliciesView } from './api.js';
 import { formatHostPort } from '../util/host-port.js';
 import { renderStatus } from './table.js';
 
@@ -23,8 +23,13 @@ export async function runStatus(
 ): Promise<number> {
   const base = adminUrl(address);
   try {
-    const [accepted, matchers] = await Promise.all([getJson<AcceptedView>(`${base}/api/accepted`), getJson<MatchersView>(`${base}/api/matchers`)]);
-    out.write(renderStatus(accepted, matchers));
+    const [accepted, matchers, policies] = await Promise.all([
+      getJson<AcceptedView>(`${base}/api/accepted`),
+      getJson<MatchersView>(`${base}/api/matchers`),
+      // A daemon from before policies has no /api/policies: its status is the rest.
+      getJson<PoliciesView>(`${base}/api/policies`).catch(() => undefined),
+    ]);
+    out.write(renderStatus(accepted, matchers, policies));
     return 0;
   } catch (e) {
     err.write(`on-his-name: cannot read the admin API at ${base} (${reason(e)}): is on-his-name running with --admin-listen ${formatHostPort(address.host, address.port)}?\n`);

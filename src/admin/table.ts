@@ -1,28 +1,49 @@
 /**
  * `on-his-name status` for a person: the admin API's JSON as aligned tables. Pure.
  */
-import type { AcceptedView, MatchersView } from './api.js';
+import type { AcceptedView, MatchersView, PoliciesView } from './api.js';
 
-export function renderStatus(accepted: AcceptedView, matchers: MatchersView): string {
+export function renderStatus(accepted: AcceptedView, matchers: MatchersView, policies?: PoliciesView): string {
   const open = accepted.addresses;
   const lines: string[] = [];
+  // One policy is the common case: its table would only repeat the patterns below.
+  if (policies && policies.policies.length > 1) lines.push(...renderPolicies(policies), '');
   if (open.length === 0) lines.push('No address is open.');
   else {
     lines.push(
       ...table(
-        ['ADDRESS', 'NAME', 'CLIENT', 'EXPIRES IN', 'PACKETS', 'BYTES'],
-        open.map((a) => [a.address, a.name ?? '-', a.client ?? '-', expiresIn(a.expiresInSeconds, a.expiresAt), count(a.packets), bytes(a.bytes)]),
-        [false, false, false, true, true, true],
+        ['ADDRESS', 'NAME', 'POLICY', 'CLIENT', 'CONTAINER', 'EXPIRES IN', 'PACKETS', 'BYTES'],
+        open.map((a) => [a.address, a.name ?? '-', a.policy, a.client ?? '-', a.container ?? '-', expiresIn(a.expiresInSeconds, a.expiresAt), count(a.packets), bytes(a.bytes)]),
+        [false, false, false, false, false, true, true, true],
       ),
     );
     const v6 = open.filter((a) => a.family === 6).length;
     lines.push('', `${plural(open.length, 'address', 'addresses')} open (IPv4 ${open.length - v6}, IPv6 ${v6}).`);
   }
   if (accepted.countersError) lines.push(`Counters unavailable: ${accepted.countersError}`);
-  lines.push('', ...table(['PATTERN', 'ALLOWS'], matchers.matchers.map((m) => [m.pattern, String(m.allows)]), [false, true]));
+  lines.push('', ...table(['POLICY', 'PATTERN', 'ALLOWS'], matchers.matchers.map((m) => [m.policy, m.pattern, String(m.allows)]), [false, false, true]));
   const { allow, deny, skip } = matchers.decisions;
   lines.push('', `Decisions: ${allow} allow, ${deny} deny, ${skip} skip.`);
   return `${lines.join('\n')}\n`;
+}
+
+/**
+ * Each policy: its ports, who has it (ranges of the file, containers by their labels) and
+ * its patterns; a container refused its labels says why. The last reload, when one failed.
+ */
+export function renderPolicies(view: PoliciesView): string[] {
+  const who = (p: PoliciesView['policies'][number]) => {
+    const them = [...p.clients, ...p.containers.map((c) => c.name)];
+    return them.length ? them.join(' ') : p.name === 'default' ? '(every other client)' : '-';
+  };
+  const lines = table(
+    ['POLICY', 'PORTS', 'CLIENTS', 'PATTERNS'],
+    view.policies.map((p) => [p.name, p.ports.join(' ') || '-', who(p), p.patterns.join(' ') || '(none: opens nothing)']),
+    [false, false, false, false],
+  );
+  for (const p of view.policies) for (const c of p.containers) if (c.refusal) lines.push(`Container ${c.name} opens nothing: ${c.refusal}.`);
+  if (view.reload && !view.reload.ok) lines.push(`The last reload (${view.reload.at}, ${view.reload.why}) was refused: ${view.reload.error}`);
+  return lines;
 }
 
 /** Columns padded to their widest cell; numbers right-aligned. */

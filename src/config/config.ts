@@ -12,7 +12,7 @@ import { parseCidr } from '../policy/special-addresses.js';
 import type { PortSpec } from '../firewall/rules.js';
 import { parsePortSpecs } from './ports.js';
 
-export type Command = 'run' | 'reset' | 'status' | 'help' | 'version';
+export type Command = 'run' | 'reset' | 'status' | 'check' | 'help' | 'version';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 export type LogFormat = 'auto' | 'json' | 'pretty';
 /**
@@ -25,6 +25,8 @@ export interface Config {
   command: Command;
   patterns: string[];
   allowAll: boolean;
+  /** The policy file (YAML): the default policy's extra patterns and a policy per service. */
+  policyFile?: string;
   /** Where producers push dnstap to us; absent when only --connect is given. */
   listen?: Endpoint;
   /** Producers that listen (CoreDNS `dnstap listen …`): we dial each and keep one connection. */
@@ -134,6 +136,7 @@ const OPTIONS = {
   'deny-nxdomain': { type: 'boolean' },
   'admin-listen': { type: 'string' },
   'allow-all': { type: 'boolean' },
+  policy: { type: 'string' },
   'wait-for-network': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -141,9 +144,11 @@ const OPTIONS = {
 
 export function parseConfig(argv: readonly string[], env: Env): Config {
   const { values, positionals } = parseFlags(argv);
-  const command: Command = values.help ? 'help' : values.version ? 'version' : positionals[0] === 'reset' ? 'reset' : positionals[0] === 'status' ? 'status' : 'run';
-  const patterns = command === 'reset' || command === 'status' ? positionals.slice(1) : positionals;
-  if (command === 'run') refuseBareWords(patterns);
+  const named = (COMMANDS as readonly string[]).includes(positionals[0] ?? '') ? (positionals[0] as Command) : undefined;
+  const command: Command = values.help ? 'help' : values.version ? 'version' : (named ?? 'run');
+  const patterns = named ? positionals.slice(1) : positionals;
+  if (command === 'run' || command === 'check') refuseBareWords(patterns);
+  const policyFile = values.policy ?? (env.POLICY_FILE || undefined);
   if (command === 'reset' && patterns.length > 0) {
     throw new ConfigError(`"reset" takes no pattern (got ${patterns.join(' ')}): run "on-his-name reset" alone`);
   }
@@ -178,6 +183,7 @@ export function parseConfig(argv: readonly string[], env: Env): Config {
     command,
     patterns,
     allowAll: values['allow-all'] ?? false,
+    ...(policyFile !== undefined ? { policyFile } : {}),
     ...parseSources(values, env, socketUid ?? socketGid),
     ...(socketUid !== undefined ? { socketUid } : {}),
     ...(socketGid !== undefined ? { socketGid } : {}),
@@ -288,7 +294,7 @@ function parseSwitch(value: string | undefined, name: string): boolean {
   throw new ConfigError(`${name}="${value}" must be 1 or 0 (or true, false, yes, no, on, off)`);
 }
 
-const COMMANDS = ['reset', 'status'] as const;
+const COMMANDS = ['reset', 'status', 'check'] as const;
 
 /**
  * A pattern of one label without its trailing dot reads like a mistyped command: `on-his-name

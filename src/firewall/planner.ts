@@ -11,16 +11,20 @@ import type { Entry } from './backend.js';
 import { findBypasses } from './bypass.js';
 import {
   CHAIN,
+  CLIENTS_CHAIN,
   HOST_CHAIN,
   IPV6_LINK_LOCAL,
   SOURCES_CHAIN,
   acceptRule,
   chainOf,
+  clientsRule,
   dropRule,
   establishedRule,
   hostChain,
   hostJumpRule,
   parseOwnedRule,
+  policyDropRule,
+  routeRule,
   sameNetworkRule,
   setAcceptRules,
   sourceCheckRule,
@@ -60,7 +64,7 @@ export interface SyncPlan {
 }
 
 /** Our block's fixed rules ahead of the accept rules. */
-const HEAD = ['source-check', 'established', 'same-network'] as const;
+const HEAD = ['source-check', 'established', 'same-network', 'clients'] as const;
 
 /**
  * Make the table hold our block for `layout.bridge`, our chains, and our INPUT jump,
@@ -89,13 +93,7 @@ export function planSync(listing: readonly string[], layout: Layout, carry: read
   let insertAt = (block[0]?.position ?? 1) + HEAD.length;
   if (!inOrder) {
     lines.push(...block.map((o) => `-D ${CHAIN} ${o.rule.spec}`));
-    const fresh = [
-      sourceCheckRule(layout.bridge),
-      establishedRule(layout.bridge),
-      sameNetworkRule(layout.bridge),
-      ...byExpiry(adopted).flatMap((a) => acceptRules(a, layout)),
-      dropRule(layout.bridge),
-    ];
+    const fresh = [...headRules(layout.bridge), ...byExpiry(adopted).flatMap((a) => acceptRules(a, layout)), dropRule(layout.bridge)];
     fresh.forEach((spec, i) => lines.push(`-I ${CHAIN} ${i + 1} ${spec}`));
     insertAt = HEAD.length + 1;
   }
@@ -130,13 +128,7 @@ export function planSetSync(listing: readonly string[], layout: Layout, set: str
   const support = planSupport(listing, layout);
   const lines = [...support.declarations];
   if (!inOrder) {
-    const fresh = [
-      sourceCheckRule(layout.bridge),
-      establishedRule(layout.bridge),
-      sameNetworkRule(layout.bridge),
-      ...setRules,
-      dropRule(layout.bridge),
-    ];
+    const fresh = [...headRules(layout.bridge), ...setRules, dropRule(layout.bridge)];
     lines.push(...block.map((o) => `-D ${CHAIN} ${o.rule.spec}`), ...fresh.map((spec, i) => `-I ${CHAIN} ${i + 1} ${spec}`));
   }
   lines.push(...support.rules);
@@ -177,6 +169,7 @@ export function planApply(
   installed: ReadonlyMap<string, Entry>,
   layout: Layout,
   insertAt: number,
+  chain: string = CHAIN,
 ): CostedScript[] {
   const ports = layout.ports.length;
   const index = new Map<string, number>();
@@ -211,11 +204,11 @@ export function planApply(
     if (old) stepCost += (COST.perDeleteMs + COST.perRuleWalkedMs * positionOf(entry.address)) * ports;
     if (lines.length && cost + stepCost > COST.budgetMs) flush();
     if (old) {
-      lines.push(...acceptRules(old, layout).map((spec) => `-D ${CHAIN} ${spec}`));
+      lines.push(...acceptRules(old, layout).map((spec) => `-D ${chain} ${spec}`));
       count--;
     }
     if (insert) {
-      lines.push(...acceptRules(entry, layout).map((spec, p) => `-I ${CHAIN} ${insertAt + count * ports + p} ${spec}`));
+      lines.push(...acceptRules(entry, layout).map((spec, p) => `-I ${chain} ${insertAt + count * ports + p} ${spec}`));
       count++;
     }
     cost += stepCost;
@@ -228,13 +221,67 @@ export function planApply(
   return scripts;
 }
 
+/**
+ * A policy's own chain (per-address rules): its accept rules, oldest expiry first, then
+ * its DROP. The chain is ours whole: anything else in it, or out of order, and it is
+ * written again in one restore (declaring it flushes it), keeping the addresses it had.
+ */
+export function planPolicySync(listing: readonly string[], layout: Layout, chain: string, carry: readonly AllowEntry[] = []): SyncPlan {
+  const rules = listing.filter((line) => chainOf(line) === chain);
+  const owned = rules.map(parseOwnedRule);
+  const accepts = owned.filter((r): r is OwnedRule => r?.role === 'accept' && r.bridge === layout.bridge);
+  const adopted = withCarried(adoptedAddresses(accepts), carry);
+  const keys = accepts.map((r) => `${r.address}:${r.protocol}/${r.port}`);
+  const wantedKeys = adopted.flatMap((a) => layout.ports.map((p) => `${a.address}:${p.protocol}/${p.port}`));
+  const inOrder =
+    listing.includes(`-N ${chain}`) &&
+    owned.length === rules.length &&
+    owned.slice(0, -1).every((r) => r?.role === 'accept' && r.bridge === layout.bridge) &&
+    rules.at(-1) === `-A ${chain} ${policyDropRule(layout.bridge)}` &&
+    oneCommentPerAddress(accepts) &&
+    sameSet(keys, wantedKeys);
+  if (inOrder) return { script: undefined, adopted, insertAt: 1, rebuilt: false, bypasses: [] };
+  const fresh = [...byExpiry(adopted).flatMap((a) => acceptRules(a, layout)), policyDropRule(layout.bridge)];
+  return {
+    script: restoreScript([`:${chain} - [0:0]`, ...fresh.map((spec) => `-A ${chain} ${spec}`)]),
+    adopted: byExpiry(adopted),
+    insertAt: 1,
+    rebuilt: true,
+    bypasses: [],
+  };
+}
+
+/** A policy's own chain (ipset backend): one accept rule per protocol matching its set, then its DROP. */
+export function planPolicySetSync(listing: readonly string[], layout: Layout, chain: string, set: string): Omit<SyncPlan, 'insertAt'> {
+  const wanted = [...setAcceptRules(layout.bridge, layout.ports, set), policyDropRule(layout.bridge)].map((spec) => `-A ${chain} ${spec}`);
+  const current = listing.filter((line) => chainOf(line) === chain);
+  const inOrder = listing.includes(`-N ${chain}`) && sameList(current, wanted);
+  return { script: inOrder ? undefined : restoreScript([`:${chain} - [0:0]`, ...wanted]), adopted: [], rebuilt: !inOrder, bypasses: [] };
+}
+
+/**
+ * ON-HIS-NAME-CLIENTS as `routes` want it: each client with a policy of its own sent to
+ * that policy's chain (RETURN for the default policy: on to DOCKER-USER's own rules),
+ * addresses of containers first, then the file's ranges. Written whole when it differs.
+ */
+export function planRoutes(listing: readonly string[], bridge: string, routes: ReadonlyArray<{ client: string; target: string }>): string | undefined {
+  const wanted = routes.map((r) => `-A ${CLIENTS_CHAIN} ${routeRule(bridge, r.client, r.target)}`);
+  const current = listing.filter((line) => chainOf(line) === CLIENTS_CHAIN);
+  if (listing.includes(`-N ${CLIENTS_CHAIN}`) && sameList(current, wanted)) return undefined;
+  return restoreScript([`:${CLIENTS_CHAIN} - [0:0]`, ...wanted]);
+}
+
+function headRules(bridge: string): string[] {
+  return [sourceCheckRule(bridge), establishedRule(bridge), sameNetworkRule(bridge), clientsRule(bridge)];
+}
+
 function acceptRules(entry: Entry, layout: Layout): string[] {
   return layout.ports.map((port) => acceptRule(layout.bridge, entry.address, port, entry.name, entry.expiresAt));
 }
 
 /** Delete the given rules of ours; used by `on-his-name reset` and when a bridge is left. */
 export function planRemoval(owned: readonly OwnedRule[]): string | undefined {
-  return owned.length ? restoreScript(owned.map((r) => `-D ${r.role === 'host-jump' ? 'INPUT' : CHAIN} ${r.spec}`)) : undefined;
+  return owned.length ? restoreScript(owned.map((r) => `-D ${r.role === 'host-jump' ? 'INPUT' : (r.chain ?? CHAIN)} ${r.spec}`)) : undefined;
 }
 
 /** Our rules in DOCKER-USER and INPUT, every bridge. */
@@ -266,7 +313,8 @@ function planSupport(listing: readonly string[], layout: Layout): { declarations
     [SOURCES_CHAIN, sourcesChain(layout.bridge, family === 6 ? [...layout.subnets, IPV6_LINK_LOCAL] : layout.subnets)],
     [HOST_CHAIN, hostChain(layout.bridge, { family, dns: layout.dns, hostPorts: layout.hostPorts })],
   ]);
-  const declarations: string[] = [];
+  // The clients chain is the routes' to fill (planRoutes); here it only has to exist.
+  const declarations: string[] = listing.includes(`-N ${CLIENTS_CHAIN}`) ? [] : [`-N ${CLIENTS_CHAIN}`];
   const rules: string[] = [];
   for (const [chain, specs] of want) {
     const current = listing.filter((line) => chainOf(line) === chain);

@@ -27,11 +27,19 @@
 export const CHAIN = 'DOCKER-USER';
 export const SOURCES_CHAIN = 'ON-HIS-NAME-SOURCES';
 export const HOST_CHAIN = 'ON-HIS-NAME-INPUT';
-/** Chains that are ours from top to bottom: `on-his-name reset` flushes and deletes them. */
-export const OWN_CHAINS = [SOURCES_CHAIN, HOST_CHAIN] as const;
+/** Where a client with a policy of its own is sent to its policy's chain. */
+export const CLIENTS_CHAIN = 'ON-HIS-NAME-CLIENTS';
+/** Chains that are ours from top to bottom: `on-his-name reset` flushes and deletes them, and every policy chain. */
+export const OWN_CHAINS = [SOURCES_CHAIN, HOST_CHAIN, CLIENTS_CHAIN] as const;
+/** A policy's own chain: its accept rules, then a DROP. iptables takes chain names of 28 characters: the policy's 22 fit. */
+export const POLICY_CHAIN_PREFIX = 'OHN-P-';
 export const TAG = 'on-his-name';
 
-export type Role = 'source-check' | 'established' | 'same-network' | 'accept' | 'set-accept' | 'drop' | 'host-jump';
+export function policyChain(policy: string): string {
+  return `${POLICY_CHAIN_PREFIX}${policy}`;
+}
+
+export type Role = 'source-check' | 'established' | 'same-network' | 'clients' | 'accept' | 'set-accept' | 'drop' | 'host-jump' | 'route';
 
 export type Protocol = 'tcp' | 'udp';
 
@@ -56,6 +64,8 @@ export interface OwnedRule {
   expiresAt?: number;
   /** The rule spec as listed by `iptables -S`, without the leading `-A CHAIN`. */
   spec: string;
+  /** The chain it is in, when not DOCKER-USER. */
+  chain?: string;
 }
 
 /** The chain a `-A CHAIN …` line is in, or undefined for any other line. */
@@ -66,6 +76,22 @@ export function chainOf(line: string): string | undefined {
 /** Rule specs (without `-A CHAIN`) in the order they must appear. */
 export function sourceCheckRule(bridge: string): string {
   return `-i ${bridge} -m comment --comment "${TAG} source-check" -j ${SOURCES_CHAIN}`;
+}
+
+/** In DOCKER-USER, after same-network: a client with a policy of its own leaves for its policy's chain there. */
+export function clientsRule(bridge: string): string {
+  return `-i ${bridge} -m comment --comment "${TAG} clients" -j ${CLIENTS_CHAIN}`;
+}
+
+/** In ON-HIS-NAME-CLIENTS: `client` (an address or a range) goes to `target`, a policy chain, or RETURN for the default policy. */
+export function routeRule(bridge: string, client: string, target: string): string {
+  const bits = client.includes('/') ? '' : client.includes(':') ? '/128' : '/32';
+  return `-s ${client}${bits} -i ${bridge} -m comment --comment "${TAG} client" -j ${target}`;
+}
+
+/** The end of a policy chain: whatever its accepts did not take. */
+export function policyDropRule(bridge: string): string {
+  return `-i ${bridge} -m comment --comment "${TAG} policy-drop" -j DROP`;
 }
 
 export function establishedRule(bridge: string): string {
@@ -179,12 +205,14 @@ export function splitRule(line: string): string[] {
 }
 
 /**
- * Recognise one of our rules in an `iptables -S` line of DOCKER-USER or INPUT; undefined
- * for anything that is not ours (or not a rule), which we then never touch.
+ * Recognise one of our rules in an `iptables -S` line of DOCKER-USER, INPUT, a policy
+ * chain or the clients chain; undefined for anything that is not ours (or not a rule),
+ * which we then never touch.
  */
 export function parseOwnedRule(line: string): OwnedRule | undefined {
   const words = splitRule(line);
-  if (words[0] !== '-A' || (words[1] !== CHAIN && words[1] !== 'INPUT')) return undefined;
+  const chain = words[1] ?? '';
+  if (words[0] !== '-A' || (chain !== CHAIN && chain !== 'INPUT' && chain !== CLIENTS_CHAIN && !chain.startsWith(POLICY_CHAIN_PREFIX))) return undefined;
   const option = (name: string): string | undefined => {
     const at = words.indexOf(name, 2);
     return at >= 0 ? words[at + 1] : undefined;
@@ -194,20 +222,23 @@ export function parseOwnedRule(line: string): OwnedRule | undefined {
   const bridge = option('-i');
   if (bridge === undefined) return undefined;
   const spec = line.trim().replace(/^-A\s+\S+\s+/, '');
+  const where = chain === CHAIN ? {} : { chain };
   const target = option('-j');
-  if (words[1] === 'INPUT') return target === HOST_CHAIN ? { role: 'host-jump', bridge, spec } : undefined;
-  if (target === SOURCES_CHAIN) return { role: 'source-check', bridge, spec };
-  if (target === 'DROP') return { role: 'drop', bridge, spec };
-  if (target === 'RETURN' && option('--ctstate') !== undefined) return { role: 'established', bridge, spec };
-  if (target === 'RETURN' && option('-o') === bridge) return { role: 'same-network', bridge, spec };
+  if (chain === 'INPUT') return target === HOST_CHAIN ? { role: 'host-jump', bridge, spec } : undefined;
+  if (chain === CLIENTS_CHAIN) return { role: 'route', bridge, spec, ...where };
+  if (target === SOURCES_CHAIN) return { role: 'source-check', bridge, spec, ...where };
+  if (target === CLIENTS_CHAIN) return { role: 'clients', bridge, spec, ...where };
+  if (target === 'DROP') return { role: 'drop', bridge, spec, ...where };
+  if (target === 'RETURN' && option('--ctstate') !== undefined) return { role: 'established', bridge, spec, ...where };
+  if (target === 'RETURN' && option('-o') === bridge) return { role: 'same-network', bridge, spec, ...where };
   const set = option('--match-set');
-  if (target === 'ACCEPT' && set !== undefined) return { role: 'set-accept', bridge, set, ports: option('--dports') ?? '', spec };
+  if (target === 'ACCEPT' && set !== undefined) return { role: 'set-accept', bridge, set, ports: option('--dports') ?? '', spec, ...where };
   if (target === 'ACCEPT') {
     const address = option('-d')?.replace(/\/(32|128)$/, '');
     const port = Number(option('--dport'));
     const protocol = option('-p');
     const details = parseAcceptComment(comment.slice(TAG.length + 1));
-    if (address && Number.isInteger(port) && (protocol === 'tcp' || protocol === 'udp')) return { role: 'accept', bridge, address, port, protocol, spec, ...details };
+    if (address && Number.isInteger(port) && (protocol === 'tcp' || protocol === 'udp')) return { role: 'accept', bridge, address, port, protocol, spec, ...where, ...details };
   }
   return undefined;
 }

@@ -1,7 +1,8 @@
 /**
- * One DNS answer → one decision. Pure: bytes and the policy in, a plain object out.
+ * One DNS answer → one decision. Pure: bytes and the policies in, a plain object out.
  * Two sources feed it: a dnstap frame (decide) and a response the inline DNS proxy got from
- * its upstream (decideResponse). Decoders throw DecodeError for bad bytes; the caller
+ * its upstream (decideResponse). The client that asked picks the policy (policy/clients.ts)
+ * whose patterns judge the name. Decoders throw DecodeError for bad bytes; the caller
  * counts it and skips the answer.
  */
 import { readAddresses, readQuestion, type AddressRecord } from '../dns/answer.js';
@@ -19,38 +20,50 @@ export interface Refused {
 export type SkipReason = 'not-a-client-response' | 'no-response-message' | 'not-noerror' | 'no-addresses';
 
 export type Decision =
-  | { outcome: 'allow'; name: string; client?: string; pattern: string; ipv4: AddressRecord[]; ipv6: AddressRecord[]; refused: Refused[] }
-  | { outcome: 'deny'; name: string; client?: string }
+  | { outcome: 'allow'; name: string; client?: string; policy: string; pattern: string; ipv4: AddressRecord[]; ipv6: AddressRecord[]; refused: Refused[] }
+  | { outcome: 'deny'; name: string; client?: string; policy: string }
   | { outcome: 'skip'; reason: SkipReason; name?: string; rcode?: string; client?: string };
+
+/** The policy of the client that asked: its name, and the patterns that judge the answer. */
+export interface PolicyLookup {
+  forClient(client: string | undefined): { policy: { name: string; patterns: Patterns } };
+}
+
+/** One set of patterns for every client, as before policies: for tests and benchmarks. */
+export function onePolicy(patterns: Patterns, name = 'default'): PolicyLookup {
+  const found = { policy: { name, patterns } };
+  return { forClient: () => found };
+}
 
 /** Refuses the special-purpose ranges; the daemon adds --allow-cidr and the network's subnet. */
 const DEFAULT_GUARD = new AddressGuard();
 
-export function decide(frame: Uint8Array, policy: Patterns, guard: AddressGuard = DEFAULT_GUARD): Decision {
+export function decide(frame: Uint8Array, policies: PolicyLookup, guard: AddressGuard = DEFAULT_GUARD): Decision {
   const message = scanDnstap(frame);
   if (message.type !== MessageType.CLIENT_RESPONSE) return { outcome: 'skip', reason: 'not-a-client-response' };
   const { queryAddressAt, queryAddressEnd, responseAt, responseEnd } = message;
   const client = queryAddressEnd > queryAddressAt ? formatAddress(frame, queryAddressAt, queryAddressEnd - queryAddressAt) : undefined;
   if (responseEnd === responseAt) return { outcome: 'skip', reason: 'no-response-message', client };
-  return decideResponse(frame.subarray(responseAt, responseEnd), client, policy, guard);
+  return decideResponse(frame.subarray(responseAt, responseEnd), client, policies, guard);
 }
 
 /** A DNS response sent (or about to be sent) to `client`. */
-export function decideResponse(response: Uint8Array, client: string | undefined, policy: Patterns, guard: AddressGuard = DEFAULT_GUARD): Decision {
+export function decideResponse(response: Uint8Array, client: string | undefined, policies: PolicyLookup, guard: AddressGuard = DEFAULT_GUARD): Decision {
   // Decisions always carry `client`, undefined when unknown: one object shape each, no spreading per answer.
   const question = readQuestion(response);
   const { name } = question;
   if (question.rcode !== 'NOERROR') return { outcome: 'skip', reason: 'not-noerror', name, rcode: question.rcode, client };
   if (question.answerCount === 0) return { outcome: 'skip', reason: 'no-addresses', name, client };
-  const pattern = policy.match(name);
+  const { policy } = policies.forClient(client);
+  const pattern = policy.patterns.match(name);
   // A denied answer opens nothing, so its records are not worth decoding.
-  if (!pattern) return { outcome: 'deny', name, client };
+  if (!pattern) return { outcome: 'deny', name, client, policy: policy.name };
   const answer = readAddresses(question);
   if (answer.ipv4.length === 0 && answer.ipv6.length === 0) return { outcome: 'skip', reason: 'no-addresses', name, client };
   const refused: Refused[] = [];
   const ipv4 = openable(answer.ipv4, guard, refused);
   const ipv6 = openable(answer.ipv6, guard, refused);
-  return { outcome: 'allow', name, client, pattern: pattern.source, ipv4, ipv6, refused };
+  return { outcome: 'allow', name, client, policy: policy.name, pattern: pattern.source, ipv4, ipv6, refused };
 }
 
 /** The records the guard lets open (the same array when it refuses none), the others added to `refused`. */

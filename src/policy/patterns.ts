@@ -18,6 +18,11 @@ export class Patterns {
     if (sources.length === 0) {
       throw new ConfigError('no pattern given: name at least one allowed DNS name, e.g. on-his-name "example.com."');
     }
+    return Patterns.compileAllowingNone(sources, options);
+  }
+
+  /** As compile(), but none is fine: a policy may allow nothing (the refusing one, or a default that a policy file leaves empty). */
+  static compileAllowingNone(sources: readonly string[], options: PatternOptions = {}): Patterns {
     const byName = new Map<string, CompiledPattern>();
     for (const source of sources) {
       const pattern = compilePattern(source, options);

@@ -123,8 +123,8 @@ describe('the daemon with --admin-listen, in process', () => {
     expect(response.headers.get('content-type')).toBe('application/json; charset=utf-8');
     const body = (await response.json()) as AcceptedView;
     expect(body.addresses).toEqual([
-      { address: '198.51.100.10', family: 4, name: 'allowed.test.', client: '192.0.2.10', expiresAt: expect.any(String), expiresInSeconds: expect.any(Number), packets: 4, bytes: 240 },
-      { address: '198.51.100.12', family: 4, name: 'www.cdn.test.', client: '192.0.2.11', expiresAt: expect.any(String), expiresInSeconds: expect.any(Number), packets: 0, bytes: 0 },
+      { address: '198.51.100.10', family: 4, name: 'allowed.test.', policy: 'default', client: '192.0.2.10', container: null, expiresAt: expect.any(String), expiresInSeconds: expect.any(Number), packets: 4, bytes: 240 },
+      { address: '198.51.100.12', family: 4, name: 'www.cdn.test.', policy: 'default', client: '192.0.2.11', container: null, expiresAt: expect.any(String), expiresInSeconds: expect.any(Number), packets: 0, bytes: 0 },
     ]);
     const first = body.addresses[0]!;
     expect(Date.parse(first.expiresAt!)).toBeGreaterThanOrEqual(Math.floor(before / 1000) * 1000 + 600_000);
@@ -142,9 +142,9 @@ describe('the daemon with --admin-listen, in process', () => {
     ]);
     expect((await (await get('/api/matchers')).json()) as MatchersView).toEqual({
       matchers: [
-        { pattern: 'allowed.test.', allows: 2 },
-        { pattern: '*.cdn.test.', allows: 1 },
-        { pattern: 'never.test.', allows: 0 },
+        { policy: 'default', pattern: 'allowed.test.', allows: 2 },
+        { policy: 'default', pattern: '*.cdn.test.', allows: 1 },
+        { policy: 'default', pattern: 'never.test.', allows: 0 },
       ],
       decisions: { allow: 3, deny: 1, skip: 0 },
     });
@@ -167,15 +167,15 @@ describe('the daemon with --admin-listen, in process', () => {
     expect(value('on_his_name_decisions_total{outcome="allow"}')).toBe(1);
     expect(value('on_his_name_decisions_total{outcome="deny"}')).toBe(1);
     expect(value('on_his_name_decisions_total{outcome="skip"}')).toBe(0);
-    expect(value('on_his_name_pattern_allows_total{pattern="allowed.test."}')).toBe(1);
-    expect(value('on_his_name_addresses_installed{family="4"}')).toBe(2);
-    expect(value('on_his_name_addresses_tracked{family="4"}')).toBe(2);
-    expect(value('on_his_name_addresses_opened_total{family="4"}')).toBe(2);
-    expect(value('on_his_name_applies_total{family="4"}')).toBe(1);
+    expect(value('on_his_name_pattern_allows_total{policy="default",pattern="allowed.test."}')).toBe(1);
+    expect(value('on_his_name_addresses_installed{family="4",policy="default"}')).toBe(2);
+    expect(value('on_his_name_addresses_tracked{family="4",policy="default"}')).toBe(2);
+    expect(value('on_his_name_addresses_opened_total{family="4",policy="default"}')).toBe(2);
+    expect(value('on_his_name_applies_total{family="4",policy="default"}')).toBe(1);
     expect(value('on_his_name_rule_latency_seconds_count{family="4"}')).toBe(2);
     expect(value('on_his_name_rule_latency_seconds_bucket{le="+Inf",family="4"}')).toBe(2);
-    expect(value('on_his_name_queue_dropped_total{family="4"}')).toBe(0);
-    expect(value('on_his_name_queue_peak_pending{family="4"}')).toBe(2);
+    expect(value('on_his_name_queue_dropped_total{family="4",policy="default"}')).toBe(0);
+    expect(value('on_his_name_queue_peak_pending{family="4",policy="default"}')).toBe(2);
     expect(text).toMatch(/^process_resident_memory_bytes \d+/m);
   });
 

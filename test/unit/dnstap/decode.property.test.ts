@@ -1,14 +1,14 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decide } from '../../../src/pipeline/decision.js';
+import { decide, onePolicy } from '../../../src/pipeline/decision.js';
 import { decodeDnstap } from '../../../src/dnstap/decode.js';
 import { DecodeError } from '../../../src/util/errors.js';
 import { Patterns } from '../../../src/policy/patterns.js';
 import { DnstapType, addressBytes, dnsResponse, dnstapFrame } from '../../support/dnstap.js';
 import { PROPERTY_RUNS, mutated } from '../../support/mutate.js';
 
-const allowAll = Patterns.compile(['*'], { allowAll: true });
-const some = Patterns.compile(['*.test.']);
+const allowAll = onePolicy(Patterns.compile(['*'], { allowAll: true }));
+const some = onePolicy(Patterns.compile(['*.test.']));
 
 const client = fc.oneof(
   fc.tuple(fc.nat(255), fc.nat(255)).map(([a, b]) => addressBytes(`192.0.${a}.${b}`)),

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ApplyError, ConfigError } from '../../../src/util/errors.js';
 import { IpsetBackend, destroyOwnedSet } from '../../../src/firewall/ipset-backend.js';
-import { acceptRule, dropRule, establishedRule, sameNetworkRule, setAcceptRule, sourceCheckRule } from '../../../src/firewall/rules.js';
+import { acceptRule, clientsRule, dropRule, establishedRule, sameNetworkRule, setAcceptRule, sourceCheckRule } from '../../../src/firewall/rules.js';
 import { fakeIptables } from '../../support/iptables.js';
 import { fakeIpset } from '../../support/ipset.js';
 import { testLayout } from '../../support/layout.js';
@@ -25,6 +25,7 @@ describe('IpsetBackend', () => {
       `-A DOCKER-USER ${sourceCheckRule('br0')}`,
       `-A DOCKER-USER ${establishedRule('br0')}`,
       `-A DOCKER-USER ${sameNetworkRule('br0')}`,
+      `-A DOCKER-USER ${clientsRule('br0')}`,
       `-A DOCKER-USER ${setAcceptRule('br0', 'tcp', [80, 443], SET)}`,
       `-A DOCKER-USER ${dropRule('br0')}`,
       '-A DOCKER-USER -j RETURN',

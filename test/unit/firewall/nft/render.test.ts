@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseListing } from '../../../../src/firewall/nft/listing.js';
-import { chainsFor, elementTimeout, renderElements, renderReplace, renderTable, rulesFor, type NftLayout } from '../../../../src/firewall/nft/render.js';
+import { chainsFor, elementTimeout, renderElements, renderReplace, renderRoutes, renderTable, rulesFor, type NftLayout } from '../../../../src/firewall/nft/render.js';
 
 const layout: NftLayout = {
   bridge: 'br0',
@@ -11,16 +11,44 @@ const layout: NftLayout = {
 };
 
 describe('the nftables table', () => {
-  it('drops what the bridge sends but its own sources, established flows, the same network and the set on the ports', () => {
+  it('drops what the bridge sends but its own sources, established flows and the same network, then hands each client to its policy', () => {
     const egress = rulesFor(layout).filter((r) => r.chain === 'egress-br0').map((r) => r.text);
     expect(egress).toEqual([
       'ip saddr != { 192.0.2.0/24 } drop',
       'ip6 saddr != { 2001:db8:6::/64, fe80::/10 } drop',
       'ct state established,related accept',
       'oifname "br0" accept',
+      'ip saddr vmap @clients4',
+      'ip6 saddr vmap @clients6',
+      'ip saddr vmap @ranges4',
+      'ip6 saddr vmap @ranges6',
+      'jump policy-default',
+    ]);
+  });
+
+  it("gives each policy a chain: its set on its protocols and ports, then a counted drop", () => {
+    const withPolicies = { ...layout, policies: [{ name: 'ci', ports: [{ protocol: 'tcp' as const, port: 22 }] }, { name: 'refused', ports: [] }] };
+    const chains = (name: string) => rulesFor(withPolicies).filter((r) => r.chain === name).map((r) => r.text);
+    expect(chains('policy-default')).toEqual([
       'ip daddr @allow4 meta l4proto . th dport { tcp . 80, tcp . 443, udp . 443 } accept',
       'ip6 daddr @allow6 meta l4proto . th dport { tcp . 80, tcp . 443, udp . 443 } accept',
       'counter drop',
+    ]);
+    expect(chains('policy-ci')).toEqual(['ip daddr @p-ci-4 meta l4proto . th dport { tcp . 22 } accept', 'ip6 daddr @p-ci-6 meta l4proto . th dport { tcp . 22 } accept', 'counter drop']);
+    expect(chains('policy-refused')).toEqual(['counter drop']);
+    expect(chainsFor(withPolicies)).toEqual(['forward', 'input', 'egress-br0', 'host-br0', 'policy-default', 'policy-ci', 'policy-refused']);
+  });
+
+  it('routes each client to its policy in one transaction: containers by address, the file ranges as intervals', () => {
+    expect(renderRoutes([{ client: '192.0.2.16/28', policy: 'ci' }, { client: '192.0.2.5', policy: 'web' }, { client: '2001:db8:6::5', policy: 'default' }]).split('\n')).toEqual([
+      'flush map inet on-his-name clients4',
+      'flush map inet on-his-name ranges4',
+      'flush map inet on-his-name clients6',
+      'flush map inet on-his-name ranges6',
+      'add element inet on-his-name clients4 { 192.0.2.5 : jump policy-web }',
+      'add element inet on-his-name ranges4 { 192.0.2.16/28 : jump policy-ci }',
+      'add element inet on-his-name clients6 { 2001:db8:6::5 : jump policy-default }',
+      '',
     ]);
   });
 
@@ -49,17 +77,25 @@ describe('the nftables table', () => {
     expect(moved.find((r) => r.text.startsWith('ip saddr'))!.comment).not.toBe(rules.find((r) => r.text.startsWith('ip saddr'))!.comment);
   });
 
-  it('rewrites every chain of ours in one transaction, sets untouched, and deletes the chains of a bridge left behind', () => {
-    const script = renderTable({ ...layout, bridge: 'br1' }, ['forward', 'input', 'egress-br0', 'host-br0']).split('\n');
+  it('rewrites every chain of ours in one transaction, sets untouched, and deletes the chains of a bridge and a policy left behind', () => {
+    const script = renderTable({ ...layout, bridge: 'br1' }, { chains: ['forward', 'input', 'egress-br0', 'host-br0', 'policy-default', 'policy-old'], sets: ['allow4', 'p-old-4', 'clients4'] }).split('\n');
     expect(script[0]).toBe('add table inet on-his-name');
-    expect(script.filter((l) => l.startsWith('add set'))).toEqual([
+    expect(script.filter((l) => /^add (set|map)/.test(l))).toEqual([
       'add set inet on-his-name allow4 { type ipv4_addr; flags timeout; counter; }',
       'add set inet on-his-name allow6 { type ipv6_addr; flags timeout; counter; }',
+      'add map inet on-his-name clients4 { type ipv4_addr : verdict; }',
+      'add map inet on-his-name ranges4 { type ipv4_addr : verdict; flags interval; }',
+      'add map inet on-his-name clients6 { type ipv6_addr : verdict; }',
+      'add map inet on-his-name ranges6 { type ipv6_addr : verdict; flags interval; }',
     ]);
-    expect(script.filter((l) => l.startsWith('flush chain')).map((l) => l.split(' ').at(-1))).toEqual(['forward', 'input', 'egress-br1', 'host-br1', 'egress-br0', 'host-br0']);
-    expect(script.filter((l) => l.startsWith('delete'))).toEqual(['delete chain inet on-his-name egress-br0', 'delete chain inet on-his-name host-br0']);
-    expect(script.some((l) => /element|flush set/.test(l))).toBe(false);
-    expect(chainsFor({ ...layout, bridge: 'br1' })).toEqual(['forward', 'input', 'egress-br1', 'host-br1']);
+    expect(script.filter((l) => l.startsWith('flush chain')).map((l) => l.split(' ').at(-1))).toEqual(['forward', 'input', 'egress-br1', 'host-br1', 'policy-default', 'egress-br0', 'host-br0', 'policy-old']);
+    expect(script.filter((l) => l.startsWith('delete'))).toEqual([
+      'delete chain inet on-his-name egress-br0',
+      'delete chain inet on-his-name host-br0',
+      'delete chain inet on-his-name policy-old',
+      'delete set inet on-his-name p-old-4',
+    ]);
+    expect(script.some((l) => /element|flush set|flush map/.test(l))).toBe(false);
   });
 
   it('opens with the seconds left and the name, closes even an element the kernel already let expire, and refreshes by replacing', () => {

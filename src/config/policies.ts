@@ -1,0 +1,21 @@
+/**
+ * The policies as the configuration gives them: the command line's patterns and ports,
+ * and the policy file if there is one, read whole and checked before anything uses it.
+ */
+import { readFile } from 'node:fs/promises';
+import { parsePolicyFile } from '../policy/policy-file.js';
+import { PolicySet } from '../policy/policies.js';
+import { ConfigError } from '../util/errors.js';
+import type { Config } from './config.js';
+
+export async function loadPolicies(config: Pick<Config, 'patterns' | 'ports' | 'allowAll' | 'policyFile'>): Promise<PolicySet> {
+  const options = { allowAll: config.allowAll };
+  if (config.policyFile === undefined) return PolicySet.compile(config.patterns, config.ports, undefined, options);
+  let text: string;
+  try {
+    text = await readFile(config.policyFile, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read the policy file ${config.policyFile} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): check --policy`, { cause: err });
+  }
+  return PolicySet.compile(config.patterns, config.ports, parsePolicyFile(text, config.policyFile, options), options);
+}
