@@ -13,6 +13,8 @@ export interface KernelHolds {
   addresses: Set<string>;
   /** Kernel objects holding them: ACCEPT rules (one per address and port), or set elements. */
   entries: number;
+  /** Rules in the family's DOCKER-USER, everyone's (read with the entries where the backend keeps them there). */
+  chainRules: number;
 }
 
 export interface BackendUnderTest {
@@ -27,6 +29,18 @@ export interface BackendUnderTest {
   unavailable(): Promise<string | undefined>;
 }
 
+/**
+ * `iptables -S DOCKER-USER`, read again while it repeats a line: iptables-nft's listing is
+ * not atomic, and one taken while the chain changes may list the same rules twice (seen
+ * here as the chain's tail three times over in a listing taken mid-flood).
+ */
+async function chain(host: Namespace, family: Family): Promise<string> {
+  for (let attempt = 0; ; attempt++) {
+    const listed = await host.exec(family === 6 ? 'ip6tables' : 'iptables', ['-S', 'DOCKER-USER']);
+    const rules = listed.split('\n').filter((line) => line.startsWith('-A '));
+    if (new Set(rules).size === rules.length || attempt >= 20) return listed;
+  }
+}
 const hasCommand = async (command: string) => (await execa('sh', ['-c', `command -v ${command}`], { reject: false })).exitCode === 0;
 
 /** Our per-address ACCEPT rules in DOCKER-USER: `-d ADDRESS/32 … --comment "on-his-name …" -j ACCEPT`. */
@@ -37,16 +51,16 @@ const iptables: BackendUnderTest = {
   args: ['--backend', 'iptables'],
   entriesPerAddress: (ports) => ports,
   async holds(host, family) {
-    const listed = await host.exec(family === 6 ? 'ip6tables' : 'iptables', ['-S', 'DOCKER-USER']);
+    const listed = (await chain(host, family)).split('\n');
     const addresses = new Set<string>();
     let entries = 0;
-    for (const line of listed.split('\n')) {
+    for (const line of listed) {
       const match = ACCEPT_RULE.exec(line);
       if (!match) continue;
       entries++;
       addresses.add(match[1]!);
     }
-    return { addresses, entries };
+    return { addresses, entries, chainRules: listed.filter((line) => line.startsWith('-A ')).length };
   },
   unavailable: async () => undefined,
 };
@@ -57,14 +71,18 @@ const ipset: BackendUnderTest = {
   entriesPerAddress: () => 1,
   async holds(host, family) {
     const set = family === 6 ? 'on-his-name-v6' : 'on-his-name-v4';
-    const listed = await execa('ip', ['netns', 'exec', host.name, 'ipset', 'list', '-o', 'save', set], { reject: false });
+    const [listed, rules] = await Promise.all([
+      execa('ip', ['netns', 'exec', host.name, 'ipset', 'list', '-o', 'save', set], { reject: false }),
+      chain(host, family),
+    ]);
     const addresses = new Set<string>();
-    if (listed.exitCode !== 0) return { addresses, entries: 0 };
+    const chainRules = rules.split('\n').filter((line) => line.startsWith('-A ')).length;
+    if (listed.exitCode !== 0) return { addresses, entries: 0, chainRules };
     for (const line of String(listed.stdout).split('\n')) {
       const match = /^add \S+ (\S+)/.exec(line);
       if (match) addresses.add(match[1]!);
     }
-    return { addresses, entries: addresses.size };
+    return { addresses, entries: addresses.size, chainRules };
   },
   unavailable: async () => ((await hasCommand('ipset')) ? undefined : 'ipset not found: apt-get install ipset (CI installs it)'),
 };

@@ -22,6 +22,10 @@ export interface HostileLab {
   /** Start the CLI and wait until it runs or exits: the exit code and its stderr, or the running daemon. */
   startOrExit(args: readonly string[], timeoutMs?: number): Promise<{ exitCode: number | undefined; stderr: string } | { running: CliProcess }>;
   stopDaemon(): Promise<void>;
+  /** GET http://127.0.0.1:PORT/PATH from inside the host namespace (the daemon's --admin-listen): status and body. */
+  admin(port: number, path: string): Promise<{ status: number; body: string }>;
+  /** A gauge or counter from the daemon's /metrics (summed over its label sets), e.g. `on_his_name_addresses_installed`. */
+  metric(port: number, name: string): Promise<number>;
   /** Stopped at close(), newest first, before the lab goes. */
   track<T extends { stop(): Promise<unknown> }>(helper: T): T;
   close(): Promise<void>;
@@ -69,6 +73,20 @@ export async function createHostileLab(options: Omit<FirewallLabOptions, 'dnstap
       const daemon = self.daemon;
       self.daemon = undefined;
       await daemon?.stop();
+    },
+    async admin(port, path) {
+      const out = await lab.hostExec('curl', ['-s', '--max-time', '5', '-w', '\n%{http_code}', `http://127.0.0.1:${port}${path}`]);
+      const at = out.lastIndexOf('\n');
+      return { status: Number(out.slice(at + 1)), body: out.slice(0, at) };
+    },
+    async metric(port, name) {
+      const { body } = await self.admin(port, '/metrics');
+      let sum = 0;
+      for (const line of body.split('\n')) {
+        const match = /^(\S+?)(?:\{[^}]*\})? (\S+)$/.exec(line);
+        if (match?.[1] === name) sum += Number(match[2]);
+      }
+      return sum;
     },
     track(helper) {
       helpers.push(helper);
