@@ -73,14 +73,22 @@ export interface ProbeTarget {
   source?: string;
 }
 
+/** Kernel counters that decide a probe: the rule that should drop it, and one where it arrives (for a forged source, whose answer never comes back). */
+export interface ProbeCounters {
+  dropped?: () => Promise<number>;
+  arrived?: () => Promise<number>;
+}
+
 /**
- * Try to reach `target` from `from`: "reached" once it answers, "dropped" once `dropped()`
- * (a kernel counter) moved past what it read before the first packet and the target still
- * had not answered, "unanswered" if neither happened within `timeoutMs`. Without
- * `dropped` only an answer ends it: use that where the answer is expected.
+ * Try to reach `target` from `from`: "reached" once it answers or `arrived()` moved,
+ * "dropped" once `dropped()` moved while it had not, "unanswered" if neither happened
+ * within `timeoutMs`. A counter moves against what it read before the first packet.
+ * Without `dropped` only an arrival ends it: use that where one is expected.
  */
-export async function probe(from: Namespace, target: ProbeTarget, dropped?: () => Promise<number>, timeoutMs = 8_000): Promise<Reach> {
+export async function probe(from: Namespace, target: ProbeTarget, counters: ProbeCounters | (() => Promise<number>) = {}, timeoutMs = 8_000): Promise<Reach> {
+  const { dropped, arrived } = typeof counters === 'function' ? { dropped: counters, arrived: undefined } : counters;
   const before = dropped ? await dropped() : 0;
+  const arrivedBefore = arrived ? await arrived() : 0;
   const command =
     target.protocol === 'icmp'
       ? ['busybox', 'ping', ...(target.address.includes(':') ? ['-6'] : []), '-c', '1', '-W', '10', ...(target.source ? ['-I', target.source] : []), target.address]
@@ -91,7 +99,7 @@ export async function probe(from: Namespace, target: ProbeTarget, dropped?: () =
   const deadline = Date.now() + timeoutMs;
   try {
     for (;;) {
-      if (reached) return 'reached';
+      if (reached || (arrived && (await arrived()) > arrivedBefore)) return 'reached';
       if (dropped && (await dropped()) > before) {
         // Its answer might have been on its way when the counter moved: only an answer already in counts.
         return reached ? 'reached' : 'dropped';
