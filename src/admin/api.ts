@@ -88,7 +88,7 @@ export function matchersView(sources: ApiSources): MatchersView {
   };
 }
 
-/** Healthy: the dnstap socket is there to connect to and no firewall keeps failing to apply. */
+/** Healthy: the dnstap socket is there to connect to, no firewall keeps failing to apply, and nothing lets traffic past our rules. */
 export async function healthView(sources: ApiSources): Promise<HealthView> {
   const reasons: string[] = [];
   const socket = sources.socketPath === undefined ? undefined : await stat(sources.socketPath).catch(() => undefined);
@@ -100,6 +100,8 @@ export async function healthView(sources: ApiSources): Promise<HealthView> {
     if (failing >= UNHEALTHY_AFTER_FAILURES) {
       reasons.push(`the IPv${family} firewall failed its last ${failing} kernel changes and keeps retrying (see the log)`);
     }
+    // Rules the kernel holds but no packet meets (no FORWARD jump, someone's ACCEPT above ours): the log says it once, health says it until fixed.
+    for (const bypass of firewall.bypasses) reasons.push(`IPv${family} egress is NOT filtered: ${bypass}`);
   }
   const sum = (read: (f: Firewall) => number) => sources.firewalls.reduce((n, { firewall }) => n + read(firewall), 0);
   const addresses = sum((f) => f.allowedCount);
