@@ -136,7 +136,7 @@ export function policiesView(clients: Clients, file: string | undefined, reload:
   };
 }
 
-/** Healthy: the dnstap socket is there to connect to and no firewall keeps failing to apply. */
+/** Healthy: the dnstap socket is there to connect to, no firewall keeps failing to apply, and nothing lets traffic past our rules. */
 export async function healthView(sources: ApiSources): Promise<HealthView> {
   const reasons: string[] = [];
   const socket = sources.socketPath === undefined ? undefined : await stat(sources.socketPath).catch(() => undefined);
@@ -148,7 +148,11 @@ export async function healthView(sources: ApiSources): Promise<HealthView> {
     const failing = firewall.stats.failingApplies;
     const which = policy.name === 'default' ? `the IPv${family} firewall` : `the IPv${family} firewall of policy ${policy.name}`;
     if (failing >= UNHEALTHY_AFTER_FAILURES) reasons.push(`${which} failed its last ${failing} kernel changes and keeps retrying (see the log)`);
-    for (const bypass of firewall.bypasses) reasons.push(`${which} is not met: ${bypass}`);
+    // Rules the kernel holds but no packet meets (no FORWARD jump, someone's ACCEPT above ours): the log says it once, health says it until fixed.
+    for (const bypass of firewall.bypasses) {
+      const reason = `IPv${family} egress is NOT filtered: ${bypass}`;
+      if (!reasons.includes(reason)) reasons.push(reason);
+    }
   }
   const sum = (read: (f: Firewall) => number) => firewalls.reduce((n, { firewall }) => n + read(firewall), 0);
   const addresses = sum((f) => f.allowedCount);

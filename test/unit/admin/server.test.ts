@@ -202,6 +202,23 @@ describe('the daemon with --admin-listen, in process', () => {
     expect(((await gone.json()) as HealthView).reasons).toEqual([`the dnstap socket ${socketPath()} is gone, so no DNS server can connect: restart on-his-name`]);
   }, 20_000);
 
+  it('is unhealthy with the reason while a rule above ours lets the bridge past them, and healthy again once it is gone', async () => {
+    const kernel = fakeIptables();
+    const { get, lines } = await start(['--reconcile-interval', '0', 'allowed.test.'], kernel);
+    expect((await get('/healthz')).status).toBe(200);
+    kernel.chain.splice(1, 0, '-A DOCKER-USER -j ACCEPT');
+    await daemon!.firewall.reconcile();
+    const bypassed = await get('/healthz');
+    expect(bypassed.status).toBe(503);
+    expect(((await bypassed.json()) as HealthView).reasons).toEqual([
+      expect.stringMatching(/^IPv4 egress is NOT filtered: a rule above on-his-name's block in DOCKER-USER lets traffic from br0 past on-his-name: "-A DOCKER-USER -j ACCEPT"/),
+    ]);
+    expect(lines.filter((l) => l.level === 50 && l.msg.startsWith('egress from br0 is NOT filtered'))).toHaveLength(1);
+    kernel.chain.splice(1, 1);
+    await daemon!.firewall.reconcile();
+    expect((await get('/healthz')).status).toBe(200);
+  });
+
   it('listens on nothing without --admin-listen, and stops listening on close', async () => {
     const { get } = await start(['allowed.test.']);
     const url = daemon!.admin!.url;
