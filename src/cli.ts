@@ -4,11 +4,13 @@ import { readFileSync } from 'node:fs';
 import { DEFAULTS, parseConfig, type Config } from './config/config.js';
 import { runStatus } from './admin/status.js';
 import { runCheck } from './config/check.js';
+import { runSuggest } from './admin/suggestions.js';
 import { startDaemon } from './daemon/daemon.js';
 import { dockerClient } from './docker/network.js';
 import { ApplyError, ConfigError } from './util/errors.js';
 import { iptablesRunner } from './firewall/iptables.js';
 import { removeOwned, type Removed } from './firewall/reset.js';
+import { BLOCKED_SETS } from './firewall/blocked.js';
 import { removeTable } from './firewall/nft/reset.js';
 import { nftRunner } from './firewall/nft/runner.js';
 import { destroyOwnedSet } from './firewall/ipset-backend.js';
@@ -103,6 +105,7 @@ async function main(): Promise<number> {
   }
   if (config.command === 'status') return runStatus(config.adminListen!);
   if (config.command === 'check') return runCheck(config);
+  if (config.command === 'suggest') return runSuggest(config.adminListen!);
   const log = createLogger(config.logLevel, config.logFormat);
   if (config.command === 'reset') return reset(log);
   return run(config, log);
@@ -181,7 +184,7 @@ async function reset(log: Logger): Promise<number> {
       return [];
     },
   );
-  for (const set of [...OWNED_SETS, ...policySets]) if (await destroyOwnedSet(ipset, set)) process.stdout.write(`removed: ipset ${set}\n`);
+  for (const set of [...OWNED_SETS, ...policySets, ...Object.values(BLOCKED_SETS)]) if (await destroyOwnedSet(ipset, set)) process.stdout.write(`removed: ipset ${set}\n`);
   const table = await removeTable(nftRunner()).catch((err: Error) => {
     log.debug({ err: err.message }, 'no nftables table to remove');
     return undefined;

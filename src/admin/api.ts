@@ -9,11 +9,15 @@ import type { Counters } from '../firewall/backend.js';
 import type { Firewall } from '../firewall/firewall.js';
 import type { PipelineStats } from '../pipeline/pipeline.js';
 import type { Clients } from '../policy/clients.js';
+import { suggest, type Suggestion } from '../blocked/suggest.js';
+import type { BlockedView } from '../blocked/view.js';
 import type { Family, MetricsSources } from './metrics.js';
 
 export interface ApiSources extends MetricsSources {
   /** The policies as they are now, with their clients and the last reload. */
   policies: () => PoliciesView;
+  /** The blocked view, when it is on. */
+  blocked?: BlockedView;
   /** The container Docker knows at an address, if any. */
   containerAt?: (address: string) => { id: string; name: string } | undefined;
   /** The dnstap Unix socket, if there is one: producers cannot connect once it is gone. */
@@ -54,6 +58,8 @@ export interface MatchersView {
 export interface PolicyView {
   name: string;
   origin: 'default' | 'file' | 'label' | 'refused';
+  /** Audit mode: what it would block is recorded and let through. */
+  audit: boolean;
   patterns: string[];
   ports: string[];
   /** Ranges of the policy file. */
@@ -72,6 +78,10 @@ export interface PoliciesView {
 export interface HealthView {
   status: 'ok' | 'unhealthy';
   reasons: string[];
+  /** enforcing; audit when every policy only records; mixed when some do. */
+  mode: 'enforcing' | 'audit' | 'mixed';
+  /** What an operator must know though nothing is broken: audit mode, above all. */
+  warnings: string[];
   addresses: number;
   waiting: number;
 }
@@ -125,6 +135,7 @@ export function policiesView(clients: Clients, file: string | undefined, reload:
     policies: clients.policiesInUse().map((policy) => ({
       name: policy.name,
       origin: policy.origin,
+      audit: policy.audit,
       patterns: policy.patterns.patterns.map((p) => p.source),
       ports: policy.ports.map((p) => `${p.protocol}/${p.port}`),
       clients: [...policy.clients],
@@ -156,5 +167,76 @@ export async function healthView(sources: ApiSources): Promise<HealthView> {
   }
   const sum = (read: (f: Firewall) => number) => firewalls.reduce((n, { firewall }) => n + read(firewall), 0);
   const addresses = sum((f) => f.allowedCount);
-  return { status: reasons.length ? 'unhealthy' : 'ok', reasons, addresses, waiting: Math.max(0, sum((f) => f.trackedCount) - addresses) };
+  const policies = sources.policies().policies;
+  const auditing = policies.filter((p) => p.audit).map((p) => p.name);
+  const mode = auditing.length === 0 ? 'enforcing' : auditing.length === policies.length ? 'audit' : 'mixed';
+  const warnings = auditing.length ? [auditWarning(auditing)] : [];
+  return { status: reasons.length ? 'unhealthy' : 'ok', reasons, mode, warnings, addresses, waiting: Math.max(0, sum((f) => f.trackedCount) - addresses) };
+}
+
+/** The one sentence every view gives while a policy blocks nothing. */
+export function auditWarning(policies: readonly string[]): string {
+  return `AUDIT MODE: nothing is blocked for the clients of ${policies.length === 1 ? 'policy' : 'policies'} ${policies.join(', ')}; what would be is recorded (on-his-name status, /api/blocked)`;
+}
+
+export interface BlockedAttemptView {
+  client: string;
+  container: string | null;
+  policy: string;
+  /** True when the policy is in audit mode: the attempt went through. */
+  audit: boolean;
+  address: string;
+  protocol: 'tcp' | 'udp';
+  port: number;
+  /** The latest answer to this client (or, failing that, to anyone) that carried the address; null: a hard-coded address. */
+  name: string | null;
+  /** Whether the client's policy allowed that name: false is a name to consider, true means the port or the lifetime stopped it. */
+  nameAllowed: boolean | null;
+  count: number;
+  firstSeen: string;
+  lastSeen: string;
+}
+
+export interface BlockedListView {
+  /** False when nothing records (--blocked-interval 0, or no ipset for the iptables backend). */
+  enabled: boolean;
+  /** Distinct destinations held, most recent first; the view keeps at most `bound`. */
+  blocked: BlockedAttemptView[];
+  bound: number;
+}
+
+export function blockedView(sources: ApiSources, limit = Infinity): BlockedListView {
+  const view = sources.blocked;
+  if (!view) return { enabled: false, blocked: [], bound: 0 };
+  return {
+    enabled: true,
+    bound: view.bound,
+    blocked: view
+      .list()
+      .slice(0, limit)
+      .map((e) => ({
+        client: e.client,
+        container: e.container ?? null,
+        policy: e.policy,
+        audit: e.audit,
+        address: e.address,
+        protocol: e.protocol,
+        port: e.port,
+        name: e.answer?.name ?? null,
+        nameAllowed: e.answer?.allowed ?? null,
+        count: e.count,
+        firstSeen: new Date(e.firstSeen).toISOString(),
+        lastSeen: new Date(e.lastSeen).toISOString(),
+      })),
+  };
+}
+
+export interface SuggestionsView {
+  enabled: boolean;
+  suggestions: Suggestion[];
+}
+
+export function suggestionsView(sources: ApiSources): SuggestionsView {
+  if (!sources.blocked) return { enabled: false, suggestions: [] };
+  return { enabled: true, suggestions: suggest(sources.blocked.list(), sources.policies().policies) };
 }

@@ -22,6 +22,8 @@ export interface MetricsSources {
   firewalls: () => ReadonlyArray<{ family: Family; firewall: Firewall; policy: { name: string } }>;
   /** Inline mode's proxy and hold, when --dns-listen is given. */
   dns?: { proxy: { readonly stats: Readonly<DnsProxyStats> }; hold: Readonly<HoldStats> };
+  /** What the kernel recorded as blocked, when the blocked view is on. */
+  blocked?: { readonly size: number; readonly packetsByPolicy: ReadonlyMap<string, number> };
 }
 
 const PREFIX = 'on_his_name_';
@@ -89,6 +91,13 @@ export class Metrics {
     );
     stat('queue_dropped_total', 'Addresses not opened because the firewall queue was full', 'droppedFromQueue');
     if (dns) this.watchInlineDns(dns);
+    const { blocked } = sources;
+    if (blocked) {
+      counter('blocked_packets_total', 'Packets the last rule blocked (or, in audit mode, would have), by the policy of the client, as the kernel recorded them', () =>
+        [...blocked.packetsByPolicy].map(([policy, n]) => [{ policy }, n] as const), ['policy'],
+      );
+      this.gauge('blocked_destinations', 'Distinct (client, destination, port) in the blocked view now (bounded)', () => one(blocked.size), []);
+    }
   }
 
   /** Inline mode: what the proxy answered and how its hold on allowed answers went. */
@@ -103,6 +112,9 @@ export class Metrics {
     this.counter('dns_held_answers_total', 'Allowed answers held until their rules were in the kernel', [], () => one(hold.held));
     this.counter('dns_released_early_total', 'Allowed answers released when --dns-hold-ms ran out before their rules were in', [], () => one(hold.releasedEarly));
     this.counter('dns_nxdomain_total', 'Denied names answered NXDOMAIN without asking upstream (--deny-nxdomain)', [], () => one(hold.nxdomain));
+    this.counter('dns_overloaded_total', 'DNS queries answered SERVFAIL because the client (or everyone) had too many waiting', [], () => one(proxy.stats.overloaded));
+    this.counter('dns_refused_total', 'DNS datagrams and connections ignored: not from a client of the network, or from a reflection port', [], () => one(proxy.stats.refused));
+    this.counter('dns_mismatched_replies_total', 'Upstream replies that answered no query of ours (wrong ID or question): stray, or forged', [], () => one(proxy.stats.mismatchedReplies));
   }
 
   private counter(name: string, help: string, labelNames: string[], read: () => Reading): void {
@@ -118,11 +130,11 @@ export class Metrics {
     });
   }
 
-  private gauge(name: string, help: string, read: () => Reading): void {
+  private gauge(name: string, help: string, read: () => Reading, labelNames: string[] = ['family', 'policy']): void {
     new Gauge({
       name: `${PREFIX}${name}`,
       help,
-      labelNames: ['family', 'policy'],
+      labelNames,
       registers: [this.registry],
       collect() {
         this.reset();

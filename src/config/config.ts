@@ -12,7 +12,7 @@ import { parseCidr } from '../policy/special-addresses.js';
 import type { PortSpec } from '../firewall/rules.js';
 import { parsePortSpecs } from './ports.js';
 
-export type Command = 'run' | 'reset' | 'status' | 'check' | 'help' | 'version';
+export type Command = 'run' | 'reset' | 'status' | 'check' | 'suggest' | 'help' | 'version';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 export type LogFormat = 'auto' | 'json' | 'pretty';
 /**
@@ -60,6 +60,10 @@ export interface Config {
   adminListen?: AdminAddress;
   /** At start, wait for the Docker network (and Docker) to exist instead of exiting. */
   waitForNetwork: boolean;
+  /** Every policy in audit mode: what would be blocked is recorded and let through. */
+  audit: boolean;
+  /** Seconds between reads of what the kernel recorded as blocked; 0: no blocked view. */
+  blockedInterval: number;
 }
 
 export interface HostPort {
@@ -101,6 +105,7 @@ export const DEFAULTS = {
   backend: 'auto',
   dnsHoldMs: '200',
   dnsTimeoutMs: '2000',
+  blockedInterval: '5',
 } as const;
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -138,6 +143,8 @@ const OPTIONS = {
   'allow-all': { type: 'boolean' },
   policy: { type: 'string' },
   'wait-for-network': { type: 'boolean' },
+  audit: { type: 'boolean' },
+  'blocked-interval': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
 } as const;
@@ -152,15 +159,15 @@ export function parseConfig(argv: readonly string[], env: Env): Config {
   if (command === 'reset' && patterns.length > 0) {
     throw new ConfigError(`"reset" takes no pattern (got ${patterns.join(' ')}): run "on-his-name reset" alone`);
   }
-  if (command === 'status' && patterns.length > 0) {
-    throw new ConfigError(`"status" takes no pattern (got ${patterns.join(' ')}): run "on-his-name status [--admin-listen ADDR]"`);
-  }
   const adminValue = values['admin-listen'] ?? (env.ADMIN_LISTEN || undefined);
   const adminListen = adminValue === undefined ? undefined : parseAdminListen(adminValue, values['admin-listen'] !== undefined ? '--admin-listen' : 'ADMIN_LISTEN');
-  if (command === 'status' && !adminListen) {
+  if ((command === 'status' || command === 'suggest') && patterns.length > 0) {
+    throw new ConfigError(`"${command}" takes no pattern (got ${patterns.join(' ')}): run "on-his-name ${command} [--admin-listen ADDR]"`);
+  }
+  if ((command === 'status' || command === 'suggest') && !adminListen) {
     throw new ConfigError(
-      'status reads the admin API, and no address was given: start the daemon with --admin-listen ADDR (e.g. 9090), ' +
-        'then run "on-his-name status --admin-listen ADDR" (or set ADMIN_LISTEN)',
+      `${command} reads the admin API, and no address was given: start the daemon with --admin-listen ADDR (e.g. 9090), ` +
+        `then run "on-his-name ${command} --admin-listen ADDR" (or set ADMIN_LISTEN)`,
     );
   }
 
@@ -215,6 +222,14 @@ export function parseConfig(argv: readonly string[], env: Env): Config {
     ...(dns ? { dns } : {}),
     ...(adminListen ? { adminListen } : {}),
     waitForNetwork: values['wait-for-network'] ?? parseSwitch(env.WAIT_FOR_NETWORK, 'WAIT_FOR_NETWORK'),
+    audit: values.audit ?? parseSwitch(env.AUDIT, 'AUDIT'),
+    blockedInterval: parseCount(values['blocked-interval'], env.BLOCKED_INTERVAL, DEFAULTS.blockedInterval, {
+      flag: '--blocked-interval',
+      env: 'BLOCKED_INTERVAL',
+      min: 0,
+      max: 3600,
+      unit: 'seconds (0 turns the blocked view off)',
+    }),
   };
 }
 
@@ -294,7 +309,7 @@ function parseSwitch(value: string | undefined, name: string): boolean {
   throw new ConfigError(`${name}="${value}" must be 1 or 0 (or true, false, yes, no, on, off)`);
 }
 
-const COMMANDS = ['reset', 'status', 'check'] as const;
+const COMMANDS = ['reset', 'status', 'check', 'suggest'] as const;
 
 /**
  * A pattern of one label without its trailing dot reads like a mistyped command: `on-his-name

@@ -8,8 +8,8 @@ import { PolicySet } from '../policy/policies.js';
 import { ConfigError } from '../util/errors.js';
 import type { Config } from './config.js';
 
-export async function loadPolicies(config: Pick<Config, 'patterns' | 'ports' | 'allowAll' | 'policyFile'>): Promise<PolicySet> {
-  const options = { allowAll: config.allowAll };
+export async function loadPolicies(config: Pick<Config, 'patterns' | 'ports' | 'allowAll' | 'policyFile' | 'audit'>): Promise<PolicySet> {
+  const options = { allowAll: config.allowAll, audit: config.audit };
   if (config.policyFile === undefined) return PolicySet.compile(config.patterns, config.ports, undefined, options);
   let text: string;
   try {
@@ -17,5 +17,5 @@ export async function loadPolicies(config: Pick<Config, 'patterns' | 'ports' | '
   } catch (err) {
     throw new ConfigError(`cannot read the policy file ${config.policyFile} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): check --policy`, { cause: err });
   }
-  return PolicySet.compile(config.patterns, config.ports, parsePolicyFile(text, config.policyFile, options), options);
+  return PolicySet.compile(config.patterns, config.ports, parsePolicyFile(text, config.policyFile, { allowAll: config.allowAll }), options);
 }

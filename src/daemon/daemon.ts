@@ -24,7 +24,10 @@ import type { Logger } from 'pino';
 import { Metrics } from '../admin/metrics.js';
 import { adminRoutes } from '../admin/routes.js';
 import { startAdminServer, type AdminServer } from '../admin/server.js';
-import { policiesView, type ApiSources } from '../admin/api.js';
+import { auditWarning, policiesView, type ApiSources } from '../admin/api.js';
+import { RecentAnswers } from '../blocked/recent-answers.js';
+import { BlockedView } from '../blocked/view.js';
+import { watchBlocked } from '../blocked/watch.js';
 import type { Config } from '../config/config.js';
 import { loadPolicies } from '../config/policies.js';
 import { containersOnNetwork, type AttachedContainer, type DockerContainers } from '../docker/containers.js';
@@ -46,7 +49,7 @@ import { Pipeline, type PipelineStats } from '../pipeline/pipeline.js';
 import { Clients, type Container } from '../policy/clients.js';
 import { DEFAULT_POLICY } from '../policy/policies.js';
 import { AddressGuard } from '../policy/special-addresses.js';
-import type { Clock } from '../util/clock.js';
+import { systemClock, type Clock } from '../util/clock.js';
 import { ConfigError } from '../util/errors.js';
 import { isLoopbackHost } from '../util/host-port.js';
 import { followBridge } from './bridge-follower.js';
@@ -102,6 +105,8 @@ export interface Daemon {
   dns?: InlineDnsService;
   /** The admin API, when --admin-listen asked for it. */
   admin?: AdminServer;
+  /** The blocked view and a read of the kernel's record now (the timer reads every --blocked-interval). */
+  blocked?: { view: BlockedView; read(): Promise<void> };
   close(): Promise<void>;
 }
 
@@ -131,12 +136,29 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   const policies = clients.policySet;
   await closers.step(() => firewalls.start(policies.defaultPolicy, clients.policiesInUse().filter((p) => p.name !== DEFAULT_POLICY), routesOf(clients)));
   const reloads = new Reloads(config, clients, firewalls, deps.log.child({ component: 'policy' }));
+  const clock = deps.clock ?? systemClock;
+  const blocked = kernels.blocked().length ? { view: new BlockedView(), answers: new RecentAnswers() } : undefined;
 
   // Read at each query: after the network is re-created, its new subnets are the clients.
   let onNetwork = clientsOf(view);
   const pipeline = new Pipeline(clients, guardFor(config, view), firewalls, deps.log.child({ component: 'policy' }), {
     onNetwork: (a) => onNetwork(a) && !isLoopbackHost(a),
+    ...(blocked ? { onAnswer: (client, name, addresses, allowed) => blocked.answers.record(client, name, addresses, allowed, clock.now()) } : {}),
   });
+  const blockedWatch = blocked
+    ? watchBlocked({
+        readers: () => kernels.blocked(),
+        ...blocked,
+        who: (client) => {
+          const { policy, container } = clients.forClient(client);
+          return { policy: policy.name, audit: policy.audit, container: container?.name };
+        },
+        intervalMs: config.blockedInterval * 1000,
+        clock,
+        log: deps.log.child({ component: 'blocked' }),
+      })
+    : undefined;
+  if (blockedWatch) closers.add('blocked view', () => blockedWatch.stop());
   closers.add('pipeline', () => pipeline.flush());
   const dns = config.dns ? await closers.step(() => startInlineDns(config.dns!, pipeline, view[4].dns[0]?.address, (a) => onNetwork(a), deps.log)) : undefined;
   if (dns) closers.add('dns', () => dns.close());
@@ -164,6 +186,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
           ...(dns ? { dns } : {}),
           firewalls: () => firewalls.list(),
           containerAt: (address) => clients.forClient(address).container,
+          ...(blocked ? { blocked: blocked.view } : {}),
         }, deps.log),
       )
     : undefined;
@@ -171,9 +194,16 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   const watcher = config.policyFile ? watchFile(config.policyFile, () => void reloads.reload('the file changed'), deps.log) : undefined;
   if (watcher) closers.add('policy file watch', () => watcher.close());
   deps.log.info(
-    { patterns: policies.defaultPolicy.patterns.patterns.map((p) => p.source), policies: [...policies.named.keys()], ipv6: firewalls.ipv6 ? 'filtered' : 'not carried' },
+    {
+      patterns: policies.defaultPolicy.patterns.patterns.map((p) => p.source),
+      policies: [...policies.named.keys()],
+      ipv6: firewalls.ipv6 ? 'filtered' : 'not carried',
+      blockedView: blocked ? `read every ${config.blockedInterval} s` : 'off',
+    },
     'on-his-name is running',
   );
+  const auditing = policies.all.filter((p) => p.audit).map((p) => p.name);
+  if (auditing.length) deps.log.warn({ policies: auditing }, auditWarning(auditing));
   let follower: NetworkFollower | undefined;
   const containerFollower = containers
     ? followContainers({
@@ -223,6 +253,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     stats: pipeline.stats,
     ...(dns ? { dns } : {}),
     ...(admin ? { admin } : {}),
+    ...(blocked && blockedWatch ? { blocked: { view: blocked.view, read: () => blockedWatch.read() } } : {}),
     reload: (why = 'asked') => reloads.reload(why),
     async close() {
       for (const { what, err } of await closers.closeAll()) deps.log.warn({ what, err: (err as Error).message }, 'stopping: could not close cleanly');

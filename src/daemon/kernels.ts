@@ -13,7 +13,9 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import type { DockerSystem } from '../docker/info.js';
 import { firewallBackendDriver } from '../docker/info.js';
+import { BLOCKED_SETS, blockedCreateLine, parseBlockedSave, type BlockedReader } from '../firewall/blocked.js';
 import { chooseBackend, type BackendName } from '../firewall/choose.js';
+import { nftBlockedReader } from '../firewall/nft/blocked.js';
 import type { KernelOptions } from '../firewall/firewall.js';
 import { IpsetBackend } from '../firewall/ipset-backend.js';
 import { IptablesBackend } from '../firewall/iptables-backend.js';
@@ -65,6 +67,8 @@ export interface Kernels {
   follow(view: FilteredBridge): void;
   /** Remove what a policy no longer in use left in the kernel (its chain, its sets). */
   forget(policy: string): Promise<void>;
+  /** What drains the kernel's record of blocked attempts, per family; none when nothing records (no ipset, or the view is off). */
+  blocked(): BlockedReader[];
 }
 
 export async function kernelsFor(config: Config, view: FilteredBridge, deps: KernelDeps, closers: Closers): Promise<Kernels> {
@@ -77,12 +81,13 @@ export async function kernelsFor(config: Config, view: FilteredBridge, deps: Ker
     if (!deps.nft) throw new ConfigError('the nftables backend needs the nft command: apt-get install nftables');
     const runner = deps.nft();
     closers.add('nft', () => runner.close());
-    return nftKernels(new NftTable(runner, nftLayout(view, config, [])), reason);
+    return nftKernels(new NftTable(runner, nftLayout(view, config, [])), reason, config.blockedInterval > 0);
   }
   return iptablesKernels(backend, reason, config, view, deps, closers);
 }
 
-function nftKernels(table: NftTable, reason: string): Kernels {
+function nftKernels(table: NftTable, reason: string, record: boolean): Kernels {
+  const readers = record ? ([4, 6] as const).map((family) => nftBlockedReader(table.runner, family)) : [];
   return {
     backend: 'nftables',
     reason,
@@ -90,20 +95,20 @@ function nftKernels(table: NftTable, reason: string): Kernels {
     families: [4, 6],
     kernel: (policy, family) => ({ backend: new NftablesBackend({ table, family, policy: policy.name }) }),
     async usePolicies(policies) {
-      table.usePolicies(policies.map((p) => ({ name: p.name, ports: p.ports })));
+      table.usePolicies(policies.map((p) => ({ name: p.name, ports: p.ports, audit: p.audit })));
       await table.ensure();
     },
     route: (routes) => table.route(routes),
     follow: () => undefined, // each family's Firewall.moveTo tells the table
     forget: async () => undefined, // usePolicies without it deletes its chain and sets
+    blocked: () => readers,
   };
 }
 
-function iptablesKernels(backend: 'iptables' | 'ipset', reason: string, config: Config, first: FilteredBridge, deps: KernelDeps, closers: Closers): Kernels {
+async function iptablesKernels(backend: 'iptables' | 'ipset', reason: string, config: Config, first: FilteredBridge, deps: KernelDeps, closers: Closers): Promise<Kernels> {
   let view = first;
   const runners: Array<[Family, IptablesRunner]> = [[4, deps.runner], ...(deps.runner6 ? [[6, deps.runner6] as [Family, IptablesRunner]] : [])];
   const runnerOf = (family: Family) => runners.find(([f]) => f === family)![1];
-  const layout = (policy: Policy, family: Family): Layout => layoutFor(view, family, policy.ports, config.hostPorts);
   let ipset: IpsetRunner | undefined;
   if (backend === 'ipset') {
     if (!deps.ipset) throw new ConfigError('--backend ipset needs the ipset command: apt-get install ipset');
@@ -111,15 +116,28 @@ function iptablesKernels(backend: 'iptables' | 'ipset', reason: string, config: 
     closers.add('ipset', () => runner.close());
     ipset = runner;
   }
+  let recording: IpsetRunner | undefined;
+  const layout = (policy: Policy, family: Family): Layout => ({
+    ...layoutFor(view, family, policy.ports, config.hostPorts),
+    audit: policy.audit,
+    ...(recording ? { record: BLOCKED_SETS[family] } : {}),
+  });
   const maxElements = Math.max(config.maxIps, DEFAULT_MAX_ELEMENTS);
   let inUse = new Set<string>();
   // The families routed (ip6tables may be there and still unusable).
   let filtered: readonly Family[] = [];
+  if (config.blockedInterval > 0) {
+    const runner = ipset ?? deps.ipset?.();
+    recording = await blockedSets(runner, runners.map(([f]) => f), deps.log);
+    if (runner && runner !== ipset) closers.add('ipset', () => runner.close());
+  }
+  const readers = recording ? runners.map(([family]) => ipsetBlockedReader(recording!, family)) : [];
   return {
     backend,
     reason,
     ipv6Always: false,
     families: runners.map(([f]) => f),
+    blocked: () => readers,
     kernel(policy, family) {
       const own = policy.name === DEFAULT_POLICY ? undefined : policyChain(policy.name);
       if (!ipset) {
@@ -163,6 +181,35 @@ function iptablesKernels(backend: 'iptables' | 'ipset', reason: string, config: 
 }
 
 /**
+ * The ipsets ON-HIS-NAME-RECORD fills, made (or kept) now, before any rule names them.
+ * Without ipset (or the kernel's SET target) nothing is recorded: said once, and every
+ * DROP still drops.
+ */
+async function blockedSets(ipset: IpsetRunner | undefined, families: readonly Family[], log: Logger): Promise<IpsetRunner | undefined> {
+  const why = (reason: string) => log.warn({ reason }, `no blocked view: ${reason}; blocked attempts are counted by the DROP rules only`);
+  if (!ipset) return void why('no ipset here (apt-get install ipset)');
+  try {
+    await ipset.restore(families.map((f) => `${blockedCreateLine(f)}\n`).join(''));
+    return ipset;
+  } catch (err) {
+    return void why(`${(err as Error).message}; on-his-name reset removes a set of an older layout`);
+  }
+}
+
+/** Read a family's blocked ipset and empty it (firewall/blocked.ts). */
+function ipsetBlockedReader(ipset: IpsetRunner, family: Family): BlockedReader {
+  return {
+    family,
+    async drain() {
+      const text = await ipset.save(BLOCKED_SETS[family]);
+      const attempts = text ? parseBlockedSave(text) : [];
+      if (attempts.length) await ipset.restore(`flush ${BLOCKED_SETS[family]}\n`);
+      return attempts;
+    },
+  };
+}
+
+/**
  * Remove the chains and sets of policies not in use: one that left the file, or one a
  * previous run had. Only once no route names them (the kernel refuses to delete a chain a
  * rule jumps to, and a set a rule matches).
@@ -181,8 +228,8 @@ async function pruneStale(runners: ReadonlyArray<[Family, IptablesRunner]>, ipse
 }
 
 /** The table's layout: both families' subnets and DNS targets, the default policy's ports, the other policies, the host ports. */
-export function nftLayout(view: FilteredBridge, config: Pick<Config, 'ports' | 'hostPorts'>, policies: NftLayout['policies'] = []): NftLayout {
-  return { bridge: view.bridge, ports: config.ports, hostPorts: config.hostPorts, 4: view[4], 6: view[6], policies };
+export function nftLayout(view: FilteredBridge, config: Pick<Config, 'ports' | 'hostPorts' | 'blockedInterval'>, policies: NftLayout['policies'] = []): NftLayout {
+  return { bridge: view.bridge, ports: config.ports, hostPorts: config.hostPorts, 4: view[4], 6: view[6], policies, record: config.blockedInterval > 0 };
 }
 
 /** What `auto` looks at; anything that cannot be read counts as absent. */

@@ -108,7 +108,8 @@ export class PolicyFirewalls implements Firewalls {
     return this.serially(async () => {
       this.options.kernels.follow(view);
       for (const { policy, family, firewall } of this.list()) {
-        await firewall.moveTo(view.bridge, layoutFor(view, family, policy.ports, this.options.config.hostPorts));
+        // The new bridge's addresses and DNS; the policy's mode and the record set stay.
+        await firewall.moveTo(view.bridge, { ...firewall.layout, ...layoutFor(view, family, policy.ports, this.options.config.hostPorts) });
       }
       await this.options.kernels.route(this.routes, this.families);
     });
@@ -162,12 +163,18 @@ export class PolicyFirewalls implements Firewalls {
     }
   }
 
-  /** A policy reloaded: other ports rewrite its rules, and an address its patterns no longer allow closes. */
+  /**
+   * A policy reloaded: other ports rewrite its rules, audit mode switched replaces its last
+   * rule, and an address its patterns no longer allow closes.
+   */
   private async change(known: { policy: Policy; firewalls: Map<Family, Firewall> }, policy: Policy): Promise<void> {
     const before = known.policy;
     known.policy = policy;
+    if (before.audit !== policy.audit) this.options.log.warn({ policy: policy.name, audit: policy.audit }, policy.audit ? `policy ${policy.name} is now in AUDIT mode: nothing it would block is blocked` : `policy ${policy.name} now enforces`);
     for (const firewall of known.firewalls.values()) {
-      if (!samePorts(before.ports, policy.ports)) await firewall.moveTo(firewall.layout.bridge, { ...firewall.layout, ports: policy.ports });
+      if (!samePorts(before.ports, policy.ports) || before.audit !== policy.audit) {
+        await firewall.moveTo(firewall.layout.bridge, { ...firewall.layout, ports: policy.ports, audit: policy.audit });
+      }
       firewall.retain((name) => policy.patterns.match(name) !== undefined);
     }
   }

@@ -15,7 +15,9 @@ import {
   HOST_CHAIN,
   IPV6_LINK_LOCAL,
   SOURCES_CHAIN,
+  RECORD_CHAIN,
   acceptRule,
+  auditedRule,
   chainOf,
   clientsRule,
   dropRule,
@@ -24,6 +26,8 @@ import {
   hostJumpRule,
   parseOwnedRule,
   policyDropRule,
+  recordChain,
+  recordRule,
   routeRule,
   sameNetworkRule,
   setAcceptRules,
@@ -46,6 +50,10 @@ export interface Layout {
   dns: readonly DnsTarget[];
   /** Host ports opened to the containers on purpose (--host-ports). */
   hostPorts: readonly PortSpec[];
+  /** Audit mode: the last rule lets through what it would drop (after recording it). */
+  audit?: boolean;
+  /** The ipset ON-HIS-NAME-RECORD adds blocked attempts to; absent: nothing is recorded (no ipset). */
+  record?: string;
 }
 
 export type AllowEntry = Entry;
@@ -63,8 +71,9 @@ export interface SyncPlan {
   bypasses: string[];
 }
 
-/** Our block's fixed rules ahead of the accept rules. */
-const HEAD = ['source-check', 'established', 'same-network', 'clients'] as const;
+/** Our block's fixed rules ahead of the accept rules, and after them. */
+const HEAD = ['source-check', 'established', 'same-network', 'clients', 'audited'] as const;
+const TAIL = ['record', 'drop'] as const;
 
 /**
  * Make the table hold our block for `layout.bridge`, our chains, and our INPUT jump,
@@ -73,7 +82,8 @@ const HEAD = ['source-check', 'established', 'same-network', 'clients'] as const
  * it, in the same transaction as the DROP). A block already in order is kept as it is;
  * otherwise all our rules for this bridge are deleted and written again at the top, oldest
  * expiry first, in one atomic restore so that no packet sees a gap. Rules for other
- * bridges and rules that are not ours are never touched.
+ * bridges and rules that are not ours are never touched. A block in order whose last rule
+ * has the other verdict (audit mode switched) has only that rule replaced.
  */
 export function planSync(listing: readonly string[], layout: Layout, carry: readonly AllowEntry[] = []): SyncPlan {
   requireChain(listing, layout);
@@ -84,7 +94,8 @@ export function planSync(listing: readonly string[], layout: Layout, carry: read
   const keys = accepts.map((o) => `${o.rule.address}:${o.rule.protocol}/${o.rule.port}`);
   const wantedKeys = adopted.flatMap((a) => layout.ports.map((p) => `${a.address}:${p.protocol}/${p.port}`));
   const inOrder =
-    isContiguous(block, [...HEAD, ...accepts.map(() => 'accept' as const), 'drop']) &&
+    isContiguous(block, [...HEAD, ...accepts.map(() => 'accept' as const), ...TAIL]) &&
+    fixedRulesRead(block, layout.bridge) &&
     oneCommentPerAddress(accepts.map((o) => o.rule)) &&
     sameSet(keys, wantedKeys) &&
     dropAheadOfReturn(block, rules);
@@ -93,10 +104,10 @@ export function planSync(listing: readonly string[], layout: Layout, carry: read
   let insertAt = (block[0]?.position ?? 1) + HEAD.length;
   if (!inOrder) {
     lines.push(...block.map((o) => `-D ${CHAIN} ${o.rule.spec}`));
-    const fresh = [...headRules(layout.bridge), ...byExpiry(adopted).flatMap((a) => acceptRules(a, layout)), dropRule(layout.bridge)];
+    const fresh = [...headRules(layout.bridge), ...byExpiry(adopted).flatMap((a) => acceptRules(a, layout)), ...tailRules(layout)];
     fresh.forEach((spec, i) => lines.push(`-I ${CHAIN} ${i + 1} ${spec}`));
     insertAt = HEAD.length + 1;
-  }
+  } else lines.push(...verdictSwitch(block, layout));
   lines.push(...support.rules);
   const ordered = inOrder ? adopted : byExpiry(adopted);
   return {
@@ -122,15 +133,16 @@ export function planSetSync(listing: readonly string[], layout: Layout, set: str
   const adopted = adoptedAddresses(block.map((o) => o.rule));
   const setRules = setAcceptRules(layout.bridge, layout.ports, set);
   const inOrder =
-    isContiguous(block, [...HEAD, ...setRules.map(() => 'set-accept'), 'drop']) &&
-    block.slice(HEAD.length, -1).every((o, i) => o.rule.spec === setRules[i]) &&
+    isContiguous(block, [...HEAD, ...setRules.map(() => 'set-accept'), ...TAIL]) &&
+    fixedRulesRead(block, layout.bridge) &&
+    block.slice(HEAD.length, -TAIL.length).every((o, i) => o.rule.spec === setRules[i]) &&
     dropAheadOfReturn(block, rules);
   const support = planSupport(listing, layout);
   const lines = [...support.declarations];
   if (!inOrder) {
-    const fresh = [...headRules(layout.bridge), ...setRules, dropRule(layout.bridge)];
+    const fresh = [...headRules(layout.bridge), ...setRules, ...tailRules(layout)];
     lines.push(...block.map((o) => `-D ${CHAIN} ${o.rule.spec}`), ...fresh.map((spec, i) => `-I ${CHAIN} ${i + 1} ${spec}`));
-  }
+  } else lines.push(...verdictSwitch(block, layout));
   lines.push(...support.rules);
   return {
     script: lines.length ? restoreScript(lines) : undefined,
@@ -233,15 +245,16 @@ export function planPolicySync(listing: readonly string[], layout: Layout, chain
   const adopted = withCarried(adoptedAddresses(accepts), carry);
   const keys = accepts.map((r) => `${r.address}:${r.protocol}/${r.port}`);
   const wantedKeys = adopted.flatMap((a) => layout.ports.map((p) => `${a.address}:${p.protocol}/${p.port}`));
+  const tail = policyTail(layout);
   const inOrder =
     listing.includes(`-N ${chain}`) &&
     owned.length === rules.length &&
-    owned.slice(0, -1).every((r) => r?.role === 'accept' && r.bridge === layout.bridge) &&
-    rules.at(-1) === `-A ${chain} ${policyDropRule(layout.bridge)}` &&
+    owned.slice(0, -tail.length).every((r) => r?.role === 'accept' && r.bridge === layout.bridge) &&
+    sameList(rules.slice(-tail.length), tail.map((spec) => `-A ${chain} ${spec}`)) &&
     oneCommentPerAddress(accepts) &&
     sameSet(keys, wantedKeys);
   if (inOrder) return { script: undefined, adopted, insertAt: 1, rebuilt: false, bypasses: [] };
-  const fresh = [...byExpiry(adopted).flatMap((a) => acceptRules(a, layout)), policyDropRule(layout.bridge)];
+  const fresh = [...byExpiry(adopted).flatMap((a) => acceptRules(a, layout)), ...tail];
   return {
     script: restoreScript([`:${chain} - [0:0]`, ...fresh.map((spec) => `-A ${chain} ${spec}`)]),
     adopted: byExpiry(adopted),
@@ -253,7 +266,7 @@ export function planPolicySync(listing: readonly string[], layout: Layout, chain
 
 /** A policy's own chain (ipset backend): one accept rule per protocol matching its set, then its DROP. */
 export function planPolicySetSync(listing: readonly string[], layout: Layout, chain: string, set: string): Omit<SyncPlan, 'insertAt'> {
-  const wanted = [...setAcceptRules(layout.bridge, layout.ports, set), policyDropRule(layout.bridge)].map((spec) => `-A ${chain} ${spec}`);
+  const wanted = [...setAcceptRules(layout.bridge, layout.ports, set), ...policyTail(layout)].map((spec) => `-A ${chain} ${spec}`);
   const current = listing.filter((line) => chainOf(line) === chain);
   const inOrder = listing.includes(`-N ${chain}`) && sameList(current, wanted);
   return { script: inOrder ? undefined : restoreScript([`:${chain} - [0:0]`, ...wanted]), adopted: [], rebuilt: !inOrder, bypasses: [] };
@@ -271,8 +284,31 @@ export function planRoutes(listing: readonly string[], bridge: string, routes: R
   return restoreScript([`:${CLIENTS_CHAIN} - [0:0]`, ...wanted]);
 }
 
-function headRules(bridge: string): string[] {
-  return [sourceCheckRule(bridge), establishedRule(bridge), sameNetworkRule(bridge), clientsRule(bridge)];
+/** Our block's fixed rules ahead of its accept rules. */
+export function headRules(bridge: string): string[] {
+  return [sourceCheckRule(bridge), establishedRule(bridge), sameNetworkRule(bridge), clientsRule(bridge), auditedRule(bridge)];
+}
+
+/** Our block's last rules: the record jump and the verdict. */
+export function tailRules(layout: Pick<Layout, 'bridge' | 'audit'>): string[] {
+  return [recordRule(layout.bridge), dropRule(layout.bridge, layout.audit)];
+}
+
+function policyTail(layout: Layout): string[] {
+  return [recordRule(layout.bridge), policyDropRule(layout.bridge, layout.audit)];
+}
+
+/** The block's rules other than accepts and its verdict read exactly as we write them. */
+function fixedRulesRead(block: ReadonlyArray<{ rule: OwnedRule }>, bridge: string): boolean {
+  const head = headRules(bridge);
+  return block.slice(0, HEAD.length).every((o, i) => o.rule.spec === head[i]) && block.at(-2)?.rule.spec === recordRule(bridge);
+}
+
+/** The verdict of a block in order, replaced in place when audit mode switched: no other rule moves. */
+function verdictSwitch(block: ReadonlyArray<{ rule: OwnedRule; position: number }>, layout: Layout): string[] {
+  const last = block.at(-1)!;
+  const wanted = dropRule(layout.bridge, layout.audit);
+  return last.rule.spec === wanted ? [] : [`-R ${CHAIN} ${last.position} ${wanted}`];
 }
 
 function acceptRules(entry: Entry, layout: Layout): string[] {
@@ -312,6 +348,7 @@ function planSupport(listing: readonly string[], layout: Layout): { declarations
   const want = new Map<string, string[]>([
     [SOURCES_CHAIN, sourcesChain(layout.bridge, family === 6 ? [...layout.subnets, IPV6_LINK_LOCAL] : layout.subnets)],
     [HOST_CHAIN, hostChain(layout.bridge, { family, dns: layout.dns, hostPorts: layout.hostPorts })],
+    [RECORD_CHAIN, recordChain(layout.record)],
   ]);
   // The clients chain is the routes' to fill (planRoutes); here it only has to exist.
   const declarations: string[] = listing.includes(`-N ${CLIENTS_CHAIN}`) ? [] : [`-N ${CLIENTS_CHAIN}`];

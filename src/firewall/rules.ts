@@ -6,10 +6,20 @@
  *   -i BR                                            -j ON-HIS-NAME-SOURCES   forged source addresses are dropped there
  *   -i BR -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN   replies and established flows
  *   -i BR -o BR                                      -j RETURN   containers of the same network
+ *   -i BR                                            -j ON-HIS-NAME-CLIENTS   a client with a policy of its own goes (-g) to its chain
+ *   -i BR -m mark --mark 0x10000000/0x10000000       -j RETURN   a policy chain in audit mode let it through
  *   -i BR -d IP/32 -p tcp --dport PORT               -j ACCEPT   one per allowed address and port (/128 in ip6tables), oldest first
- *   -i BR                                            -j DROP     everything else from BR
- * and two chains of our own, which we rewrite whole whenever they differ from what we want:
+ *   -i BR                                            -j ON-HIS-NAME-RECORD    what is about to be blocked is recorded
+ *   -i BR                                            -j DROP     everything else from BR (in audit mode: RETURN, to Docker's rules)
+ * and chains of our own, which we rewrite whole whenever they differ from what we want:
  *   ON-HIS-NAME-SOURCES  -s SUBNET -i BR -j RETURN (one per subnet of the network), then -i BR -j DROP
+ *   ON-HIS-NAME-RECORD   adds (client, protocol:port, destination) to the ipset ohn-blocked-v4
+ *                        (-v6), with a timeout and counters, for the blocked view; empty without ipset
+ *   ON-HIS-NAME-CLIENTS  -s CLIENT -i BR -g OHN-P-NAME, one per client with a policy of its own
+ *   OHN-P-NAME           a policy's accept rules, then the record jump and its DROP; in audit
+ *                        mode the last rule marks the packet instead, and the goto's return
+ *                        lands on the marked RETURN above: on to Docker's own rules, never to
+ *                        the default policy's accepts or a second record
  *   ON-HIS-NAME-INPUT    what a container may send to the host itself, jumped to from INPUT
  *                        (-i BR -j ON-HIS-NAME-INPUT): neighbour discovery (IPv6), the source
  *                        check, established flows, DNS to the gateway, the host ports opened on
@@ -29,8 +39,16 @@ export const SOURCES_CHAIN = 'ON-HIS-NAME-SOURCES';
 export const HOST_CHAIN = 'ON-HIS-NAME-INPUT';
 /** Where a client with a policy of its own is sent to its policy's chain. */
 export const CLIENTS_CHAIN = 'ON-HIS-NAME-CLIENTS';
+/** Where what is about to be blocked is recorded (the blocked view), before each DROP. */
+export const RECORD_CHAIN = 'ON-HIS-NAME-RECORD';
 /** Chains that are ours from top to bottom: `on-his-name reset` flushes and deletes them, and every policy chain. */
-export const OWN_CHAINS = [SOURCES_CHAIN, HOST_CHAIN, CLIENTS_CHAIN] as const;
+export const OWN_CHAINS = [SOURCES_CHAIN, HOST_CHAIN, CLIENTS_CHAIN, RECORD_CHAIN] as const;
+/**
+ * The packet mark bit a policy chain in audit mode sets so that DOCKER-USER lets the packet
+ * on to Docker's rules. A container cannot set it: a packet's mark is cleared as it leaves
+ * the container's namespace. Another program on the host that uses this bit would collide.
+ */
+export const AUDIT_MARK = '0x10000000/0x10000000';
 /** A policy's own chain: its accept rules, then a DROP. iptables takes chain names of 28 characters: the policy's 22 fit. */
 export const POLICY_CHAIN_PREFIX = 'OHN-P-';
 export const TAG = 'on-his-name';
@@ -39,7 +57,8 @@ export function policyChain(policy: string): string {
   return `${POLICY_CHAIN_PREFIX}${policy}`;
 }
 
-export type Role = 'source-check' | 'established' | 'same-network' | 'clients' | 'accept' | 'set-accept' | 'drop' | 'host-jump' | 'route';
+/** 'drop' is the last rule of a block or a policy chain, whatever its verdict (DROP, or audit mode's RETURN or MARK). */
+export type Role = 'source-check' | 'established' | 'same-network' | 'clients' | 'audited' | 'accept' | 'set-accept' | 'record' | 'drop' | 'host-jump' | 'route';
 
 export type Protocol = 'tcp' | 'udp';
 
@@ -83,14 +102,42 @@ export function clientsRule(bridge: string): string {
   return `-i ${bridge} -m comment --comment "${TAG} clients" -j ${CLIENTS_CHAIN}`;
 }
 
-/** In ON-HIS-NAME-CLIENTS: `client` (an address or a range) goes to `target`, a policy chain, or RETURN for the default policy. */
+/**
+ * In ON-HIS-NAME-CLIENTS: `client` (an address or a range) goes to `target`, a policy chain
+ * (by goto: its return goes back to DOCKER-USER, not on to the next route), or RETURN for
+ * the default policy.
+ */
 export function routeRule(bridge: string, client: string, target: string): string {
   const bits = client.includes('/') ? '' : client.includes(':') ? '/128' : '/32';
-  return `-s ${client}${bits} -i ${bridge} -m comment --comment "${TAG} client" -j ${target}`;
+  return `-s ${client}${bits} -i ${bridge} -m comment --comment "${TAG} client" ${target === 'RETURN' ? '-j' : '-g'} ${target}`;
 }
 
-/** The end of a policy chain: whatever its accepts did not take. */
-export function policyDropRule(bridge: string): string {
+/** In DOCKER-USER, after the clients rule: a packet a policy chain in audit mode marked leaves for Docker's rules. */
+export function auditedRule(bridge: string): string {
+  return `-i ${bridge} -m mark --mark ${AUDIT_MARK} -m comment --comment "${TAG} audited" -j RETURN`;
+}
+
+/** Ahead of each DROP: record what is about to be blocked. */
+export function recordRule(bridge: string): string {
+  return `-i ${bridge} -m comment --comment "${TAG} record" -j ${RECORD_CHAIN}`;
+}
+
+/**
+ * What ON-HIS-NAME-RECORD holds: add (client, protocol:port, destination) of TCP and UDP to
+ * `set` (refreshing its timeout), then match it, which counts the packet in the element.
+ * Without a set (no ipset here) it is empty, and the jump to it costs nothing more.
+ */
+export function recordChain(set: string | undefined): string[] {
+  if (set === undefined) return [];
+  return [
+    ...(['tcp', 'udp'] as const).map((protocol) => `-p ${protocol} -m comment --comment "${TAG} record" -j SET --add-set ${set} src,dst,dst --exist`),
+    `-m set --match-set ${set} src,dst,dst -m comment --comment "${TAG} count"`,
+  ];
+}
+
+/** The end of a policy chain: whatever its accepts did not take is dropped, or in audit mode marked and let through. */
+export function policyDropRule(bridge: string, audit = false): string {
+  if (audit) return `-i ${bridge} -m comment --comment "${TAG} policy-audit" -j MARK --set-xmark ${AUDIT_MARK}`;
   return `-i ${bridge} -m comment --comment "${TAG} policy-drop" -j DROP`;
 }
 
@@ -121,7 +168,9 @@ export function setAcceptRules(bridge: string, ports: readonly PortSpec[], set: 
     .map(({ protocol, numbers }) => setAcceptRule(bridge, protocol, numbers, set));
 }
 
-export function dropRule(bridge: string): string {
+/** The end of our block: everything else from the bridge is dropped, or in audit mode returned to Docker's rules. */
+export function dropRule(bridge: string, audit = false): string {
+  if (audit) return `-i ${bridge} -m comment --comment "${TAG} audit" -j RETURN`;
   return `-i ${bridge} -m comment --comment "${TAG} default-drop" -j DROP`;
 }
 
@@ -228,7 +277,9 @@ export function parseOwnedRule(line: string): OwnedRule | undefined {
   if (chain === CLIENTS_CHAIN) return { role: 'route', bridge, spec, ...where };
   if (target === SOURCES_CHAIN) return { role: 'source-check', bridge, spec, ...where };
   if (target === CLIENTS_CHAIN) return { role: 'clients', bridge, spec, ...where };
-  if (target === 'DROP') return { role: 'drop', bridge, spec, ...where };
+  if (target === RECORD_CHAIN) return { role: 'record', bridge, spec, ...where };
+  if (target === 'DROP' || target === 'MARK' || (target === 'RETURN' && comment === `${TAG} audit`)) return { role: 'drop', bridge, spec, ...where };
+  if (target === 'RETURN' && comment === `${TAG} audited`) return { role: 'audited', bridge, spec, ...where };
   if (target === 'RETURN' && option('--ctstate') !== undefined) return { role: 'established', bridge, spec, ...where };
   if (target === 'RETURN' && option('-o') === bridge) return { role: 'same-network', bridge, spec, ...where };
   const set = option('--match-set');

@@ -21,12 +21,12 @@ export type SkipReason = 'not-a-client-response' | 'no-response-message' | 'not-
 
 export type Decision =
   | { outcome: 'allow'; name: string; client?: string; policy: string; pattern: string; ipv4: AddressRecord[]; ipv6: AddressRecord[]; refused: Refused[] }
-  | { outcome: 'deny'; name: string; client?: string; policy: string }
+  | { outcome: 'deny'; name: string; client?: string; policy: string; addresses?: string[] }
   | { outcome: 'skip'; reason: SkipReason; name?: string; rcode?: string; client?: string };
 
 /** The policy of the client that asked: its name, and the patterns that judge the answer. */
 export interface PolicyLookup {
-  forClient(client: string | undefined): { policy: { name: string; patterns: Patterns } };
+  forClient(client: string | undefined): { policy: { name: string; patterns: Patterns; audit?: boolean } };
 }
 
 /** One set of patterns for every client, as before policies: for tests and benchmarks. */
@@ -38,17 +38,24 @@ export function onePolicy(patterns: Patterns, name = 'default'): PolicyLookup {
 /** Refuses the special-purpose ranges; the daemon adds --allow-cidr and the network's subnet. */
 const DEFAULT_GUARD = new AddressGuard();
 
-export function decide(frame: Uint8Array, policies: PolicyLookup, guard: AddressGuard = DEFAULT_GUARD): Decision {
+/** `deniedAddresses`: decode a denied answer's addresses too (the blocked view names them); otherwise a denied answer's records are skipped. */
+export function decide(frame: Uint8Array, policies: PolicyLookup, guard: AddressGuard = DEFAULT_GUARD, deniedAddresses = false): Decision {
   const message = scanDnstap(frame);
   if (message.type !== MessageType.CLIENT_RESPONSE) return { outcome: 'skip', reason: 'not-a-client-response' };
   const { queryAddressAt, queryAddressEnd, responseAt, responseEnd } = message;
   const client = queryAddressEnd > queryAddressAt ? formatAddress(frame, queryAddressAt, queryAddressEnd - queryAddressAt) : undefined;
   if (responseEnd === responseAt) return { outcome: 'skip', reason: 'no-response-message', client };
-  return decideResponse(frame.subarray(responseAt, responseEnd), client, policies, guard);
+  return decideResponse(frame.subarray(responseAt, responseEnd), client, policies, guard, deniedAddresses);
 }
 
 /** A DNS response sent (or about to be sent) to `client`. */
-export function decideResponse(response: Uint8Array, client: string | undefined, policies: PolicyLookup, guard: AddressGuard = DEFAULT_GUARD): Decision {
+export function decideResponse(
+  response: Uint8Array,
+  client: string | undefined,
+  policies: PolicyLookup,
+  guard: AddressGuard = DEFAULT_GUARD,
+  deniedAddresses = false,
+): Decision {
   // Decisions always carry `client`, undefined when unknown: one object shape each, no spreading per answer.
   const question = readQuestion(response);
   const { name } = question;
@@ -56,8 +63,12 @@ export function decideResponse(response: Uint8Array, client: string | undefined,
   if (question.answerCount === 0) return { outcome: 'skip', reason: 'no-addresses', name, client };
   const { policy } = policies.forClient(client);
   const pattern = policy.patterns.match(name);
-  // A denied answer opens nothing, so its records are not worth decoding.
-  if (!pattern) return { outcome: 'deny', name, client, policy: policy.name };
+  // A denied answer opens nothing, so its records are worth decoding only to name what is blocked later.
+  if (!pattern) {
+    if (!deniedAddresses) return { outcome: 'deny', name, client, policy: policy.name };
+    const denied = readAddresses(question);
+    return { outcome: 'deny', name, client, policy: policy.name, addresses: [...denied.ipv4, ...denied.ipv6].map((r) => r.address) };
+  }
   const answer = readAddresses(question);
   if (answer.ipv4.length === 0 && answer.ipv6.length === 0) return { outcome: 'skip', reason: 'no-addresses', name, client };
   const refused: Refused[] = [];

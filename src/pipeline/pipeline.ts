@@ -39,6 +39,8 @@ export function sameFirewalls(firewalls: { 4: Firewall; 6?: Firewall | undefined
 export interface PipelineOptions {
   /** Is this client on the network? Answers asked by anyone else (the host) are said once each. */
   onNetwork?: (client: string) => boolean;
+  /** Every answer that named addresses, allowed or denied (the blocked view keeps them to name what is blocked). */
+  onAnswer?: (client: string | undefined, name: string, addresses: readonly string[], allowed: boolean) => void;
 }
 
 export interface Opened {
@@ -83,7 +85,7 @@ export class Pipeline {
 
   /** A dnstap data frame: decide and open; bad bytes are counted, logged and skipped. */
   readonly onFrame = (payload: Buffer, producer: Producer): void => {
-    const decision = this.attempt(() => decide(payload, this.policies, this.guard), { producer: producer.id }, this.skippedFrame);
+    const decision = this.attempt(() => decide(payload, this.policies, this.guard, this.options.onAnswer !== undefined), { producer: producer.id }, this.skippedFrame);
     if (decision) this.act(decision, false);
   };
 
@@ -92,7 +94,7 @@ export class Pipeline {
    * are not a DNS response (counted and logged; the proxy passes them on untouched).
    */
   onResponse(response: Uint8Array, client: string, signal?: AbortSignal): Opened | undefined {
-    const decision = this.attempt(() => decideResponse(response, client, this.policies, this.guard), { client }, this.unreadableAnswer);
+    const decision = this.attempt(() => decideResponse(response, client, this.policies, this.guard, this.options.onAnswer !== undefined), { client }, this.unreadableAnswer);
     if (!decision) return undefined;
     const opening = this.act(decision, signal ?? true);
     return { decision, inKernel: Promise.all(opening).then((all) => all.every(Boolean)) };
@@ -100,11 +102,13 @@ export class Pipeline {
 
   /**
    * A question not yet asked upstream (inline mode with --deny-nxdomain): does a pattern
-   * allow its name? A denied name is counted and logged here, as its answer would have been.
+   * allow its name (or is the client's policy in audit mode)? A denied name is counted and
+   * logged here, as its answer would have been.
    */
   admits(name: string, client: string): boolean {
     const { policy } = this.policies.forClient(client);
-    if (policy.patterns.match(name)) return true;
+    // Audit mode blocks nothing, NXDOMAIN included: the answer is asked for, and judged when it comes.
+    if (policy.patterns.match(name) || policy.audit) return true;
     this.stats.decisions.deny++;
     this.log.info({ name, client, policy: policy.name }, 'deny');
     return false;
@@ -134,6 +138,7 @@ export class Pipeline {
         return this.open(decision, track);
       case 'deny':
         this.log.info({ name: decision.name, client: decision.client, policy: decision.policy }, 'deny');
+        if (decision.addresses?.length) this.options.onAnswer?.(decision.client, decision.name, decision.addresses, false);
         return [];
       case 'skip':
         this.skip(decision);
@@ -142,6 +147,10 @@ export class Pipeline {
   }
 
   private open(decision: Extract<Decision, { outcome: 'allow' }>, track: boolean | AbortSignal): Promise<boolean>[] {
+    if (this.options.onAnswer) {
+      const all = [...decision.ipv4, ...decision.ipv6].map((r) => r.address);
+      this.options.onAnswer(decision.client, decision.name, [...all, ...decision.refused.map((r) => r.address)], true);
+    }
     let hits = this.stats.allowsByPattern.get(decision.policy);
     if (!hits) this.stats.allowsByPattern.set(decision.policy, (hits = new Map()));
     hits.set(decision.pattern, (hits.get(decision.pattern) ?? 0) + 1);

@@ -26,8 +26,15 @@ export interface Policy {
   /** Address ranges of the file that have this policy. */
   readonly clients: readonly string[];
   readonly origin: Origin;
+  /** Audit mode: what it would block is recorded and let through. */
+  readonly audit: boolean;
   /** For the refusing policy of one container: why its labels were refused. */
   readonly refusal?: string;
+}
+
+export interface PolicyOptions extends PatternOptions {
+  /** --audit: every policy records what it would block and blocks nothing. */
+  audit?: boolean;
 }
 
 export const DEFAULT_POLICY = 'default';
@@ -39,26 +46,35 @@ export class PolicySet {
     readonly defaultPolicy: Policy,
     /** The file's policies, by name. */
     readonly named: ReadonlyMap<string, Policy>,
-    private readonly options: PatternOptions & { ports: readonly PortSpec[] },
+    private readonly options: PolicyOptions & { ports: readonly PortSpec[] },
   ) {}
 
   /**
    * The command line's patterns and ports, and the file if there is one. Without a file,
    * at least one pattern is needed (as always); with one, the default policy may allow nothing.
    */
-  static compile(patterns: readonly string[], ports: readonly PortSpec[], file: PolicyFile | undefined, options: PatternOptions = {}): PolicySet {
+  static compile(patterns: readonly string[], ports: readonly PortSpec[], file: PolicyFile | undefined, options: PolicyOptions = {}): PolicySet {
     const basePorts = file?.ports ?? ports;
     const sources = [...patterns, ...(file?.allow ?? [])];
+    const everywhere = options.audit ?? false;
     const defaultPolicy: Policy = {
       name: DEFAULT_POLICY,
       patterns: file ? Patterns.compileAllowingNone(sources, options) : Patterns.compile(sources, options),
       ports: basePorts,
       clients: [],
       origin: 'default',
+      audit: everywhere || (file?.audit ?? false),
     };
     const named = new Map<string, Policy>();
     for (const p of file?.policies ?? []) {
-      named.set(p.name, { name: p.name, patterns: Patterns.compileAllowingNone(p.allow, options), ports: p.ports ?? basePorts, clients: p.clients, origin: 'file' });
+      named.set(p.name, {
+        name: p.name,
+        patterns: Patterns.compileAllowingNone(p.allow, options),
+        ports: p.ports ?? basePorts,
+        clients: p.clients,
+        origin: 'file',
+        audit: everywhere || p.audit,
+      });
     }
     return new PolicySet(defaultPolicy, named, { ...options, ports: basePorts });
   }
@@ -76,21 +92,24 @@ export class PolicySet {
     const named = labels[LABELS.policy];
     const own = labels[LABELS.allow];
     if (named === undefined && own === undefined) return undefined;
-    if (named !== undefined && own !== undefined) return refused(`both ${LABELS.policy} and ${LABELS.allow} are set: give one`);
+    if (named !== undefined && own !== undefined) return refused(`both ${LABELS.policy} and ${LABELS.allow} are set: give one`, this.options.audit);
     if (named !== undefined) {
       const policy = named === DEFAULT_POLICY ? this.defaultPolicy : this.named.get(named);
-      return policy ?? refused(`${LABELS.policy}=${named} names no policy of the policy file (${[...this.named.keys()].join(', ') || 'none'})`);
+      return policy ?? refused(`${LABELS.policy}=${named} names no policy of the policy file (${[...this.named.keys()].join(', ') || 'none'})`, this.options.audit);
     }
     try {
       const ports = labels[LABELS.ports] ? parsePortSpecs(labels[LABELS.ports]!, LABELS.ports) : this.options.ports;
       const patterns = own!.split(/[\s,]+/).filter(Boolean);
-      return { name: `c-${containerId.slice(0, 12)}`, patterns: Patterns.compile(patterns, this.options), ports, clients: [], origin: 'label' };
+      // A container's labels cannot ask for audit mode: that would let it widen what it reaches.
+      const audit = this.options.audit ?? false;
+      return { name: `c-${containerId.slice(0, 12)}`, patterns: Patterns.compile(patterns, this.options), ports, clients: [], origin: 'label', audit };
     } catch (err) {
-      return refused(`${LABELS.allow}: ${(err as Error).message}`);
+      return refused(`${LABELS.allow}: ${(err as Error).message}`, this.options.audit ?? false);
     }
   }
 }
 
-function refused(reason: string): Policy {
-  return { name: REFUSED_POLICY, patterns: Patterns.compileAllowingNone([]), ports: [], clients: [], origin: 'refused', refusal: reason };
+/** The refusing policy opens nothing; under --audit it too only records. */
+function refused(reason: string, audit = false): Policy {
+  return { name: REFUSED_POLICY, patterns: Patterns.compileAllowingNone([]), ports: [], clients: [], origin: 'refused', audit, refusal: reason };
 }

@@ -10,6 +10,8 @@
  *       allow: ["github.com.", "*.github.com."]
  *       ports: [443, 22]
  *       clients: ["172.18.0.16/28"]    # optional: source addresses or ranges
+ *       audit: true                    # optional: record what it would block, block nothing
+ *   audit: false                       # the default policy's audit mode (--audit: every policy)
  *
  * Patterns, ports and ranges are checked here too, each with its line, by the same parsers
  * the command line uses, so an error reads the same wherever it was made.
@@ -28,11 +30,14 @@ export interface FilePolicy {
   /** Absent: the file's top-level ports, or else --ports. */
   ports?: PortSpec[];
   clients: string[];
+  audit: boolean;
 }
 
 export interface PolicyFile {
   allow: string[];
   ports?: PortSpec[];
+  /** The default policy's audit mode. */
+  audit: boolean;
   policies: FilePolicy[];
 }
 
@@ -55,7 +60,7 @@ export class PolicyFileError extends ConfigError {
 export const POLICY_NAME = /^[a-z][a-z0-9_-]{0,21}$/;
 /** Names the daemon gives policies itself: the default, the refusing one, a container's own. */
 const RESERVED = /^(default|refused|c-.*)$/;
-const KEYS = { top: ['allow', 'ports', 'policies'], policy: ['allow', 'ports', 'clients'] };
+const KEYS = { top: ['allow', 'ports', 'audit', 'policies'], policy: ['allow', 'ports', 'clients', 'audit'] };
 
 export function parsePolicyFile(text: string, file: string, options: PatternOptions = {}): PolicyFile {
   const lines = new LineCounter();
@@ -67,7 +72,7 @@ export function parsePolicyFile(text: string, file: string, options: PatternOpti
   const [first] = doc.errors;
   if (first) throw new PolicyFileError(file, first.linePos?.[0].line, `not valid YAML: ${first.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`);
   const root = doc.contents;
-  if (root === null || (isMap(root) && root.items.length === 0)) return { allow: [], policies: [] };
+  if (root === null || (isMap(root) && root.items.length === 0)) return { allow: [], audit: false, policies: [] };
   if (!isMap(root)) return fail(root, 'the file must be a mapping with allow, ports and policies (see docs/policies.md)');
   checkKeys(root, KEYS.top, 'at the top', fail);
 
@@ -102,6 +107,13 @@ export function parsePolicyFile(text: string, file: string, options: PatternOpti
     });
   };
 
+  const flag = (node: unknown, what: string): boolean => {
+    if (node === undefined || node === null) return false;
+    const value = (node as { value?: unknown }).value;
+    if (typeof value !== 'boolean') fail(node as Node, `${what} must be true or false`);
+    return value as boolean;
+  };
+
   const policies: FilePolicy[] = [];
   const ranges: Array<{ policy: string; cidr: string }> = [];
   const section = root.get('policies', true);
@@ -113,7 +125,7 @@ export function parsePolicyFile(text: string, file: string, options: PatternOpti
       fail(key, `"${name}" cannot name a policy: lower-case letters, digits, "-" and "_", starting with a letter, at most 22, and not "default", "refused" or "c-…" (a container's own)`);
     }
     const body = pair.value;
-    if (!isMap(body)) return fail((body as Node) ?? key, `policy ${name} must be a mapping with allow, and optionally ports and clients`);
+    if (!isMap(body)) return fail((body as Node) ?? key, `policy ${name} must be a mapping with allow, and optionally ports, clients and audit`);
     checkKeys(body, KEYS.policy, `in policy ${name}`, fail);
     const allow = patterns(body.get('allow', true), `policy ${name}: allow`);
     const clients = strings(body.get('clients', true), `policy ${name}: clients`).map(({ value, node }) => {
@@ -129,10 +141,10 @@ export function parsePolicyFile(text: string, file: string, options: PatternOpti
       return value;
     });
     const policyPorts = ports(body.get('ports', true), `policy ${name}: ports`);
-    policies.push({ name, allow, clients, ...(policyPorts ? { ports: policyPorts } : {}) });
+    policies.push({ name, allow, clients, audit: flag(body.get('audit', true), `policy ${name}: audit`), ...(policyPorts ? { ports: policyPorts } : {}) });
   }
   const topPorts = ports(root.get('ports', true), 'ports');
-  return { allow: patterns(root.get('allow', true), 'allow'), ...(topPorts ? { ports: topPorts } : {}), policies };
+  return { allow: patterns(root.get('allow', true), 'allow'), ...(topPorts ? { ports: topPorts } : {}), audit: flag(root.get('audit', true), 'audit'), policies };
 }
 
 function checkKeys(map: { items: Array<{ key: unknown }> }, allowed: readonly string[], where: string, fail: (node: Node, reason: string) => never): void {

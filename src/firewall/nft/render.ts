@@ -17,7 +17,11 @@
  *                       same bridge → accept; the client's policy by its address, from
  *                       the maps; everyone else → jump policy-default
  *     chain policy-NAME to an address of the policy's set, on its protocols and ports →
- *                       accept; the rest → counter drop (policy-refused drops everything)
+ *                       accept; the rest is recorded in blocked4 / blocked6 (client .
+ *                       destination . protocol . port, a counter and a timeout: the blocked
+ *                       view) → counter drop, or in audit mode counter accept (policy-refused
+ *                       opens nothing)
+ *     set blocked4 / blocked6   what was about to be blocked, drained by the daemon
  *     chain host-BR     neighbour discovery, source check, established, DNS to the
  *                       gateway, --host-ports → accept; the rest → drop
  *
@@ -28,6 +32,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Entry } from '../backend.js';
+import { BLOCKED_SET_SIZE, BLOCKED_TIMEOUT_SECONDS } from '../blocked.js';
 import { IPV6_LINK_LOCAL, TAG, type DnsTarget, type PortSpec } from '../rules.js';
 
 export const TABLE = 'on-his-name';
@@ -63,9 +68,16 @@ export interface NftLayout {
   hostPorts: readonly PortSpec[];
   4: FamilyView;
   6: FamilyView;
-  /** Every policy but the default, with its ports (the refusing one opens none). */
-  policies?: ReadonlyArray<{ name: string; ports: readonly PortSpec[] }>;
+  /** Every policy but the default, with its ports (the refusing one opens none) and its mode. */
+  policies?: ReadonlyArray<{ name: string; ports: readonly PortSpec[]; audit?: boolean }>;
+  /** The default policy's audit mode. */
+  audit?: boolean;
+  /** Record what is about to be blocked (the blocked view). */
+  record?: boolean;
 }
+
+export const BLOCKED_NFT_SETS = { 4: 'blocked4', 6: 'blocked6' } as const;
+
 
 export interface Rule {
   chain: string;
@@ -87,7 +99,14 @@ export function rulesFor(layout: NftLayout): Rule[] {
   const source6 = `ip6 saddr != ${setOf([...layout[6].subnets, IPV6_LINK_LOCAL])} drop`;
   const dns = (family: 4 | 6) =>
     layout[family].dns.map(({ address, port }) => `${family === 4 ? 'ip' : 'ip6'} daddr ${address} meta l4proto { tcp, udp } th dport ${port} accept`);
-  const policies = [{ name: DEFAULT_POLICY, ports: layout.ports }, ...(layout.policies ?? [])];
+  const policies = [{ name: DEFAULT_POLICY, ports: layout.ports, audit: layout.audit }, ...(layout.policies ?? [])];
+  const record = (chain: string): Array<[string, string, string]> =>
+    layout.record
+      ? [
+          [chain, `meta l4proto { tcp, udp } update @${BLOCKED_NFT_SETS[4]} { ip saddr . ip daddr . meta l4proto . th dport }`, 'record'],
+          [chain, `meta l4proto { tcp, udp } update @${BLOCKED_NFT_SETS[6]} { ip6 saddr . ip6 daddr . meta l4proto . th dport }`, 'record'],
+        ]
+      : [];
   const rules: Array<[string, string, string]> = [
     ['forward', `iifname "${bridge}" jump ${egress}`, 'bridge'],
     ['input', `iifname "${bridge}" jump ${host}`, 'host'],
@@ -100,7 +119,7 @@ export function rulesFor(layout: NftLayout): Rule[] {
     [egress, `ip saddr vmap @${RANGE_MAPS[4]}`, 'range-policy'],
     [egress, `ip6 saddr vmap @${RANGE_MAPS[6]}`, 'range-policy'],
     [egress, `jump ${policyChain(DEFAULT_POLICY)}`, 'default-policy'],
-    ...policies.flatMap(({ name, ports }): Array<[string, string, string]> => {
+    ...policies.flatMap(({ name, ports, audit }): Array<[string, string, string]> => {
       const chain = policyChain(name);
       const list = setOf(ports.map((p) => `${p.protocol} . ${p.port}`));
       return [
@@ -110,7 +129,8 @@ export function rulesFor(layout: NftLayout): Rule[] {
               [chain, `ip6 daddr @${setName(name, 6)} meta l4proto . th dport ${list} accept`, 'allowed'],
             ] as Array<[string, string, string]>)
           : []),
-        [chain, 'counter drop', name === DEFAULT_POLICY ? 'default-drop' : 'policy-drop'],
+        ...record(chain),
+        [chain, audit ? 'counter accept' : 'counter drop', `${name === DEFAULT_POLICY ? 'default' : 'policy'}-${audit ? 'audit' : 'drop'}`],
       ];
     }),
     [host, 'icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept', 'neighbour-discovery'],
@@ -146,6 +166,12 @@ function setsFor(layout: NftLayout): string[] {
       `add map ${table} ${CLIENT_MAPS[f]} { type ${type(f)} : verdict; }`,
       `add map ${table} ${RANGE_MAPS[f]} { type ${type(f)} : verdict; flags interval; }`,
     ]),
+    ...(layout.record
+      ? ([4, 6] as const).map(
+          (f) =>
+            `add set ${table} ${BLOCKED_NFT_SETS[f]} { type ${type(f)} . ${type(f)} . inet_proto . inet_service; flags dynamic, timeout; timeout ${BLOCKED_TIMEOUT_SECONDS}s; size ${BLOCKED_SET_SIZE}; counter; }`,
+        )
+      : []),
   ];
 }
 

@@ -29,10 +29,11 @@ export class NftTable {
    * ports are the table's own, and the refusing one, where a container whose labels were
    * refused is sent, is always there.
    */
-  usePolicies(policies: ReadonlyArray<{ name: string; ports: readonly PortSpec[] }>): void {
+  usePolicies(policies: ReadonlyArray<{ name: string; ports: readonly PortSpec[]; audit?: boolean }>): void {
     const own = policies.find((p) => p.name === DEFAULT_POLICY);
-    const others = policies.filter((p) => p.name !== REFUSING_POLICY && p.name !== DEFAULT_POLICY);
-    this.current = { ...this.current, ...(own ? { ports: own.ports } : {}), policies: [...others, { name: REFUSING_POLICY, ports: [] }] };
+    const others = policies.filter((p) => p.name !== DEFAULT_POLICY).map((p) => ({ name: p.name, ports: p.ports, audit: p.audit ?? false }));
+    const refusing = others.some((p) => p.name === REFUSING_POLICY) ? [] : [{ name: REFUSING_POLICY, ports: [], audit: false }];
+    this.current = { ...this.current, ...(own ? { ports: own.ports, audit: own.audit ?? false } : {}), policies: [...others, ...refusing] };
   }
 
   /** Send each client with a policy of its own to that policy's chain: the maps, emptied and filled in one transaction. */

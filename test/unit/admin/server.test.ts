@@ -184,7 +184,7 @@ describe('the daemon with --admin-listen, in process', () => {
     const { get } = await start(['--reconcile-interval', '0', 'allowed.test.'], kernel);
     const healthy = await get('/healthz');
     expect(healthy.status).toBe(200);
-    expect(await healthy.json()).toEqual({ status: 'ok', reasons: [], addresses: 0, waiting: 0 } satisfies HealthView);
+    expect(await healthy.json()).toEqual({ status: 'ok', reasons: [], mode: 'enforcing', warnings: [], addresses: 0, waiting: 0 } satisfies HealthView);
 
     kernel.failNext(1_000);
     daemon!.firewall.allow('198.51.100.10');

@@ -24,9 +24,9 @@ const MATCHERS: MatchersView = {
 const POLICIES: PoliciesView = {
   file: '/etc/on-his-name/policies.yaml',
   policies: [
-    { name: 'default', origin: 'default', patterns: ['**.deep.test.'], ports: ['tcp/80', 'tcp/443'], clients: [], containers: [] },
-    { name: 'ci', origin: 'file', patterns: ['allowed.test.', '*.github.com.'], ports: ['tcp/443'], clients: ['172.18.0.16/28'], containers: [{ id: 'a1', name: 'runner', addresses: ['172.18.0.5'] }] },
-    { name: 'refused', origin: 'refused', patterns: [], ports: [], clients: [], containers: [{ id: 'b2', name: 'typo', addresses: ['172.18.0.6'], refusal: 'on-his-name.policy=cl names no policy of the policy file (ci)' }] },
+    { name: 'default', origin: 'default', audit: false, patterns: ['**.deep.test.'], ports: ['tcp/80', 'tcp/443'], clients: [], containers: [] },
+    { name: 'ci', origin: 'file', audit: false, patterns: ['allowed.test.', '*.github.com.'], ports: ['tcp/443'], clients: ['172.18.0.16/28'], containers: [{ id: 'a1', name: 'runner', addresses: ['172.18.0.5'] }] },
+    { name: 'refused', origin: 'refused', audit: false, patterns: [], ports: [], clients: [], containers: [{ id: 'b2', name: 'typo', addresses: ['172.18.0.6'], refusal: 'on-his-name.policy=cl names no policy of the policy file (ci)' }] },
   ],
   reload: { at: '2026-11-23T09:59:00.000Z', ok: false, why: 'SIGHUP', error: 'policies.yaml:4: unknown key "alow" in policy ci: expected allow, ports, clients' },
 };

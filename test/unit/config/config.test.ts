@@ -23,6 +23,8 @@ describe('parseConfig', () => {
       logFormat: 'auto',
       backend: 'auto',
       waitForNetwork: false,
+      audit: false,
+      blockedInterval: 5,
     });
   });
 

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { COST, planApply, planRemoval, planSetSync, planSync, ownedRules } from '../../../src/firewall/planner.js';
+import { COST, headRules, planApply, planRemoval, planSetSync, planSync, ownedRules, tailRules } from '../../../src/firewall/planner.js';
 import {
   CLIENTS_CHAIN,
   HOST_CHAIN,
+  RECORD_CHAIN,
   SOURCES_CHAIN,
   acceptRule,
   clientsRule,
@@ -20,12 +21,14 @@ import { testLayout } from '../../support/layout.js';
 const layout = testLayout();
 const A = (spec: string) => `-A DOCKER-USER ${spec}`;
 const foreign = '-A DOCKER-USER -d 203.0.113.99/32 -m comment --comment someone-else -j REJECT --reject-with icmp-port-unreachable';
-const head = (bridge = 'br0') => [sourceCheckRule(bridge), establishedRule(bridge), sameNetworkRule(bridge), clientsRule(bridge)];
-const ourBlock = (...accepts: string[]) => [...head().map(A), ...accepts.map(A), A(dropRule('br0'))];
+const head = (bridge = 'br0') => headRules(bridge);
+const tail = (bridge = 'br0') => tailRules({ bridge });
+const ourBlock = (...accepts: string[]) => [...head().map(A), ...accepts.map(A), ...tail().map(A)];
 /** Our chains and INPUT jump as the planner wants them for `layout`. */
 const support = [
   `-N ${CLIENTS_CHAIN}`,
   `-N ${HOST_CHAIN}`,
+  `-N ${RECORD_CHAIN}`,
   `-N ${SOURCES_CHAIN}`,
   `-A INPUT ${hostJumpRule('br0')}`,
   ...sourcesChain('br0', layout.subnets).map((spec) => `-A ${SOURCES_CHAIN} ${spec}`),
@@ -45,11 +48,8 @@ describe('planSync', () => {
         `-N ${CLIENTS_CHAIN}`,
         `:${SOURCES_CHAIN} - [0:0]`,
         `:${HOST_CHAIN} - [0:0]`,
-        `-I DOCKER-USER 1 ${sourceCheckRule('br0')}`,
-        `-I DOCKER-USER 2 ${establishedRule('br0')}`,
-        `-I DOCKER-USER 3 ${sameNetworkRule('br0')}`,
-        `-I DOCKER-USER 4 ${clientsRule('br0')}`,
-        `-I DOCKER-USER 5 ${dropRule('br0')}`,
+        `:${RECORD_CHAIN} - [0:0]`,
+        ...[...head(), ...tail()].map((spec, i) => `-I DOCKER-USER ${i + 1} ${spec}`),
         ...sourcesChain('br0', ['192.0.2.0/24']).map((spec) => `-A ${SOURCES_CHAIN} ${spec}`),
         ...hostChain('br0', { family: 4, dns: [{ address: '192.0.2.1', port: 53 }], hostPorts: [] }).map((spec) => `-A ${HOST_CHAIN} ${spec}`),
         `-I INPUT 1 ${hostJumpRule('br0')}`,
@@ -57,7 +57,7 @@ describe('planSync', () => {
         '',
       ].join('\n'),
     );
-    expect(plan).toMatchObject({ adopted: [], insertAt: 5, rebuilt: true, bypasses: [] });
+    expect(plan).toMatchObject({ adopted: [], insertAt: 6, rebuilt: true, bypasses: [] });
   });
 
   it('adopts a block left by a previous run without changing anything', () => {
@@ -65,7 +65,7 @@ describe('planSync', () => {
     const plan = planSync(listing, layout);
     expect(plan.script).toBeUndefined();
     expect(plan.adopted).toEqual([{ address: '198.51.100.7', name: 'a.test.' }]);
-    expect(plan.insertAt).toBe(5);
+    expect(plan.insertAt).toBe(6);
     expect(plan.rebuilt).toBe(false);
   });
 
@@ -102,10 +102,10 @@ describe('planSync', () => {
     expect(plan.rebuilt).toBe(true);
     expect(plan.adopted.map((a) => a.address)).toEqual(['198.51.100.7', '198.51.100.8']);
     expect(inserts(plan.script).filter((l) => l.includes('ACCEPT'))).toEqual([
-      `-I DOCKER-USER 5 ${acceptRule('br0', '198.51.100.7', 80, 'a.test.', 200)}`,
-      `-I DOCKER-USER 6 ${acceptRule('br0', '198.51.100.7', 443, 'a.test.', 200)}`,
-      `-I DOCKER-USER 7 ${acceptRule('br0', '198.51.100.8', 80, 'b.test.', 300)}`,
-      `-I DOCKER-USER 8 ${acceptRule('br0', '198.51.100.8', 443, 'b.test.', 300)}`,
+      `-I DOCKER-USER 6 ${acceptRule('br0', '198.51.100.7', 80, 'a.test.', 200)}`,
+      `-I DOCKER-USER 7 ${acceptRule('br0', '198.51.100.7', 443, 'a.test.', 200)}`,
+      `-I DOCKER-USER 8 ${acceptRule('br0', '198.51.100.8', 80, 'b.test.', 300)}`,
+      `-I DOCKER-USER 9 ${acceptRule('br0', '198.51.100.8', 443, 'b.test.', 300)}`,
     ]);
   });
 
@@ -113,12 +113,12 @@ describe('planSync', () => {
     const plan = planSync(table(['-A DOCKER-USER -j RETURN', ...ourBlock(acceptRule('br0', '198.51.100.7', 80, 'a.test.'), acceptRule('br0', '198.51.100.7', 443, 'a.test.'))]), layout);
     expect(plan.rebuilt).toBe(true);
     const lines = plan.script!.split('\n');
-    expect(lines.filter((l) => l.startsWith('-D'))).toHaveLength(7);
+    expect(lines.filter((l) => l.startsWith('-D'))).toHaveLength(9);
     expect(inserts(plan.script)).toEqual([
       ...head().map((spec, i) => `-I DOCKER-USER ${i + 1} ${spec}`),
-      `-I DOCKER-USER 5 ${acceptRule('br0', '198.51.100.7', 80, 'a.test.')}`,
-      `-I DOCKER-USER 6 ${acceptRule('br0', '198.51.100.7', 443, 'a.test.')}`,
-      `-I DOCKER-USER 7 ${dropRule('br0')}`,
+      `-I DOCKER-USER 6 ${acceptRule('br0', '198.51.100.7', 80, 'a.test.')}`,
+      `-I DOCKER-USER 7 ${acceptRule('br0', '198.51.100.7', 443, 'a.test.')}`,
+      ...tail().map((spec, i) => `-I DOCKER-USER ${i + 8} ${spec}`),
     ]);
     expect(plan.script).not.toMatch(/-D DOCKER-USER -j RETURN/);
   });
@@ -236,8 +236,8 @@ describe('expiry in the kernel', () => {
     expect(plan.rebuilt).toBe(true);
     expect(plan.adopted).toEqual([{ address: '198.51.100.7', name: 'a.test.', expiresAt: 200 }]);
     expect(inserts(plan.script).filter((l) => l.includes('ACCEPT'))).toEqual([
-      `-I DOCKER-USER 5 ${acceptRule('br0', '198.51.100.7', 80, 'a.test.', 200)}`,
-      `-I DOCKER-USER 6 ${acceptRule('br0', '198.51.100.7', 443, 'a.test.', 200)}`,
+      `-I DOCKER-USER 6 ${acceptRule('br0', '198.51.100.7', 80, 'a.test.', 200)}`,
+      `-I DOCKER-USER 7 ${acceptRule('br0', '198.51.100.7', 443, 'a.test.', 200)}`,
     ]);
   });
 });
@@ -287,8 +287,8 @@ describe('planApply', () => {
 
 describe('planSetSync', () => {
   const SET = 'on-his-name-v4';
-  const setBlock = (ports = [80, 443]) => [...head().map(A), A(setAcceptRule('br0', 'tcp', ports, SET)), A(dropRule('br0'))];
-  const installs = (ports = [80, 443]) => [...head(), setAcceptRule('br0', 'tcp', ports, SET), dropRule('br0')].map((spec, i) => `-I DOCKER-USER ${i + 1} ${spec}`);
+  const setBlock = (ports = [80, 443]) => [...head().map(A), A(setAcceptRule('br0', 'tcp', ports, SET)), ...tail().map(A)];
+  const installs = (ports = [80, 443]) => [...head(), setAcceptRule('br0', 'tcp', ports, SET), ...tail()].map((spec, i) => `-I DOCKER-USER ${i + 1} ${spec}`);
 
   it('installs the source check, established, same-network, one set rule and the DROP at the top', () => {
     const plan = planSetSync(table(['-A DOCKER-USER -j RETURN']), layout, SET);
@@ -303,7 +303,7 @@ describe('planSetSync', () => {
     ['other ports', [...setBlock([80]), '-A DOCKER-USER -j RETURN']],
     ['behind a RETURN', ['-A DOCKER-USER -j RETURN', ...setBlock()]],
     ['the set rule missing', [...setBlock().filter((l) => !l.includes('match-set')), '-A DOCKER-USER -j RETURN']],
-    ['the set rule twice', [...setBlock().slice(0, 5), A(setAcceptRule('br0', 'tcp', [80, 443], SET)), A(dropRule('br0'))]],
+    ['the set rule twice', [...setBlock().slice(0, 6), A(setAcceptRule('br0', 'tcp', [80, 443], SET)), ...tail().map(A)]],
   ])('rewrites the block with %s, keeping foreign rules', (_, listing) => {
     const plan = planSetSync(table([...listing, foreign]), layout, SET);
     const owned = listing.filter((l) => l.includes('on-his-name'));
@@ -315,8 +315,8 @@ describe('planSetSync', () => {
     const listing = table([...ourBlock(acceptRule('br0', '198.51.100.7', 443, 'x.test.'), acceptRule('br0', '198.51.100.7', 80, 'x.test.')), '-A DOCKER-USER -j RETURN']);
     const plan = planSetSync(listing, layout, SET);
     expect(plan.adopted).toEqual([{ address: '198.51.100.7', name: 'x.test.' }]);
-    expect(plan.script?.split('\n').filter((l) => l.startsWith('-D'))).toHaveLength(7);
-    expect(plan.script).toContain(`-I DOCKER-USER 5 ${setAcceptRule('br0', 'tcp', [80, 443], SET)}`);
+    expect(plan.script?.split('\n').filter((l) => l.startsWith('-D'))).toHaveLength(9);
+    expect(plan.script).toContain(`-I DOCKER-USER 6 ${setAcceptRule('br0', 'tcp', [80, 443], SET)}`);
   });
 
   it('and the iptables backend rewrites a set block back into per-address rules', () => {
