@@ -152,14 +152,24 @@ export class PolicyFirewalls implements Firewalls {
     if (leaving.length) await kernels.usePolicies(policies);
   }
 
-  /** A policy new to the firewall: its firewalls in every family filtered, started. */
+  /**
+   * A policy new to the firewall: its firewalls in every family filtered, started. Known
+   * only once all have started: a policy the kernel refused is opened again by the next
+   * update, never taken for one whose chains exist (a route to it would fail every time).
+   */
   private async open(policy: Policy): Promise<void> {
-    const entry = this.entry(policy);
-    for (const family of this.families) {
-      const firewall = this.firewallOf(policy, family);
-      await startOrStop(firewall);
-      entry.firewalls.set(family, firewall);
+    const firewalls = new Map<Family, Firewall>();
+    try {
+      for (const family of this.families) {
+        const firewall = this.firewallOf(policy, family);
+        await startOrStop(firewall);
+        firewalls.set(family, firewall);
+      }
+    } catch (err) {
+      for (const firewall of firewalls.values()) firewall.stop();
+      throw err;
     }
+    this.byPolicy.set(policy.name, { policy, firewalls });
   }
 
   /** A policy reloaded: other ports rewrite its rules, and an address its patterns no longer allow closes. */
