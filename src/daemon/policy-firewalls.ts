@@ -38,6 +38,8 @@ export class PolicyFirewalls implements Firewalls {
   private readonly byPolicy = new Map<string, { policy: Policy; firewalls: Map<Family, Firewall> }>();
   private families: Family[] = [];
   private routes: Route[] = [];
+  /** What the last update asked for, while the kernel has refused it: the next reconcile tries again. */
+  private refused: { policies: readonly Policy[]; routes: readonly Route[] } | undefined;
   private timer: NodeJS.Timeout | undefined;
   /** One change at a time: a reload, a container event and a reconcile never interleave. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -92,12 +94,25 @@ export class PolicyFirewalls implements Firewalls {
    * routes are written, and policies no longer in use go, their addresses closed.
    */
   update(policies: readonly Policy[], routes: readonly Route[]): Promise<void> {
-    return this.serially(() => this.apply(policies, routes));
+    return this.serially(async () => {
+      try {
+        await this.apply(policies, routes);
+        this.refused = undefined;
+      } catch (err) {
+        // Until it is made, a client may still be routed to the policy its address had before.
+        this.refused = { policies, routes };
+        throw err;
+      }
+    });
   }
 
-  /** Read the kernel again everywhere and restore what someone else took away. */
+  /** Read the kernel again everywhere and restore what someone else took away; make a change the kernel refused. */
   reconcile(): Promise<void> {
     return this.serially(async () => {
+      if (this.refused) {
+        await this.apply(this.refused.policies, this.refused.routes);
+        this.refused = undefined;
+      }
       for (const { firewall } of this.list()) await firewall.reconcile();
       await this.options.kernels.route(this.routes, this.families);
     });

@@ -196,6 +196,28 @@ describe('PolicyFirewalls.update', () => {
   });
 });
 
+describe('PolicyFirewalls.reconcile', () => {
+  it('makes a change the kernel refused, without waiting for another Docker event or reload', async () => {
+    // A container of ci died and a container of web took its address: until the routes say
+    // so, web's client is sent to ci's chain and reaches what ci opened.
+    const { v4, firewalls } = await setUp('iptables', CI, [{ client: '172.18.0.2', policy: 'ci' }]);
+    v4.failNext(1);
+    await expect(firewalls.update(all(policiesOf(CI_AND_WEB)), [{ client: '172.18.0.2', policy: 'web' }])).rejects.toThrow(/xtables lock/);
+    expect(v4.rules('ON-HIS-NAME-CLIENTS')).toEqual([`-A ON-HIS-NAME-CLIENTS ${routeRule('br0', '172.18.0.2', 'OHN-P-ci')}`]);
+
+    await firewalls.reconcile();
+    expect(v4.rules('ON-HIS-NAME-CLIENTS')).toEqual([`-A ON-HIS-NAME-CLIENTS ${routeRule('br0', '172.18.0.2', 'OHN-P-web')}`]);
+    expect(firewalls.firewall('web', 4)).toBeDefined();
+  });
+
+  it('restores routes someone else removed', async () => {
+    const { v4, firewalls } = await setUp('iptables', CI, [{ client: '172.18.0.2', policy: 'ci' }]);
+    await v4.runner.restore('*filter\n:ON-HIS-NAME-CLIENTS - [0:0]\nCOMMIT\n');
+    await firewalls.reconcile();
+    expect(v4.rules('ON-HIS-NAME-CLIENTS')).toEqual([`-A ON-HIS-NAME-CLIENTS ${routeRule('br0', '172.18.0.2', 'OHN-P-ci')}`]);
+  });
+});
+
 describe('PolicyFirewalls with the ipset backend', () => {
   it('gives each policy its set, and a ports change rewrites the set rules', async () => {
     const { v4, ipset, firewalls } = await setUp('ipset', CI);
