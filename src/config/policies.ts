@@ -7,9 +7,11 @@ import { parsePolicyFile } from '../policy/policy-file.js';
 import { PolicySet } from '../policy/policies.js';
 import { ConfigError } from '../util/errors.js';
 import type { Config } from './config.js';
+import { MAX_SET_PORTS } from './ports.js';
 
-export async function loadPolicies(config: Pick<Config, 'patterns' | 'ports' | 'allowAll' | 'policyFile'>): Promise<PolicySet> {
-  const options = { allowAll: config.allowAll };
+export async function loadPolicies(config: Pick<Config, 'patterns' | 'ports' | 'allowAll' | 'policyFile' | 'backend'>): Promise<PolicySet> {
+  // The ipset backend's rule takes 15 ports of a protocol: a policy with more would never get its chain.
+  const options = { allowAll: config.allowAll, ...(config.backend === 'ipset' ? { maxSetPorts: MAX_SET_PORTS } : {}) };
   if (config.policyFile === undefined) return PolicySet.compile(config.patterns, config.ports, undefined, options);
   let text: string;
   try {

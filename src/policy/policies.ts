@@ -10,13 +10,16 @@
  *   unknown policy or holds a bad pattern gives the container the refusing policy, which
  *   opens nothing, never the default: a typo must not widen what a service reaches.
  */
-import { parsePortSpecs } from '../config/ports.js';
+import { parsePortSpecs, setPortsRefusal } from '../config/ports.js';
 import type { PortSpec } from '../firewall/rules.js';
 import { Patterns } from './patterns.js';
 import type { PatternOptions } from './pattern.js';
 import type { PolicyFile } from './policy-file.js';
 
 export type Origin = 'default' | 'file' | 'label' | 'refused';
+
+/** `maxSetPorts`: the most ports of one protocol a label may ask for (the ipset backend's rule takes 15). */
+export type PolicyOptions = PatternOptions & { maxSetPorts?: number };
 
 export interface Policy {
   /** As logs, the API and the kernel's names call it: "default", a name of the file, `c-` + a container id, or "refused". */
@@ -39,14 +42,14 @@ export class PolicySet {
     readonly defaultPolicy: Policy,
     /** The file's policies, by name. */
     readonly named: ReadonlyMap<string, Policy>,
-    private readonly options: PatternOptions & { ports: readonly PortSpec[] },
+    private readonly options: PolicyOptions & { ports: readonly PortSpec[] },
   ) {}
 
   /**
    * The command line's patterns and ports, and the file if there is one. Without a file,
    * at least one pattern is needed (as always); with one, the default policy may allow nothing.
    */
-  static compile(patterns: readonly string[], ports: readonly PortSpec[], file: PolicyFile | undefined, options: PatternOptions = {}): PolicySet {
+  static compile(patterns: readonly string[], ports: readonly PortSpec[], file: PolicyFile | undefined, options: PolicyOptions = {}): PolicySet {
     const basePorts = file?.ports ?? ports;
     const sources = [...patterns, ...(file?.allow ?? [])];
     const defaultPolicy: Policy = {
@@ -83,6 +86,8 @@ export class PolicySet {
     }
     try {
       const ports = labels[LABELS.ports] ? parsePortSpecs(labels[LABELS.ports]!, LABELS.ports) : this.options.ports;
+      const tooMany = this.options.maxSetPorts === undefined ? undefined : setPortsRefusal(ports, this.options.maxSetPorts);
+      if (tooMany) return refused(`${LABELS.ports}: ${tooMany}: give fewer, or use another backend`);
       const patterns = own!.split(/[\s,]+/).filter(Boolean);
       return { name: `c-${containerId.slice(0, 12)}`, patterns: Patterns.compile(patterns, this.options), ports, clients: [], origin: 'label' };
     } catch (err) {

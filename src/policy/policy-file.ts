@@ -15,7 +15,7 @@
  * the command line uses, so an error reads the same wherever it was made.
  */
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node } from 'yaml';
-import { parsePortSpec } from '../config/ports.js';
+import { parsePortSpec, setPortsRefusal } from '../config/ports.js';
 import type { PortSpec } from '../firewall/rules.js';
 import { overlaps } from '../util/cidr.js';
 import { ConfigError } from '../util/errors.js';
@@ -57,7 +57,8 @@ export const POLICY_NAME = /^[a-z][a-z0-9_-]{0,21}$/;
 const RESERVED = /^(default|refused|c-.*)$/;
 const KEYS = { top: ['allow', 'ports', 'policies'], policy: ['allow', 'ports', 'clients'] };
 
-export function parsePolicyFile(text: string, file: string, options: PatternOptions = {}): PolicyFile {
+/** `maxSetPorts`: the most ports of one protocol a policy may have (the ipset backend's rule). */
+export function parsePolicyFile(text: string, file: string, options: PatternOptions & { maxSetPorts?: number } = {}): PolicyFile {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const at = (node: Node | null | undefined) => (node?.range ? lines.linePos(node.range[0]).line : undefined);
@@ -94,13 +95,16 @@ export function parsePolicyFile(text: string, file: string, options: PatternOpti
     if (node === undefined || node === null) return undefined;
     const list = strings(node, what);
     if (list.length === 0) fail(node as Node, `${what} is empty: name at least one port, or leave it out`);
-    return list.map(({ value, node: item }) => {
+    const specs = list.map(({ value, node: item }) => {
       try {
         return parsePortSpec(value, what);
       } catch (err) {
         return fail(item, (err as Error).message);
       }
     });
+    const tooMany = options.maxSetPorts === undefined ? undefined : setPortsRefusal(specs, options.maxSetPorts);
+    if (tooMany) fail(node as Node, `${what}: ${tooMany}: give fewer, or use another backend`);
+    return specs;
   };
 
   const policies: FilePolicy[] = [];

@@ -71,4 +71,16 @@ describe('loadPolicies', () => {
     expect((err as Error).message).toBe(`cannot read the policy file ${file} (${code}): check --policy`);
     expect((err as Error & { cause?: { code?: string } }).cause?.code).toBe(code);
   });
+
+  it('refuses, with --backend ipset, a policy of the file with more ports of one protocol than the set rule takes, on its line', async () => {
+    const file = join(dir, 'policies.yaml');
+    const ports = Array.from({ length: 16 }, (_, i) => 8000 + i).join(', ');
+    await writeFile(file, `policies:\n  ci:\n    allow: [a.test.]\n    ports: [${ports}]\n`);
+    await expect(loadPolicies(config(['--backend', 'ipset', '--policy', file, 'a.test.']))).rejects.toThrow(
+      `${file}:4: policy ci: ports: --backend ipset opens at most 15 tcp ports (got 16): give fewer, or use another backend`,
+    );
+    expect((await loadPolicies(config(['--backend', 'iptables', '--policy', file, 'a.test.']))).named.get('ci')!.ports).toHaveLength(16);
+    const policies = await loadPolicies(config(['--backend', 'ipset', 'a.test.']));
+    expect(policies.forLabels({ 'on-his-name.allow': 'b.test.', 'on-his-name.ports': ports.replaceAll(' ', '') }, 'f'.repeat(64))!.name).toBe('refused');
+  });
 });

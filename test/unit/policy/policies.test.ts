@@ -147,4 +147,14 @@ describe('a label that cannot be honoured gives the refusing policy, never the d
       'on-his-name.policy=ci names no policy of the policy file (none)',
     );
   });
+
+  it("refuses, with --backend ipset, more ports of one protocol than the set's one multiport rule takes: the kernel would refuse the policy's chain, and with it every later route", () => {
+    const ports = Array.from({ length: 16 }, (_, i) => 8000 + i).join(',');
+    const refused = set({ maxSetPorts: 15 }).forLabels({ [LABELS.allow]: 'a.test.', [LABELS.ports]: ports }, ID)!;
+    expect(refused.name).toBe(REFUSED_POLICY);
+    expect(refused.refusal).toBe('on-his-name.ports: --backend ipset opens at most 15 tcp ports (got 16): give fewer, or use another backend');
+    const fifteen = Array.from({ length: 15 }, (_, i) => 8000 + i).join(',') + ',udp/53';
+    expect(set({ maxSetPorts: 15 }).forLabels({ [LABELS.allow]: 'a.test.', [LABELS.ports]: fifteen }, ID)!.origin).toBe('label');
+    expect(set().forLabels({ [LABELS.allow]: 'a.test.', [LABELS.ports]: ports }, ID)!.ports).toHaveLength(16); // other backends: a rule per port
+  });
 });
