@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { PortSpec } from '../../../src/firewall/rules.js';
-import { Clients, type Container } from '../../../src/policy/clients.js';
+import { Clients, MAX_CACHED_CLIENTS, type Container } from '../../../src/policy/clients.js';
 import { LABELS, PolicySet } from '../../../src/policy/policies.js';
 import { parsePolicyFile } from '../../../src/policy/policy-file.js';
 
@@ -216,5 +216,24 @@ describe('Clients.usePolicies', () => {
     clients.usePolicies(PolicySet.compile(['allowed.test.'], PORTS, parsePolicyFile('allow: [two.test.]', 'p.yaml')));
     expect(clients.forClient('172.19.0.2').policy.patterns.match('two.test.')).toBeDefined();
     expect(clients.forClient('172.19.0.2').policy.patterns.match('one.test.')).toBeUndefined();
+  });
+});
+
+describe('a container forging source addresses', () => {
+  it('costs bounded memory: the addresses it asks from are remembered up to MAX_CACHED_CLIENTS, and answered right after', () => {
+    // A container may send from any address of its subnet (2^64 in an IPv6 /64) to the DNS
+    // server, and each answer's client address is looked up here.
+    const forged = 50_000;
+    expect(MAX_CACHED_CLIENTS).toBeLessThan(forged);
+    const clients = new Clients(policies(FILE));
+    clients.setContainer(container(1, ['fd00:18::2'], { [LABELS.policy]: 'ci' }));
+    let peak = 0;
+    for (let i = 0x10000; i < 0x10000 + forged; i++) {
+      expect(policyOf(clients, `fd00:18::${(i >>> 16).toString(16)}:${(i & 0xffff).toString(16)}`)).toBe('lab');
+      peak = Math.max(peak, clients.cachedCount);
+    }
+    expect(peak).toBeLessThanOrEqual(MAX_CACHED_CLIENTS);
+    expect(policyOf(clients, 'fd00:18::2')).toBe('ci');
+    expect(policyOf(clients, 'fd00:19::2')).toBe('default');
   });
 });
