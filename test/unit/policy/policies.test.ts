@@ -137,6 +137,13 @@ describe('a label that cannot be honoured gives the refusing policy, never the d
     for (const name of ['allowed.test', 'example.com', 'github.com', 'api.example.com', 'anything.at.all']) expect(allows(policy, name)).toBe(false);
   });
 
+  it('leaves a label no way to smuggle kernel rules: its words are DNS names at most, and its policy is named by the container id', () => {
+    const own = set().forLabels({ [LABELS.allow]: 'a.test.\n-A FORWARD -j ACCEPT\nCOMMIT' }, ID)!;
+    expect(own.name).toBe('c-0123456789ab');
+    expect(own.patterns.patterns.map((p) => p.normalised)).toEqual(['a.test.', '-a.', 'forward.', '-j.', 'accept.', 'commit.']);
+    expect(set().forLabels({ [LABELS.allow]: 'a.test. "x" $(id)' }, ID)!.name).toBe(REFUSED_POLICY);
+  });
+
   it('takes "*" and "**" in a label with --allow-all, as on the command line', () => {
     expect(set({ allowAll: true }).forLabels({ [LABELS.allow]: '*' }, ID)!.patterns.match('anything.test.')?.kind).toBe('all');
     expect(set({ allowAll: true }).forLabels({ [LABELS.allow]: '**' }, ID)!.origin).toBe('label');
