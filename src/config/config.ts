@@ -10,7 +10,7 @@ import { isLoopbackHost, portNumber, splitHostPort } from '../util/host-port.js'
 import { formatEndpoint, parseConnectEndpoint, parseListenEndpoint, type Endpoint } from '../framestream/endpoint.js';
 import { parseCidr } from '../policy/special-addresses.js';
 import type { PortSpec } from '../firewall/rules.js';
-import { parsePortSpecs } from './ports.js';
+import { parsePortSpecs, setPortsRefusal } from './ports.js';
 
 export type Command = 'run' | 'reset' | 'status' | 'check' | 'suggest' | 'help' | 'version';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -111,8 +111,6 @@ export const DEFAULTS = {
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const LOG_FORMATS: readonly LogFormat[] = ['auto', 'json', 'pretty'];
 const BACKENDS: readonly Backend[] = ['auto', 'iptables', 'ipset', 'nftables'];
-/** iptables' multiport match, which the ipset backend's one rule uses, takes at most 15 ports. */
-const MAX_SET_PORTS = 15;
 /** Linux interface names: at most 15 bytes; we also keep them safe to place in iptables-restore text. */
 const INTERFACE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
 
@@ -180,12 +178,8 @@ export function parseConfig(argv: readonly string[], env: Env): Config {
   const backend = oneOf(values.backend ?? env.BACKEND ?? DEFAULTS.backend, BACKENDS, '--backend');
   const ports = parsePortList(values.ports ?? env.PORTS ?? DEFAULTS.ports, values.ports !== undefined ? '--ports' : 'PORTS');
   const dns = parseInlineDns(values, env);
-  for (const protocol of ['tcp', 'udp'] as const) {
-    const count = ports.filter((p) => p.protocol === protocol).length;
-    if (backend === 'ipset' && count > MAX_SET_PORTS) {
-      throw new ConfigError(`--backend ipset opens at most ${MAX_SET_PORTS} ${protocol} ports (got ${count}): give fewer --ports, or use another backend`);
-    }
-  }
+  const tooMany = backend === 'ipset' ? setPortsRefusal(ports) : undefined;
+  if (tooMany) throw new ConfigError(`${tooMany}: give fewer --ports, or use another backend`);
   return {
     command,
     patterns,

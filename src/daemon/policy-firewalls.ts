@@ -38,6 +38,8 @@ export class PolicyFirewalls implements Firewalls {
   private readonly byPolicy = new Map<string, { policy: Policy; firewalls: Map<Family, Firewall> }>();
   private families: Family[] = [];
   private routes: Route[] = [];
+  /** What the last update asked for, while the kernel has refused it: the next reconcile tries again. */
+  private refused: { policies: readonly Policy[]; routes: readonly Route[] } | undefined;
   private timer: NodeJS.Timeout | undefined;
   /** One change at a time: a reload, a container event and a reconcile never interleave. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -92,12 +94,25 @@ export class PolicyFirewalls implements Firewalls {
    * routes are written, and policies no longer in use go, their addresses closed.
    */
   update(policies: readonly Policy[], routes: readonly Route[]): Promise<void> {
-    return this.serially(() => this.apply(policies, routes));
+    return this.serially(async () => {
+      try {
+        await this.apply(policies, routes);
+        this.refused = undefined;
+      } catch (err) {
+        // Until it is made, a client may still be routed to the policy its address had before.
+        this.refused = { policies, routes };
+        throw err;
+      }
+    });
   }
 
-  /** Read the kernel again everywhere and restore what someone else took away. */
+  /** Read the kernel again everywhere and restore what someone else took away; make a change the kernel refused. */
   reconcile(): Promise<void> {
     return this.serially(async () => {
+      if (this.refused) {
+        await this.apply(this.refused.policies, this.refused.routes);
+        this.refused = undefined;
+      }
       for (const { firewall } of this.list()) await firewall.reconcile();
       await this.options.kernels.route(this.routes, this.families);
     });
@@ -153,14 +168,24 @@ export class PolicyFirewalls implements Firewalls {
     if (leaving.length) await kernels.usePolicies(policies);
   }
 
-  /** A policy new to the firewall: its firewalls in every family filtered, started. */
+  /**
+   * A policy new to the firewall: its firewalls in every family filtered, started. Known
+   * only once all have started: a policy the kernel refused is opened again by the next
+   * update, never taken for one whose chains exist (a route to it would fail every time).
+   */
   private async open(policy: Policy): Promise<void> {
-    const entry = this.entry(policy);
-    for (const family of this.families) {
-      const firewall = this.firewallOf(policy, family);
-      await startOrStop(firewall);
-      entry.firewalls.set(family, firewall);
+    const firewalls = new Map<Family, Firewall>();
+    try {
+      for (const family of this.families) {
+        const firewall = this.firewallOf(policy, family);
+        await startOrStop(firewall);
+        firewalls.set(family, firewall);
+      }
+    } catch (err) {
+      for (const firewall of firewalls.values()) firewall.stop();
+      throw err;
     }
+    this.byPolicy.set(policy.name, { policy, firewalls });
   }
 
   /**

@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import { loadPolicies } from '../config/policies.js';
 import type { Clients } from '../policy/clients.js';
+import { systemClock, type Clock, type Timer } from '../util/clock.js';
 import type { PolicyFirewalls } from './policy-firewalls.js';
 
 export interface ReloadResult {
@@ -24,7 +25,8 @@ export interface ReloadResult {
 export class Reloads {
   last: ReloadResult | undefined;
   private running: Promise<ReloadResult> | undefined;
-  private again = false;
+  /** The one more reload that the changes arriving during `running` get. */
+  private next: Promise<ReloadResult> | undefined;
 
   constructor(
     private readonly config: Config,
@@ -34,18 +36,26 @@ export class Reloads {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Read the file again and apply it; changes arriving meanwhile make one more reload after it. */
+  /**
+   * Read the file again and apply it. Asked while a reload runs, it coalesces with every
+   * other such request into one more reload after it, and resolves with that one's result:
+   * the running reload may have read the file before the change the caller is asking about.
+   */
   reload(why: string): Promise<ReloadResult> {
+    if (this.next) return this.next;
     if (this.running) {
-      this.again = true;
-      return this.running;
+      this.next = this.running.then(() => {
+        this.next = undefined;
+        return this.start(why);
+      });
+      return this.next;
     }
+    return this.start(why);
+  }
+
+  private start(why: string): Promise<ReloadResult> {
     this.running = this.once(why).finally(() => {
       this.running = undefined;
-      if (this.again) {
-        this.again = false;
-        void this.reload(why);
-      }
     });
     return this.running;
   }
@@ -71,15 +81,18 @@ export class Reloads {
  * and config managers replace a file by renaming another over it, which a watch on the
  * file itself stops seeing. Bursts of events (a write is several) coalesce.
  */
-export function watchFile(file: string, onChange: () => void, log: Logger, settleMs = 200): { close(): void } {
+export function watchFile(file: string, onChange: () => void, log: Logger, settleMs = 200, clock: Clock = systemClock): { close(): void } {
   const name = basename(file);
-  let timer: NodeJS.Timeout | undefined;
+  let timer: Timer | undefined;
   let watcher: FSWatcher | undefined;
   try {
     watcher = watch(dirname(file), (_, changed) => {
       if (changed !== null && changed !== name) return;
-      if (timer) clearTimeout(timer);
-      timer = setTimeout(onChange, settleMs);
+      if (timer) clock.clearTimeout(timer);
+      timer = clock.setTimeout(() => {
+        timer = undefined;
+        onChange();
+      }, settleMs);
     });
     watcher.on('error', (err) => log.warn({ err: err.message, file }, 'cannot watch the policy file any more: reload with SIGHUP'));
   } catch (err) {
@@ -87,7 +100,7 @@ export function watchFile(file: string, onChange: () => void, log: Logger, settl
   }
   return {
     close() {
-      if (timer) clearTimeout(timer);
+      if (timer) clock.clearTimeout(timer);
       watcher?.close();
     },
   };

@@ -256,7 +256,7 @@ export function planPolicySync(listing: readonly string[], layout: Layout, chain
   if (inOrder) return { script: undefined, adopted, insertAt: 1, rebuilt: false, bypasses: [] };
   const fresh = [...byExpiry(adopted).flatMap((a) => acceptRules(a, layout)), ...tail];
   return {
-    script: restoreScript([`:${chain} - [0:0]`, ...fresh.map((spec) => `-A ${chain} ${spec}`)]),
+    script: restoreScript([...recordChainExists(listing), `:${chain} - [0:0]`, ...fresh.map((spec) => `-A ${chain} ${spec}`)]),
     adopted: byExpiry(adopted),
     insertAt: 1,
     rebuilt: true,
@@ -269,7 +269,7 @@ export function planPolicySetSync(listing: readonly string[], layout: Layout, ch
   const wanted = [...setAcceptRules(layout.bridge, layout.ports, set), ...policyTail(layout)].map((spec) => `-A ${chain} ${spec}`);
   const current = listing.filter((line) => chainOf(line) === chain);
   const inOrder = listing.includes(`-N ${chain}`) && sameList(current, wanted);
-  return { script: inOrder ? undefined : restoreScript([`:${chain} - [0:0]`, ...wanted]), adopted: [], rebuilt: !inOrder, bypasses: [] };
+  return { script: inOrder ? undefined : restoreScript([...recordChainExists(listing), `:${chain} - [0:0]`, ...wanted]), adopted: [], rebuilt: !inOrder, bypasses: [] };
 }
 
 /**
@@ -282,6 +282,11 @@ export function planRoutes(listing: readonly string[], bridge: string, routes: R
   const current = listing.filter((line) => chainOf(line) === CLIENTS_CHAIN);
   if (listing.includes(`-N ${CLIENTS_CHAIN}`) && sameList(current, wanted)) return undefined;
   return restoreScript([`:${CLIENTS_CHAIN} - [0:0]`, ...wanted]);
+}
+
+/** A policy chain jumps to the record chain, which the default policy's block fills: it must exist first. */
+function recordChainExists(listing: readonly string[]): string[] {
+  return listing.includes(`-N ${RECORD_CHAIN}`) ? [] : [`-N ${RECORD_CHAIN}`];
 }
 
 /** Our block's fixed rules ahead of its accept rules. */

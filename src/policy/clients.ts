@@ -9,11 +9,18 @@
  * An address Docker gives to a new container carries the new container's policy from the
  * moment Docker says so (setContainer), never the old one's. Lookups are once per answer:
  * a container's address is one Map lookup; ranges, longest prefix first, are asked once
- * per address and remembered until something changes.
+ * per address and remembered (up to MAX_CACHED_CLIENTS) until something changes.
  */
 import { isIP } from 'node:net';
 import { range } from '../util/cidr.js';
 import { PolicySet, type Policy } from './policies.js';
+
+/**
+ * Client addresses remembered between changes. A container may send from any address of
+ * its subnet (2^64 of them in an IPv6 /64) and each answer's client is looked up here: past
+ * this many, the memory starts again from nothing rather than growing for ever.
+ */
+export const MAX_CACHED_CLIENTS = 10_000;
 
 export interface Container {
   id: string;
@@ -82,9 +89,15 @@ export class Clients {
     let found = this.cache.get(key);
     if (!found) {
       found = this.resolve(key);
+      if (this.cache.size >= MAX_CACHED_CLIENTS) this.cache.clear();
       this.cache.set(key, found);
     }
     return found;
+  }
+
+  /** Client addresses remembered now (for tests). */
+  get cachedCount(): number {
+    return this.cache.size;
   }
 
   /**

@@ -10,7 +10,7 @@
  *   unknown policy or holds a bad pattern gives the container the refusing policy, which
  *   opens nothing, never the default: a typo must not widen what a service reaches.
  */
-import { parsePortSpecs } from '../config/ports.js';
+import { parsePortSpecs, setPortsRefusal } from '../config/ports.js';
 import type { PortSpec } from '../firewall/rules.js';
 import { Patterns } from './patterns.js';
 import type { PatternOptions } from './pattern.js';
@@ -35,6 +35,8 @@ export interface Policy {
 export interface PolicyOptions extends PatternOptions {
   /** --audit: every policy records what it would block and blocks nothing. */
   audit?: boolean;
+  /** The most ports of one protocol a label may ask for (the ipset backend's rule takes 15). */
+  maxSetPorts?: number;
 }
 
 export const DEFAULT_POLICY = 'default';
@@ -99,6 +101,8 @@ export class PolicySet {
     }
     try {
       const ports = labels[LABELS.ports] ? parsePortSpecs(labels[LABELS.ports]!, LABELS.ports) : this.options.ports;
+      const tooMany = this.options.maxSetPorts === undefined ? undefined : setPortsRefusal(ports, this.options.maxSetPorts);
+      if (tooMany) return refused(`${LABELS.ports}: ${tooMany}: give fewer, or use another backend`);
       const patterns = own!.split(/[\s,]+/).filter(Boolean);
       // A container's labels cannot ask for audit mode: that would let it widen what it reaches.
       const audit = this.options.audit ?? false;

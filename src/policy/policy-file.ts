@@ -16,8 +16,8 @@
  * Patterns, ports and ranges are checked here too, each with its line, by the same parsers
  * the command line uses, so an error reads the same wherever it was made.
  */
-import { LineCounter, isMap, isSeq, parseDocument, type Node } from 'yaml';
-import { parsePortSpec } from '../config/ports.js';
+import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node } from 'yaml';
+import { parsePortSpec, setPortsRefusal } from '../config/ports.js';
 import type { PortSpec } from '../firewall/rules.js';
 import { overlaps } from '../util/cidr.js';
 import { ConfigError } from '../util/errors.js';
@@ -62,7 +62,8 @@ export const POLICY_NAME = /^[a-z][a-z0-9_-]{0,21}$/;
 const RESERVED = /^(default|refused|c-.*)$/;
 const KEYS = { top: ['allow', 'ports', 'audit', 'policies'], policy: ['allow', 'ports', 'clients', 'audit'] };
 
-export function parsePolicyFile(text: string, file: string, options: PatternOptions = {}): PolicyFile {
+/** `maxSetPorts`: the most ports of one protocol a policy may have (the ipset backend's rule). */
+export function parsePolicyFile(text: string, file: string, options: PatternOptions & { maxSetPorts?: number } = {}): PolicyFile {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const at = (node: Node | null | undefined) => (node?.range ? lines.linePos(node.range[0]).line : undefined);
@@ -70,9 +71,10 @@ export function parsePolicyFile(text: string, file: string, options: PatternOpti
     throw new PolicyFileError(file, at(node), reason);
   };
   const [first] = doc.errors;
-  if (first) throw new PolicyFileError(file, first.linePos?.[0].line, `not valid YAML: ${first.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`);
+  // Without prettyErrors the error carries only its offset: the line is ours to count.
+  if (first) throw new PolicyFileError(file, lines.linePos(first.pos[0]).line, `not valid YAML: ${first.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`);
   const root = doc.contents;
-  if (root === null || (isMap(root) && root.items.length === 0)) return { allow: [], audit: false, policies: [] };
+  if (root === null || (isScalar(root) && root.value === null) || (isMap(root) && root.items.length === 0)) return { allow: [], audit: false, policies: [] };
   if (!isMap(root)) return fail(root, 'the file must be a mapping with allow, ports and policies (see docs/policies.md)');
   checkKeys(root, KEYS.top, 'at the top', fail);
 
@@ -98,13 +100,16 @@ export function parsePolicyFile(text: string, file: string, options: PatternOpti
     if (node === undefined || node === null) return undefined;
     const list = strings(node, what);
     if (list.length === 0) fail(node as Node, `${what} is empty: name at least one port, or leave it out`);
-    return list.map(({ value, node: item }) => {
+    const specs = list.map(({ value, node: item }) => {
       try {
         return parsePortSpec(value, what);
       } catch (err) {
         return fail(item, (err as Error).message);
       }
     });
+    const tooMany = options.maxSetPorts === undefined ? undefined : setPortsRefusal(specs, options.maxSetPorts);
+    if (tooMany) fail(node as Node, `${what}: ${tooMany}: give fewer, or use another backend`);
+    return specs;
   };
 
   const flag = (node: unknown, what: string): boolean => {
@@ -119,13 +124,14 @@ export function parsePolicyFile(text: string, file: string, options: PatternOpti
   const section = root.get('policies', true);
   if (section !== undefined && section !== null && !isMap(section)) fail(section as Node, 'policies must be a mapping of names to policies');
   for (const pair of isMap(section) ? section.items : []) {
-    const key = pair.key as Node & { value?: unknown };
-    const name = String(key.value);
-    if (!POLICY_NAME.test(name) || RESERVED.test(name)) {
+    const key = pair.key as Node | null;
+    // A plain word: not what YAML makes of an empty key, an alias, a mapping or `true` ("null", "undefined", "true").
+    const name = isScalar(key) ? String(key.value) : String(key ?? '');
+    if (!isScalar(key) || typeof key.value !== 'string' || !POLICY_NAME.test(name) || RESERVED.test(name)) {
       fail(key, `"${name}" cannot name a policy: lower-case letters, digits, "-" and "_", starting with a letter, at most 22, and not "default", "refused" or "c-…" (a container's own)`);
     }
     const body = pair.value;
-    if (!isMap(body)) return fail((body as Node) ?? key, `policy ${name} must be a mapping with allow, and optionally ports, clients and audit`);
+    if (!isMap(body)) return fail((body as Node | null) ?? key, `policy ${name} must be a mapping with allow, and optionally ports, clients and audit`);
     checkKeys(body, KEYS.policy, `in policy ${name}`, fail);
     const allow = patterns(body.get('allow', true), `policy ${name}: allow`);
     const clients = strings(body.get('clients', true), `policy ${name}: clients`).map(({ value, node }) => {
