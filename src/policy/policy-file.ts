@@ -65,7 +65,8 @@ export function parsePolicyFile(text: string, file: string, options: PatternOpti
     throw new PolicyFileError(file, at(node), reason);
   };
   const [first] = doc.errors;
-  if (first) throw new PolicyFileError(file, first.linePos?.[0].line, `not valid YAML: ${first.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`);
+  // linePos is only filled in with prettyErrors; the line counter knows every offset.
+  if (first) throw new PolicyFileError(file, lines.linePos(first.pos[0]).line, `not valid YAML: ${first.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`);
   const root = doc.contents;
   if (root === null || (isMap(root) && root.items.length === 0)) return { allow: [], policies: [] };
   if (!isMap(root)) return fail(root, 'the file must be a mapping with allow, ports and policies (see docs/policies.md)');
