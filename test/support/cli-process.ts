@@ -13,6 +13,8 @@ export interface CliProcess {
   exited: Promise<number | undefined>;
   /** What it wrote to stderr (the one-line user errors go there). */
   stderr(): string;
+  /** Send `signal` (SIGHUP: read the policy file again); false once it has exited. */
+  signal(signal: NodeJS.Signals): boolean;
   stop(): Promise<number | undefined>;
 }
 
@@ -58,6 +60,7 @@ export function startCli(namespace: string, args: string[], env: Record<string, 
         await new Promise((r) => setTimeout(r, 20));
       }
     },
+    signal: (signal) => exited === null && child.kill(signal),
     async stop() {
       if (exited === null) child.kill('SIGTERM');
       await done;

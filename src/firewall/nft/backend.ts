@@ -41,12 +41,12 @@ export class NftablesBackend implements FirewallBackend {
     this.now = options.nowSeconds ?? (() => Date.now() / 1000);
   }
 
-  /** The family's layout as the rest of the firewall reads it (bridge, ports, subnets). */
+  /** The family's layout as the rest of the firewall reads it (bridge, its policy's ports, subnets). */
   get layout(): Layout {
     const nft = this.options.table.layout;
     return {
       bridge: nft.bridge,
-      ports: nft.ports,
+      ports: this.policy === DEFAULT_POLICY ? nft.ports : (nft.policies?.find((p) => p.name === this.policy)?.ports ?? []),
       family: this.family,
       subnets: nft[this.family].subnets,
       dns: nft[this.family].dns,

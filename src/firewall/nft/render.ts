@@ -181,12 +181,17 @@ function setsFor(layout: NftLayout): string[] {
  * every chain of ours is flushed and written again, and chains of a bridge left behind are
  * deleted. Atomic: no packet sees the chains half written.
  */
-export function renderTable(layout: NftLayout, existing: { chains?: readonly string[]; sets?: readonly string[] } = {}): string {
+export function renderTable(
+  layout: NftLayout,
+  existing: { chains?: readonly string[]; sets?: readonly string[]; routes?: ReadonlyArray<{ map: string; key: string; target: string }> } = {},
+): string {
   const wanted = chainsFor(layout);
   const table = `${FAMILY} ${TABLE}`;
   const gone = (existing.chains ?? []).filter((chain) => !wanted.includes(chain));
   const wantedSets = new Set(policyNames(layout).flatMap((p) => [setName(p, 4), setName(p, 6)]));
   const goneSets = (existing.sets ?? []).filter((set) => /^(allow[46]|p-.+-[46])$/.test(set) && !wantedSets.has(set));
+  const goneRoutes = new Map<string, string[]>();
+  for (const { map, key, target } of existing.routes ?? []) if (gone.includes(target)) goneRoutes.set(map, [...(goneRoutes.get(map) ?? []), key]);
   const lines = [
     `add table ${table}`,
     ...setsFor(layout),
@@ -195,9 +200,12 @@ export function renderTable(layout: NftLayout, existing: { chains?: readonly str
     ...wanted.slice(2).map((chain) => `add chain ${table} ${chain}`),
     ...wanted.map((chain) => `flush chain ${table} ${chain}`),
     // A chain a map still routes a client to cannot go, and the transaction fails whole: the
-    // daemon routes a policy's clients elsewhere (renderRoutes) before it drops the policy.
+    // daemon routes a policy's clients elsewhere (renderRoutes) before it drops the policy,
+    // and a previous run's routes to a policy no longer there (met at start, before any
+    // routes are written) are deleted with it: those clients have no such policy any more.
     ...gone.map((chain) => `flush chain ${table} ${chain}`),
     ...rulesFor(layout).map((r) => `add rule ${table} ${r.chain} ${r.text} comment "${r.comment}"`),
+    ...[...goneRoutes].map(([map, keys]) => `delete element ${table} ${map} { ${keys.join(', ')} }`),
     ...gone.map((chain) => `delete chain ${table} ${chain}`),
     ...goneSets.map((set) => `delete set ${table} ${set}`),
   ];

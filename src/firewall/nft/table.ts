@@ -51,7 +51,8 @@ export class NftTable {
     const text = await this.runner.list();
     const listing = parseListing(text ?? '{}');
     if (text !== undefined && this.chainsMatch(listing)) return { listing, rebuilt: false };
-    await this.runner.apply(renderTable(this.current, { chains: [...listing.chains.keys()], sets: [...listing.sets.keys()] }));
+    const routes = [...listing.maps].flatMap(([map, elements]) => elements.map((e) => ({ map, ...e })));
+    await this.runner.apply(renderTable(this.current, { chains: [...listing.chains.keys()], sets: [...listing.sets.keys()], routes }));
     return { listing, rebuilt: true };
   }
 

@@ -98,6 +98,27 @@ describe('the nftables table', () => {
     expect(script.some((l) => /element|flush set|flush map/.test(l))).toBe(false);
   });
 
+  it("deletes a previous run's routes to a policy gone from the file with its chain, in the same transaction, and no other route", () => {
+    // Met at start: the kernel refuses to delete a chain a map element still jumps to, and the whole start would fail.
+    const script = renderTable({ ...layout, policies: [{ name: 'refused', ports: [] }] }, {
+      chains: ['forward', 'input', 'egress-br0', 'host-br0', 'policy-default', 'policy-web', 'policy-refused'],
+      sets: ['allow4', 'p-web-4', 'p-web-6'],
+      routes: [
+        { map: 'ranges4', key: '192.0.2.11', target: 'policy-web' },
+        { map: 'ranges4', key: '192.0.2.16/28', target: 'policy-web' },
+        { map: 'clients4', key: '192.0.2.12', target: 'policy-web' },
+        { map: 'clients4', key: '192.0.2.13', target: 'policy-refused' },
+      ],
+    }).split('\n');
+    expect(script.filter((l) => l.startsWith('delete'))).toEqual([
+      'delete element inet on-his-name ranges4 { 192.0.2.11, 192.0.2.16/28 }',
+      'delete element inet on-his-name clients4 { 192.0.2.12 }',
+      'delete chain inet on-his-name policy-web',
+      'delete set inet on-his-name p-web-4',
+      'delete set inet on-his-name p-web-6',
+    ]);
+  });
+
   it('opens with the seconds left and the name, closes even an element the kernel already let expire, and refreshes by replacing', () => {
     expect(renderElements(4, [{ address: '198.51.100.7', name: 'a.test.', expiresAt: 1_000 }], [{ address: '198.51.100.8' }], 400)).toBe(
       [
@@ -135,6 +156,19 @@ describe('nft -j list table, read', () => {
       { rule: { family: 'inet', table: 'on-his-name', chain: 'forward', handle: 4, comment: 'on-his-name bridge #1', expr: [] } },
       { rule: { family: 'inet', table: 'on-his-name', chain: 'forward', handle: 5, expr: [] } },
       { rule: { family: 'inet', table: 'someone-else', chain: 'forward', handle: 6, comment: 'x', expr: [] } },
+      // As nft 1.0.6 lists them: an exact /32 of an interval map as a bare address, a wider one as a prefix.
+      {
+        map: {
+          family: 'inet', name: 'ranges4', table: 'on-his-name', type: 'ipv4_addr', map: 'verdict', flags: ['interval'],
+          elem: [
+            ['192.0.2.11', { jump: { target: 'policy-web' } }],
+            [{ prefix: { addr: '192.0.2.16', len: 28 } }, { jump: { target: 'policy-ci' } }],
+            [{ range: ['192.0.2.40', '192.0.2.50'] }, { jump: { target: 'policy-ci' } }],
+            ['192.0.2.60', { accept: null }],
+          ],
+        },
+      },
+      { map: { family: 'inet', name: 'clients4', table: 'on-his-name', type: 'ipv4_addr', map: 'verdict' } },
     ],
   });
 
@@ -148,8 +182,24 @@ describe('nft -j list table, read', () => {
     });
   });
 
+  it('gives each verdict map its clients, keyed as nft takes them back, and the chain each jumps to', () => {
+    expect(parseListing(json).maps).toEqual(
+      new Map([
+        [
+          'ranges4',
+          [
+            { key: '192.0.2.11', target: 'policy-web' },
+            { key: '192.0.2.16/28', target: 'policy-ci' },
+            { key: '192.0.2.40-192.0.2.50', target: 'policy-ci' },
+          ],
+        ],
+        ['clients4', []],
+      ]),
+    );
+  });
+
   it('reads nothing from what is not nft JSON', () => {
-    expect(parseListing('not json')).toEqual({ chains: new Map(), sets: new Map() });
-    expect(parseListing('{"nftables": 3}')).toEqual({ chains: new Map(), sets: new Map() });
+    expect(parseListing('not json')).toEqual({ chains: new Map(), sets: new Map(), maps: new Map() });
+    expect(parseListing('{"nftables": 3}')).toEqual({ chains: new Map(), sets: new Map(), maps: new Map() });
   });
 });
