@@ -34,7 +34,8 @@ export function watchBlocked(options: BlockedWatchOptions): BlockedWatch {
   const { view, answers, clock, log } = options;
   let timer: Timer | undefined;
   let stopped = false;
-  let failing = false;
+  // Per family: one family failing must not hide the other's recovery, nor repeat itself.
+  const failing = new Set<number>();
   let reading: Promise<void> | undefined;
 
   const readOnce = async () => {
@@ -47,11 +48,10 @@ export function watchBlocked(options: BlockedWatchOptions): BlockedWatch {
           const entry = view.add(attempt, { ...options.who(attempt.client), answer: answers.nameFor(attempt.client, attempt.address) }, now);
           if (entry) fresh.push(entry);
         }
-        if (failing) log.info({ family: reader.family }, 'reading blocked attempts again');
-        failing = false;
+        if (failing.delete(reader.family)) log.info({ family: reader.family }, 'reading blocked attempts again');
       } catch (err) {
-        if (!failing) log.warn({ family: reader.family, err: (err as Error).message }, 'cannot read the blocked attempts; retrying every interval');
-        failing = true;
+        if (!failing.has(reader.family)) log.warn({ family: reader.family, err: (err as Error).message }, 'cannot read the blocked attempts; retrying every interval');
+        failing.add(reader.family);
       }
     }
     for (const entry of fresh.slice(0, LINES_PER_READ)) say(log, entry);

@@ -39,6 +39,25 @@ describe('the nftables table', () => {
     expect(chainsFor(withPolicies)).toEqual(['forward', 'input', 'egress-br0', 'host-br0', 'policy-default', 'policy-ci', 'policy-refused']);
   });
 
+  it('records what each policy is about to block before its verdict, and in audit mode accepts instead of dropping', () => {
+    const recording: NftLayout = { ...layout, record: true, audit: true, policies: [{ name: 'ci', ports: [{ protocol: 'tcp', port: 22 }], audit: false }] };
+    const chain = (name: string) => rulesFor(recording).filter((r) => r.chain === name);
+    const record = [
+      'meta l4proto { tcp, udp } update @blocked4 { ip saddr . ip daddr . meta l4proto . th dport }',
+      'meta l4proto { tcp, udp } update @blocked6 { ip6 saddr . ip6 daddr . meta l4proto . th dport }',
+    ];
+    expect(chain('policy-default').map((r) => r.text).slice(-3)).toEqual([...record, 'counter accept']);
+    expect(chain('policy-default').at(-1)!.comment).toMatch(/^on-his-name default-audit #/);
+    expect(chain('policy-ci').map((r) => r.text).slice(-3)).toEqual([...record, 'counter drop']);
+    expect(chain('policy-ci').at(-1)!.comment).toMatch(/^on-his-name policy-drop #/);
+    const table = renderTable(recording);
+    expect(table).toContain('add set inet on-his-name blocked4 { type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags dynamic, timeout; timeout 600s; size 16384; counter; }');
+    expect(table).toContain('add set inet on-his-name blocked6 { type ipv6_addr . ipv6_addr . inet_proto . inet_service;');
+    // Without the blocked view, no set and no record rule: the drop is the whole tail.
+    expect(renderTable(layout)).not.toContain('blocked4');
+    expect(rulesFor(layout).filter((r) => r.chain === 'policy-default').at(-1)!.text).toBe('counter drop');
+  });
+
   it('routes each client to its policy in one transaction: containers by address, the file ranges as intervals', () => {
     expect(renderRoutes([{ client: '192.0.2.16/28', policy: 'ci' }, { client: '192.0.2.5', policy: 'web' }, { client: '2001:db8:6::5', policy: 'default' }]).split('\n')).toEqual([
       'flush map inet on-his-name clients4',
