@@ -12,7 +12,7 @@
  * per address and remembered (up to MAX_CACHED_CLIENTS) until something changes.
  */
 import { isIP } from 'node:net';
-import { range } from '../util/cidr.js';
+import { AddressRanges } from '../util/address.js';
 import { PolicySet, type Policy } from './policies.js';
 
 /**
@@ -39,7 +39,7 @@ export interface ClientPolicy {
 export class Clients {
   private readonly containers = new Map<string, Container & { policy: Policy | undefined }>();
   private readonly byAddress = new Map<string, string>();
-  private ranges: Array<{ policy: Policy; check: (address: string) => boolean; bits: number }> = [];
+  private ranges: AddressRanges<Policy>;
   private readonly cache = new Map<string, ClientPolicy>();
 
   constructor(private policies: PolicySet) {
@@ -133,21 +133,14 @@ export class Clients {
     const container = id === undefined ? undefined : this.containers.get(id);
     const who = container ? { container: { id: container.id, name: container.name } } : {};
     if (container?.policy) return { policy: container.policy, ...who };
-    const ranged = this.ranges.find((r) => r.check(address));
-    return { policy: ranged?.policy ?? this.policies.defaultPolicy, ...who };
+    const ranged = this.ranges.find(address)?.value;
+    return { policy: ranged ?? this.policies.defaultPolicy, ...who };
   }
 }
 
-/** The file's ranges, longest prefix first: a narrower range is the more specific claim. */
-function rangesOf(policies: PolicySet): Array<{ policy: Policy; check: (address: string) => boolean; bits: number }> {
-  return policies.all
-    .flatMap((policy) =>
-      policy.clients.map((cidr) => {
-        const r = range(cidr)!;
-        return { policy, bits: r.bits, check: (address: string) => isIP(address) === (r.family === 'ipv4' ? 4 : 6) && r.list.check(address, r.family) };
-      }),
-    )
-    .sort((a, b) => b.bits - a.bits);
+/** The file's ranges; AddressRanges asks the narrowest first: a narrower range is the more specific claim. */
+function rangesOf(policies: PolicySet): AddressRanges<Policy> {
+  return new AddressRanges(policies.all.flatMap((policy) => policy.clients.map((cidr) => ({ cidr, value: policy }))));
 }
 
 /** IPv4-mapped IPv6 (a dual-stack socket's view of an IPv4 client) as plain IPv4. */
