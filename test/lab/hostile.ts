@@ -20,6 +20,7 @@ export const SCRIPTS = {
   sendQuery: script('send-query.mjs'),
   dnsFlood: script('dns-flood.mjs'),
   tcpTrickle: script('tcp-trickle.mjs'),
+  knock: script('knock.mjs'),
 } as const;
 
 export type Family = 4 | 6;
