@@ -13,6 +13,7 @@ import { removeOwned, type Removed } from './firewall/reset.js';
 import { BLOCKED_SETS } from './firewall/blocked.js';
 import { removeTable } from './firewall/nft/reset.js';
 import { nftRunner } from './firewall/nft/runner.js';
+import { nftMonitor } from './host/ruleset-watch.js';
 import { destroyOwnedSet } from './firewall/ipset-backend.js';
 import { OWNED_SETS, POLICY_SET_PREFIX, SET_V4, SET_V6 } from './firewall/ipset.js';
 import { execIpset, persistentIpset } from './firewall/ipset-runner.js';
@@ -147,7 +148,7 @@ async function run(config: Config, log: Logger): Promise<number> {
   let reload: ((why: string) => unknown) | undefined;
   let hupWhileStarting = false;
   process.on('SIGHUP', () => (reload ? reload('SIGHUP') : (hupWhileStarting = true)));
-  const daemon = await startDaemon(config, { ...runners, ipset, nft, docker: () => dockerClient(), onFatal: (err) => fatal?.(err), log }).catch((err: unknown) => {
+  const daemon = await startDaemon(config, { ...runners, ipset, nft, docker: () => dockerClient(), rulesetMonitor: nftMonitor(), onFatal: (err) => fatal?.(err), log }).catch((err: unknown) => {
     // A child process left running would keep node alive after the error line.
     for (const process of longLived) process.close?.();
     throw err;

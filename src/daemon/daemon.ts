@@ -59,6 +59,7 @@ import { startInlineDns, type InlineDnsService } from './inline-dns.js';
 import { kernelsFor, type Route } from './kernels.js';
 import { PolicyFirewalls } from './policy-firewalls.js';
 import { Reloads, watchFile, type ReloadResult } from './reloads.js';
+import { watchRuleset, type RulesetMonitor } from '../host/ruleset-watch.js';
 
 export interface DaemonDeps {
   runner: IptablesRunner;
@@ -77,6 +78,8 @@ export interface DaemonDeps {
   log: Logger;
   /** Time for the dnstap sources and for following Docker (backoff, deadlines, polls); the real clock unless a test moves it. */
   clock?: Clock;
+  /** Watches the kernel's ruleset (nft monitor) to reconcile as soon as someone changes it; none: the reconcile interval only. */
+  rulesetMonitor?: RulesetMonitor;
 }
 
 export interface Daemon {
@@ -137,6 +140,11 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   await closers.step(() => firewalls.start(policies.defaultPolicy, clients.policiesInUse().filter((p) => p.name !== DEFAULT_POLICY), routesOf(clients)));
   const reloads = new Reloads(config, clients, firewalls, deps.log.child({ component: 'policy' }));
   const clock = deps.clock ?? systemClock;
+  // --reconcile-interval 0 means "never touch what I changed": the watch would undo it too.
+  if (deps.rulesetMonitor && config.reconcileInterval > 0) {
+    const watch = watchRuleset({ spawn: deps.rulesetMonitor, onChange: () => firewalls.reconcile(), log: deps.log.child({ component: 'firewall' }), clock });
+    closers.add('ruleset watch', () => watch.stop());
+  }
   const blocked = kernels.blocked().length ? { view: new BlockedView(), answers: new RecentAnswers() } : undefined;
 
   // Read at each query: after the network is re-created, its new subnets are the clients.
