@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { DEFAULTS, parseConfig, type Config } from './config/config.js';
 import { runStatus } from './admin/status.js';
-import { runCheck } from './config/check.js';
+import { runCheck } from './admin/check.js';
 import { runSuggest } from './admin/suggestions.js';
 import { startDaemon } from './daemon/daemon.js';
 import { dockerClient } from './docker/network.js';

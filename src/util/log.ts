@@ -1,8 +1,10 @@
 /** pino, JSON by default and readable on a terminal; each component logs through its own child. */
 import { pino, type Logger } from 'pino';
-import type { LogFormat, LogLevel } from '../config/config.js';
 
 export type { Logger };
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+/** auto: pretty on a terminal, JSON otherwise. */
+export type LogFormat = 'auto' | 'json' | 'pretty';
 
 export function createLogger(level: LogLevel, format: LogFormat, isTTY = Boolean(process.stdout.isTTY)): Logger {
   const pretty = format === 'pretty' || (format === 'auto' && isTTY);
