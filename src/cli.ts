@@ -6,7 +6,7 @@ import { runStatus } from './admin/status.js';
 import { runCheck } from './admin/check.js';
 import { runSuggest } from './admin/suggestions.js';
 import { startDaemon } from './daemon/daemon.js';
-import { dockerClient } from './docker/network.js';
+import { dockerClient } from './docker/client.js';
 import { ApplyError, ConfigError } from './util/errors.js';
 import { iptablesRunner } from './firewall/iptables.js';
 import { removeOwned, type Removed } from './firewall/reset.js';
