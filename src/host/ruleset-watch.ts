@@ -101,17 +101,27 @@ export function watchRuleset(options: RulesetWatchOptions): RulesetWatch {
   };
 }
 
-/** The real `nft monitor`, through `prefix` (e.g. ['ip', 'netns', 'exec', 'lab']) if given. */
+/**
+ * The real `nft monitor`, through `prefix` (e.g. ['ip', 'netns', 'exec', 'lab']) if given.
+ * It never reads its stdin, so it would outlive us (a SIGKILL leaves children running): a
+ * shell holds it and kills it when our end of its stdin closes, at stop or at our death.
+ */
 export function nftMonitor(prefix: readonly string[] = []): RulesetMonitor {
   return (onLine) => {
-    const [command, ...args] = [...prefix, 'nft', 'monitor'];
-    const child: ResultPromise = execa(command!, args, { buffer: false, stdin: 'ignore', stderr: 'ignore' });
+    const [command, ...args] = [...prefix, 'sh', '-c', 'command -v nft >/dev/null || exit 127; nft monitor & read -r _; kill $! 2>/dev/null'];
+    const child: ResultPromise = execa(command!, args, { buffer: false, stdin: 'pipe', stderr: 'ignore' });
     let rest = '';
     child.stdout?.on('data', (chunk: Buffer) => {
       const lines = (rest + chunk.toString('utf8')).split('\n');
       rest = lines.pop() ?? '';
       for (const line of lines) onLine(line);
     });
-    return { exited: child, stop: () => child.kill() };
+    const exited = child.then(
+      () => undefined,
+      (err: { exitCode?: number }) => {
+        throw err.exitCode === 127 ? Object.assign(new Error('nft not found'), { code: 'ENOENT' }) : err;
+      },
+    );
+    return { exited, stop: () => child.stdin?.end() };
   };
 }
