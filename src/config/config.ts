@@ -16,8 +16,6 @@ import {
   type Backend,
   type CountOption,
   type ListOption,
-  type LogFormat,
-  type LogLevel,
   type OptionName,
   type OptionValues,
   type SwitchOption,
@@ -39,8 +37,9 @@ import {
   type HostPort,
 } from './parse.js';
 import { parsePortSpecs, setPortsRefusal } from './ports.js';
+import type { LogFormat, LogLevel } from '../util/log.js';
 
-export type { AdminAddress, Backend, HostPort, LogFormat, LogLevel };
+export type { AdminAddress, Backend, HostPort };
 
 export type Command = 'run' | 'reset' | 'status' | 'check' | 'suggest' | 'help' | 'version';
 

@@ -8,17 +8,16 @@
  * in backticks is kept in the README and loses its backticks in `--help`.
  */
 import type { ParseArgsConfig } from 'node:util';
+import type { LogFormat, LogLevel } from '../util/log.js';
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const satisfies readonly LogLevel[];
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const satisfies readonly LogFormat[];
 /**
  * iptables: one rule per address and port in DOCKER-USER (what `iptables -vL` shows); ipset:
  * one set per family behind one rule; nftables: a table of our own; auto: firewall/choose.ts.
  */
 export const BACKENDS = ['auto', 'iptables', 'ipset', 'nftables'] as const;
 
-export type LogLevel = (typeof LOG_LEVELS)[number];
-export type LogFormat = (typeof LOG_FORMATS)[number];
 export type Backend = (typeof BACKENDS)[number];
 
 const WEEK = 7 * 86_400;
@@ -220,7 +219,8 @@ export const OPTIONS = {
     placeholder: 'SECONDS',
     count: { min: 0, max: 86_400, unit: 'seconds (0 turns it off)' },
     section: 'firewall',
-    description: 'read its rules in the kernel again this often and put back what someone removed or changed; `0` never',
+    description:
+      'read its rules in the kernel again this often, and at once when `nft monitor` reports a change that could open egress, and put back what someone removed or changed; `0` never',
   },
   'dns-listen': {
     type: 'string',
