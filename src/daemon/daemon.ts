@@ -135,10 +135,12 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   closers.add('firewalls', () => firewalls.stop(SHUTDOWN_GRACE_MS, deps.log));
   const containers = found.docker && found.network && hasContainers(found.docker) ? found.docker : undefined;
   // Before the first rule: a container with a policy of its own never passes for a default client.
+  const sayRefusals = refusalsSaid(clients, deps.log.child({ component: 'policy' }));
   if (containers) clients.replaceContainers(await listContainers(containers, found.network!, deps.log));
+  sayRefusals();
   const policies = clients.policySet;
   await closers.step(() => firewalls.start(policies.defaultPolicy, clients.policiesInUse().filter((p) => p.name !== DEFAULT_POLICY), routesOf(clients)));
-  const reloads = new Reloads(config, clients, firewalls, deps.log.child({ component: 'policy' }));
+  const reloads = new Reloads(config, clients, firewalls, deps.log.child({ component: 'policy' }), Date.now, sayRefusals);
   const clock = deps.clock ?? systemClock;
   // --reconcile-interval 0 means "never touch what I changed": the watch would undo it too.
   if (deps.rulesetMonitor && config.reconcileInterval > 0) {
@@ -219,6 +221,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
         network: () => ({ name: found.network!.name, id: follower?.network.id ?? found.network!.id }),
         onContainers: async (list) => {
           clients.replaceContainers(list.map(asContainer));
+          sayRefusals();
           await firewalls.update(clients.policiesInUse(), routesOf(clients));
         },
         log: deps.log.child({ component: 'docker' }),
@@ -266,6 +269,25 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     async close() {
       for (const { what, err } of await closers.closeAll()) deps.log.warn({ what, err: (err as Error).message }, 'stopping: could not close cleanly');
     },
+  };
+}
+
+/**
+ * A container whose labels were refused opens nothing: said once per container and
+ * reason, as one line naming the container, the label and the fix (status shows it too).
+ */
+function refusalsSaid(clients: Clients, log: Logger): () => void {
+  const said = new Set<string>();
+  return () => {
+    const now = new Set<string>();
+    for (const c of clients.list()) {
+      if (!c.refusal) continue;
+      const key = `${c.id} ${c.refusal}`;
+      now.add(key);
+      if (!said.has(key)) log.error({ container: c.name, id: c.id.slice(0, 12), addresses: c.addresses, reason: c.refusal }, `container ${c.name} opens nothing: ${c.refusal}`);
+    }
+    said.clear();
+    for (const key of now) said.add(key);
   };
 }
 

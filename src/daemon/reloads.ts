@@ -34,6 +34,8 @@ export class Reloads {
     private readonly firewalls: PolicyFirewalls,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
+    /** After a reload is applied: what the daemon says of the clients it changed (a container now refused). */
+    private readonly afterApply: () => void = () => {},
   ) {}
 
   /**
@@ -68,6 +70,7 @@ export class Reloads {
       await this.firewalls.update(this.clients.policiesInUse(), this.clients.routes().map((r) => ({ client: r.client, policy: r.policy.name })));
       this.last = { at, ok: true, why };
       this.log.info({ why, policies: [...policies.named.keys()], file: this.config.policyFile }, 'policies reloaded');
+      this.afterApply();
     } catch (err) {
       this.last = { at, ok: false, why, error: (err as Error).message };
       this.log.error({ why, err: (err as Error).message }, 'policy reload refused: the running policies stay');

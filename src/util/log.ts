@@ -8,8 +8,8 @@ export type LogFormat = 'auto' | 'json' | 'pretty';
 
 export function createLogger(level: LogLevel, format: LogFormat, isTTY = Boolean(process.stdout.isTTY)): Logger {
   const pretty = format === 'pretty' || (format === 'auto' && isTTY);
+  // No `name`: a decision's DNS name is its `name` field, and a JSON line must not hold the key twice.
   return pino({
-    name: 'on-his-name',
     level,
     ...(pretty ? { transport: { target: 'pino-pretty', options: { colorize: isTTY, translateTime: 'SYS:HH:MM:ss.l' } } } : {}),
   });

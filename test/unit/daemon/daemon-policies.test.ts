@@ -158,15 +158,18 @@ describe('policies per service, in the daemon', () => {
   });
 
   it('routes a container whose label cannot be honoured to a chain that drops everything, and logs why', async () => {
-    const { v4 } = await start([container(RUNNER, 'runner', '172.18.0.2', { 'on-his-name.allow': '*' })]);
+    const { v4, lines } = await start([container(RUNNER, 'runner', '172.18.0.2', { 'on-his-name.allow': '*' })]);
+    expect(lines.filter((l) => String(l.msg).startsWith('container runner opens nothing'))).toEqual([
+      expect.objectContaining({ level: 50, container: 'runner', reason: expect.stringMatching(/on-his-name\.allow: bad pattern "\*"/) }),
+    ]);
     expect(routes(v4)).toEqual([routeTo('172.18.0.2', 'OHN-P-refused')]);
     await answers({ client: '172.18.0.2', name: 'allowed.test', address: '198.51.100.3' });
     expect(JSON.stringify(await v4.runner.list())).not.toContain('198.51.100.3');
     expect(daemon!.clients.list()).toMatchObject([{ name: 'runner', policy: 'refused', refusal: expect.stringMatching(/bad pattern "\*": it allows every name/) }]);
   });
 
-  it("reloads with daemon.reload(): a pattern dropped closes what it opened, a policy gone refuses its containers, a bad file changes nothing", async () => {
-    const { v4, file } = await start([container(RUNNER, 'runner', '172.18.0.2', { 'on-his-name.policy': 'ci' })]);
+  it("reloads with daemon.reload(): a pattern dropped closes what it opened, a policy gone refuses its containers (and says so), a bad file changes nothing", async () => {
+    const { v4, file, lines } = await start([container(RUNNER, 'runner', '172.18.0.2', { 'on-his-name.policy': 'ci' })]);
     await answers({ client: '172.18.0.2', name: 'github.com', address: '198.51.100.1' }, { client: '172.18.0.2', name: 'api.github.com', address: '198.51.100.2' });
     expect(accepted(v4.rules('OHN-P-ci'))).toEqual(['198.51.100.1', '198.51.100.2']);
 
@@ -183,6 +186,7 @@ describe('policies per service, in the daemon', () => {
     await writeFile(file, 'policies:\n  deploy:\n    allow: ["deploy.test."]\n');
     expect(await daemon!.reload('test')).toMatchObject({ ok: true });
     expect(routes(v4)).toEqual([routeTo('172.18.0.2', 'OHN-P-refused')]);
+    expect(lines.filter((l) => String(l.msg).startsWith('container runner opens nothing'))).toEqual([expect.objectContaining({ reason: expect.stringMatching(/names no policy/) })]);
     expect(v4.others.has('OHN-P-ci')).toBe(false);
     expect(JSON.stringify(await v4.runner.list())).not.toContain('198.51.100.1');
   });
