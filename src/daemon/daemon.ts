@@ -196,7 +196,10 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
           ...(listener?.endpoint.transport === 'unix' ? { socketPath: listener.endpoint.path } : {}),
           ...(dns ? { dns } : {}),
           firewalls: () => firewalls.list(),
-          containerAt: (address) => clients.forClient(address).container,
+          containerAt: (address) => {
+            const { policy, container } = clients.forClient(address);
+            return container ? { ...container, policy: policy.name } : undefined;
+          },
           ...(blocked ? { blocked: blocked.view } : {}),
         }, deps.log),
       )
