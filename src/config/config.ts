@@ -36,7 +36,7 @@ import {
   type AdminAddress,
   type HostPort,
 } from './parse.js';
-import { parsePortSpecs, setPortsRefusal } from './ports.js';
+import { parsePortSpecs, setPortsRefusal } from '../policy/ports.js';
 import type { LogFormat, LogLevel } from '../util/log.js';
 
 export type { AdminAddress, Backend, HostPort };

@@ -9,7 +9,7 @@ import { ConfigError } from '../util/errors.js';
 import { isLoopbackHost, portNumber, splitHostPort } from '../util/host-port.js';
 import { parseCidr } from '../policy/special-addresses.js';
 import type { PortSpec } from '../firewall/rules.js';
-import { parsePortSpecs } from './ports.js';
+import { parsePortSpecs } from '../policy/ports.js';
 
 export interface HostPort {
   host: string;

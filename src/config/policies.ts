@@ -7,7 +7,7 @@ import { parsePolicyFile } from '../policy/policy-file.js';
 import { PolicySet } from '../policy/policies.js';
 import { ConfigError } from '../util/errors.js';
 import type { Config } from './config.js';
-import { MAX_SET_PORTS } from './ports.js';
+import { MAX_SET_PORTS } from '../policy/ports.js';
 
 export async function loadPolicies(config: Pick<Config, 'patterns' | 'ports' | 'allowAll' | 'policyFile' | 'backend' | 'audit'>): Promise<PolicySet> {
   // The ipset backend's rule takes 15 ports of a protocol: a policy with more would never get its chain.

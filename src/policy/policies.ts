@@ -11,7 +11,7 @@
  *   `on-his-name.ports` alone, gives the container the refusing policy, which opens
  *   nothing, never the default: a typo must not widen what a service reaches.
  */
-import { parsePortSpecs, setPortsRefusal } from '../config/ports.js';
+import { parsePortSpecs, setPortsRefusal } from './ports.js';
 import type { PortSpec } from '../firewall/rules.js';
 import { Patterns } from './patterns.js';
 import type { PatternOptions } from './pattern.js';

@@ -17,7 +17,7 @@
  * the command line uses, so an error reads the same wherever it was made.
  */
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node } from 'yaml';
-import { parsePortSpec, setPortsRefusal } from '../config/ports.js';
+import { parsePortSpec, setPortsRefusal } from './ports.js';
 import type { PortSpec } from '../firewall/rules.js';
 import { canonicalRange } from '../util/address.js';
 import { overlaps } from '../util/cidr.js';
