@@ -89,12 +89,12 @@ export function renderHelp(): string {
 
 const code = (text: string) => `\`${text}\``;
 
-/** The README's option tables, one per section, without the markers. */
+/** The README's option table, a bold row heading each section, without the markers. */
 export function renderOptionsMarkdown(): string {
-  const out = ['<!-- Generated from src/config/options.ts by `npm run docs:options`: edit the table there, not here. -->'];
+  const out = ['<!-- Generated from src/config/options.ts by `npm run docs:options`: edit the table there, not here. -->', '', '| option | environment | default | what it does |', '|---|---|---|---|'];
   for (const [section, options] of bySection()) {
     const info: { title: string; intro?: string } = SECTIONS[section];
-    out.push('', `**${info.title}**${info.intro ? `. ${info.intro}` : ''}`, '', '| option | environment | default | what it does |', '|---|---|---|---|');
+    out.push(`| **${info.title}** | | |${info.intro ? ` ${info.intro} ` : ' '}|`);
     for (const [name, o] of options) {
       const flags = `${o.short ? `${code(`-${o.short}`)}, ` : ''}${code(`--${name}${o.placeholder ? ` ${o.placeholder}` : ''}`)}`;
       const env = envName(o);
