@@ -75,7 +75,12 @@ export interface DaemonDeps {
   /** The daemon can no longer keep its promise (a re-created network it cannot filter): the CLI exits. */
   onFatal?: (err: Error) => void;
   log: Logger;
-  /** Time for the dnstap sources and for following Docker (backoff, deadlines, polls); the real clock unless a test moves it. */
+  /**
+   * Time for every part of the daemon that waits or reckons the time: the dnstap sources and
+   * following Docker (backoff, deadlines, polls), the firewalls (expiry, reconcile, retries,
+   * the stop's grace), the inline proxy (hold, upstream bound) and the blocked view; the real
+   * clock unless a test moves it.
+   */
   clock?: Clock;
 }
 
@@ -122,11 +127,13 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   const kernels = await kernelsFor(config, view, { ...deps, docker: found.docker }, closers);
   deps.log.info({ backend: kernels.backend, reason: kernels.reason }, `filtering with the ${kernels.backend} backend: ${kernels.reason}`);
   const metrics = config.adminListen ? new Metrics() : undefined;
+  const clock = deps.clock ?? systemClock;
   const firewalls = new PolicyFirewalls({
     kernels,
     config,
     log: deps.log,
     ipv6Because: view.ipv6Because,
+    clock,
     ...(metrics ? { onInKernel: (family: Family) => metrics.inKernelHook(family) } : {}),
   });
   closers.add('firewalls', () => firewalls.stop(SHUTDOWN_GRACE_MS, deps.log));
@@ -136,7 +143,6 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   const policies = clients.policySet;
   await closers.step(() => firewalls.start(policies.defaultPolicy, clients.policiesInUse().filter((p) => p.name !== DEFAULT_POLICY), routesOf(clients)));
   const reloads = new Reloads(config, clients, firewalls, deps.log.child({ component: 'policy' }));
-  const clock = deps.clock ?? systemClock;
   const blocked = kernels.blocked().length ? { view: new BlockedView(), answers: new RecentAnswers() } : undefined;
 
   // Read at each query: after the network is re-created, its new subnets are the clients.
@@ -160,7 +166,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     : undefined;
   if (blockedWatch) closers.add('blocked view', () => blockedWatch.stop());
   closers.add('pipeline', () => pipeline.flush());
-  const dns = config.dns ? await closers.step(() => startInlineDns(config.dns!, pipeline, view[4].dns[0]?.address, (a) => onNetwork(a), deps.log)) : undefined;
+  const dns = config.dns ? await closers.step(() => startInlineDns(config.dns!, pipeline, view[4].dns[0]?.address, (a) => onNetwork(a), deps.log, clock)) : undefined;
   if (dns) closers.add('dns', () => dns.close());
   const dnstap = { log: deps.log.child({ component: 'dnstap' }), onData: pipeline.onFrame, nextId: producerIds(), ...(deps.clock ? { clock: deps.clock } : {}) };
   const listener = config.listen

@@ -7,6 +7,7 @@
  * the process alive or starts a change after the runners are closed.
  */
 import { reconnectDelay, type BackoffPolicy } from '../util/backoff.js';
+import { systemClock, type Clock } from '../util/clock.js';
 
 export interface ApplyLoopOptions {
   /** Do the next change; false when there is nothing left to do. */
@@ -18,6 +19,8 @@ export interface ApplyLoopOptions {
   backoff: BackoffPolicy;
   /** For tests: no jitter. */
   random?: () => number;
+  /** What the retry waits on; systemClock unless a test moves time itself. */
+  clock?: Clock;
 }
 
 export class ApplyLoop {
@@ -63,21 +66,20 @@ export class ApplyLoop {
       } catch (err) {
         const delay = reconnectDelay(attempt, this.options.backoff, this.options.random);
         this.options.onFailure(err, ++attempt, delay);
-        await wait(delay, this.abort.signal);
+        await wait(this.options.clock ?? systemClock, delay, this.abort.signal);
       }
     }
   }
 }
 
 /** A pause that stop() cuts short, and that never keeps the process alive on its own. */
-function wait(ms: number, signal: AbortSignal): Promise<void> {
+function wait(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    timer.unref();
+    const timer = clock.setTimeout(done, ms).unref();
     signal.addEventListener('abort', done, { once: true });
     function done() {
-      clearTimeout(timer);
+      clock.clearTimeout(timer);
       signal.removeEventListener('abort', done);
       resolve();
     }
