@@ -9,9 +9,17 @@
 import { reconnectDelay, type BackoffPolicy } from '../util/backoff.js';
 import { systemClock, type Clock } from '../util/clock.js';
 
+/**
+ * What a step did: 'changed' the kernel (a failure before it is over: the backoff starts
+ * again from the bottom), 'prepared' a retry without changing anything (read the kernel
+ * again: the change that failed has not landed yet, so the backoff keeps climbing), or
+ * 'idle': nothing left to do.
+ */
+export type StepResult = 'changed' | 'prepared' | 'idle';
+
 export interface ApplyLoopOptions {
-  /** Do the next change; false when there is nothing left to do. */
-  step(): Promise<boolean>;
+  /** Do the next change. */
+  step(): Promise<StepResult>;
   /** A step failed: count it, say why, and prepare the retry (e.g. read the kernel again). */
   onFailure(err: unknown, attempt: number, retryInMs: number): void;
   /** The loop has nothing left to do: the kernel holds what is wanted. */
@@ -58,11 +66,12 @@ export class ApplyLoop {
     let attempt = 0;
     while (!this.stopped) {
       try {
-        if (!(await this.options.step())) {
+        const result = await this.options.step();
+        if (result === 'idle') {
           this.options.onIdle?.();
           return;
         }
-        attempt = 0;
+        if (result === 'changed') attempt = 0;
       } catch (err) {
         const delay = reconnectDelay(attempt, this.options.backoff, this.options.random);
         this.options.onFailure(err, ++attempt, delay);

@@ -18,7 +18,7 @@ import type { Logger } from 'pino';
 import { every, systemClock, type Clock, type Repeating, type Timer } from '../util/clock.js';
 import { ConfigError } from '../util/errors.js';
 import { LogSummary } from '../util/log-summary.js';
-import { ApplyLoop } from './apply-loop.js';
+import { ApplyLoop, type StepResult } from './apply-loop.js';
 import type { Counters, Entry, FirewallBackend, SyncResult } from './backend.js';
 import { EXPIRY_DEFAULTS, type ExpiryPolicy } from './expiry.js';
 import { IptablesBackend } from './iptables-backend.js';
@@ -367,24 +367,28 @@ export class Firewall {
     await this.loop.settled();
   }
 
-  /** One step of the apply loop; false when the kernel holds what is wanted. */
-  private async step(): Promise<boolean> {
+  /**
+   * One step of the apply loop. A read of the kernel only 'prepared' the next try: after a
+   * failed batch it always succeeds (it is how a failure is retried), and taking it for
+   * progress kept the retry at its first, shortest wait for as long as the kernel refused.
+   */
+  private async step(): Promise<StepResult> {
     if (this.moveRequested !== undefined) {
       await this.relayout(this.moveRequested);
-      return true;
+      return 'changed';
     }
     if (this.syncRequested) {
       this.syncRequested = false;
       await this.resync();
-      return true;
+      return 'prepared';
     }
     const batch = this.ledger.takeBatch(this.rewriteLimit);
-    if (!batch) return false;
+    if (!batch) return 'idle';
     await this.backend.apply(batch.add, batch.remove);
     this.commit(batch);
     this.stats.failingApplies = 0;
     this.rewriteLimit = Math.min(MAX_REWRITES, this.rewriteLimit * 2);
-    return true;
+    return 'changed';
   }
 
   private failed(err: unknown, attempt: number, retryInMs: number): void {

@@ -85,15 +85,24 @@ describe('Firewall', () => {
     expect(kernel.chain.filter((l) => l.includes('198.51.100.1/32'))).toHaveLength(2);
   });
 
-  it('retries a failed apply and counts the address only once the kernel has it', async () => {
+  it('retries a failed apply once its backoff is up, not before, and counts the address only once the kernel has it', async () => {
+    const clock = new FakeClock();
     const kernel = fakeIptables();
     const { log, lines } = recordingLogger();
-    const firewall = new Firewall({ runner: kernel.runner, layout, log, retryDelayMs: { first: 1, max: 2 } });
+    const firewall = new Firewall({ runner: kernel.runner, layout, log, clock, retryDelayMs: { first: 100, max: 1_000 } });
     await firewall.start();
     kernel.failNext(2);
     firewall.allow('198.51.100.1');
-    await new Promise((r) => setImmediate(r));
-    expect(firewall.isAllowed('198.51.100.1')).toBe(false);
+    for (let failures = 1; failures <= 2; failures++) {
+      await until(() => firewall.stats.applyFailures === failures);
+      const retryInMs = lines.filter((l) => l.msg.includes('apply failed'))[failures - 1]!.retryInMs as number;
+      expect(retryInMs).toBeGreaterThanOrEqual(100 * failures); // the first wait is 100-200 ms, the second 200-400
+      const tried = kernel.scripts.length;
+      await clock.advance(retryInMs - 1);
+      expect(kernel.scripts).toHaveLength(tried);
+      expect(firewall.isAllowed('198.51.100.1')).toBe(false);
+      await clock.advance(1);
+    }
     await firewall.settled();
     expect(firewall.isAllowed('198.51.100.1')).toBe(true);
     expect(firewall.stats.applyFailures).toBe(2);
