@@ -14,8 +14,8 @@ describe('the nftables table', () => {
   it('drops what the bridge sends but its own sources, established flows and the same network, then hands each client to its policy', () => {
     const egress = rulesFor(layout).filter((r) => r.chain === 'egress-br0').map((r) => r.text);
     expect(egress).toEqual([
-      'ip saddr != { 192.0.2.0/24 } drop',
-      'ip6 saddr != { 2001:db8:6::/64, fe80::/10 } drop',
+      'ip saddr != { 192.0.2.0/24 } counter drop',
+      'ip6 saddr != { 2001:db8:6::/64, fe80::/10 } counter drop',
       'ct state established,related accept',
       'oifname "br0" accept',
       'ip saddr vmap @clients4',
@@ -75,8 +75,8 @@ describe('the nftables table', () => {
     const host = rulesFor(layout).filter((r) => r.chain === 'host-br0').map((r) => r.text);
     expect(host).toEqual([
       'icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept',
-      'ip saddr != { 192.0.2.0/24 } drop',
-      'ip6 saddr != { 2001:db8:6::/64, fe80::/10 } drop',
+      'ip saddr != { 192.0.2.0/24 } counter drop',
+      'ip6 saddr != { 2001:db8:6::/64, fe80::/10 } counter drop',
       'ct state established,related accept',
       'ip daddr 192.0.2.1 meta l4proto { tcp, udp } th dport 53 accept',
       'ip6 daddr 2001:db8:6::1 meta l4proto { tcp, udp } th dport 53 accept',
@@ -86,7 +86,7 @@ describe('the nftables table', () => {
   });
 
   it('drops every IPv4 packet from a bridge whose IPv4 subnet is unknown', () => {
-    expect(rulesFor({ ...layout, 4: { subnets: [], dns: [] } }).find((r) => r.chain === 'egress-br0')?.text).toBe('meta nfproto ipv4 drop');
+    expect(rulesFor({ ...layout, 4: { subnets: [], dns: [] } }).find((r) => r.chain === 'egress-br0')?.text).toBe('meta nfproto ipv4 counter drop');
   });
 
   it('tags each rule with its role and the hash of its text, so that an edited rule is seen', () => {
