@@ -6,6 +6,7 @@
  * With --deny-nxdomain a denied name is answered NXDOMAIN here and never asked upstream,
  * which also keeps containers from tunnelling data out through DNS queries.
  */
+import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import { systemClock, type Clock, type Timer } from '../util/clock.js';
 import { LogSummary } from '../util/log-summary.js';
@@ -64,6 +65,8 @@ export function holdUntilOpen(options: HoldOptions): ProxyHooks & { stats: Reado
     async release(upstreamReply, query, client) {
       // The hold's end also takes the answer's waiters off the firewall's books.
       const hold = new AbortController();
+      // One waiter per address of the answer listens to it: a 40-address answer is no leak.
+      setMaxListeners(0, hold.signal);
       const opened = pipeline.onResponse(upstreamReply, client, hold.signal);
       if (!opened || opened.decision.outcome !== 'allow') return upstreamReply;
       const started = now();
