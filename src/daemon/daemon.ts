@@ -77,7 +77,12 @@ export interface DaemonDeps {
   /** The daemon can no longer keep its promise (a re-created network it cannot filter): the CLI exits. */
   onFatal?: (err: Error) => void;
   log: Logger;
-  /** Time for the dnstap sources and for following Docker (backoff, deadlines, polls); the real clock unless a test moves it. */
+  /**
+   * Time for every part of the daemon that waits or reckons the time: the dnstap sources and
+   * following Docker (backoff, deadlines, polls), the firewalls (expiry, reconcile, retries,
+   * the stop's grace), the inline proxy (hold, upstream bound) and the blocked view; the real
+   * clock unless a test moves it.
+   */
   clock?: Clock;
   /** Watches the kernel's ruleset (nft monitor) to reconcile as soon as someone changes it; none: the reconcile interval only. */
   rulesetMonitor?: RulesetMonitor;
@@ -126,11 +131,13 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   const kernels = await kernelsFor(config, view, { ...deps, docker: found.docker }, closers);
   deps.log.info({ backend: kernels.backend, reason: kernels.reason }, `filtering with the ${kernels.backend} backend: ${kernels.reason}`);
   const metrics = config.adminListen ? new Metrics() : undefined;
+  const clock = deps.clock ?? systemClock;
   const firewalls = new PolicyFirewalls({
     kernels,
     config,
     log: deps.log,
     ipv6Because: view.ipv6Because,
+    clock,
     ...(metrics ? { onInKernel: (family: Family) => metrics.inKernelHook(family) } : {}),
   });
   closers.add('firewalls', () => firewalls.stop(SHUTDOWN_GRACE_MS, deps.log));
@@ -142,7 +149,6 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   await closers.step(() => firewalls.start(policies.defaultPolicy, clients.policiesInUse().filter((p) => p.name !== DEFAULT_POLICY), routesOf(clients)));
   logChanges(known, policyLog);
   const reloads = new Reloads(config, clients, firewalls, policyLog);
-  const clock = deps.clock ?? systemClock;
   // --reconcile-interval 0 means "never touch what I changed": the watch would undo it too.
   if (deps.rulesetMonitor && config.reconcileInterval > 0) {
     const watch = watchRuleset({ spawn: deps.rulesetMonitor, onChange: () => firewalls.reconcile(), log: deps.log.child({ component: 'firewall' }), clock });
@@ -171,7 +177,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
     : undefined;
   if (blockedWatch) closers.add('blocked view', () => blockedWatch.stop());
   closers.add('pipeline', () => pipeline.flush());
-  const dns = config.dns ? await closers.step(() => startInlineDns(config.dns!, pipeline, view[4].dns[0]?.address, (a) => onNetwork(a), deps.log)) : undefined;
+  const dns = config.dns ? await closers.step(() => startInlineDns(config.dns!, pipeline, view[4].dns[0]?.address, (a) => onNetwork(a), deps.log, clock)) : undefined;
   if (dns) closers.add('dns', () => dns.close());
   const dnstap = { log: deps.log.child({ component: 'dnstap' }), onData: pipeline.onFrame, nextId: producerIds(), ...(deps.clock ? { clock: deps.clock } : {}) };
   const listener = config.listen

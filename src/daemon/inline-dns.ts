@@ -9,6 +9,7 @@ import type { InlineDns } from '../config/config.js';
 import { holdUntilOpen, type HoldStats } from '../pipeline/hold.js';
 import { newProxyStats, startDnsProxy, type DnsProxy } from '../dns-proxy/server.js';
 import { describe } from '../dns-proxy/upstream.js';
+import { systemClock, type Clock } from '../util/clock.js';
 import { isLoopbackHost } from '../util/host-port.js';
 import { ConfigError } from '../util/errors.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
@@ -29,6 +30,7 @@ export async function startInlineDns(
   gateway: string | undefined,
   isClient: (address: string) => boolean,
   parentLog: Logger,
+  clock: Clock = systemClock,
 ): Promise<InlineDnsService> {
   const log = parentLog.child({ component: 'dns-proxy' });
   if (!isLoopbackHost(dns.upstream.host)) {
@@ -37,11 +39,11 @@ export async function startInlineDns(
       'the DNS upstream is not on loopback: whoever can send from its address could try forging answers (each must guess a random ID, source port and letter case); a resolver on 127.0.0.1 takes even that away',
     );
   }
-  const hold = holdUntilOpen({ pipeline, holdMs: dns.holdMs, denyNxdomain: dns.denyNxdomain, log });
+  const hold = holdUntilOpen({ pipeline, holdMs: dns.holdMs, denyNxdomain: dns.denyNxdomain, log, clock });
   const stats = newProxyStats();
   const port = dns.listen.port;
   const listenOn = (host: string) =>
-    startDnsProxy({ listen: { host, port }, upstream: dns.upstream, upstreamTimeoutMs: dns.upstreamTimeoutMs, hooks: hold, isClient, log, stats }).catch(
+    startDnsProxy({ listen: { host, port }, upstream: dns.upstream, upstreamTimeoutMs: dns.upstreamTimeoutMs, hooks: hold, isClient, log, stats, clock }).catch(
       (err: NodeJS.ErrnoException) => {
         throw new ConfigError(
           `cannot answer DNS on ${host}:${port} (${err.code ?? err.message}): ` +

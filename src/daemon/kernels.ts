@@ -29,6 +29,7 @@ import { NftTable } from '../firewall/nft/table.js';
 import { planRoutes, type Layout } from '../firewall/planner.js';
 import { POLICY_CHAIN_PREFIX, policyChain } from '../firewall/rules.js';
 import { DEFAULT_POLICY, type Policy } from '../policy/policies.js';
+import { systemClock, type Clock } from '../util/clock.js';
 import { ConfigError } from '../util/errors.js';
 import type { Closers } from './closers.js';
 import { layoutFor, type Family, type FilteredBridge } from './filtered-bridge.js';
@@ -40,6 +41,8 @@ export interface KernelDeps {
   nft?: (() => NftRunner) | undefined;
   docker?: Partial<DockerSystem> | undefined;
   log: Logger;
+  /** The wall clock the nftables and ipset backends write element timeouts by: the firewalls' own. */
+  clock?: Clock | undefined;
 }
 
 export interface Route {
@@ -81,19 +84,24 @@ export async function kernelsFor(config: Config, view: FilteredBridge, deps: Ker
     if (!deps.nft) throw new ConfigError('the nftables backend needs the nft command: apt-get install nftables');
     const runner = deps.nft();
     closers.add('nft', () => runner.close());
-    return nftKernels(new NftTable(runner, nftLayout(view, config, [])), reason, config.blockedInterval > 0);
+    return nftKernels(new NftTable(runner, nftLayout(view, config, [])), reason, config.blockedInterval > 0, secondsOf(deps.clock));
   }
   return iptablesKernels(backend, reason, config, view, deps, closers);
 }
 
-function nftKernels(table: NftTable, reason: string, record: boolean): Kernels {
+/** Wall-clock unix seconds on `clock`, as the backends reckon element timeouts. */
+function secondsOf(clock: Clock = systemClock): () => number {
+  return () => clock.now() / 1000;
+}
+
+function nftKernels(table: NftTable, reason: string, record: boolean, nowSeconds: () => number): Kernels {
   const readers = record ? ([4, 6] as const).map((family) => nftBlockedReader(table.runner, family)) : [];
   return {
     backend: 'nftables',
     reason,
     ipv6Always: true,
     families: [4, 6],
-    kernel: (policy, family) => ({ backend: new NftablesBackend({ table, family, policy: policy.name }) }),
+    kernel: (policy, family) => ({ backend: new NftablesBackend({ table, family, policy: policy.name, nowSeconds }) }),
     async usePolicies(policies) {
       table.usePolicies(policies.map((p) => ({ name: p.name, ports: p.ports, audit: p.audit })));
       await table.ensure();
@@ -152,6 +160,7 @@ async function iptablesKernels(backend: 'iptables' | 'ipset', reason: string, co
           ...(own ? { chain: own } : {}),
           maxElements,
           log: deps.log,
+          nowSeconds: secondsOf(deps.clock),
         }),
       };
     },

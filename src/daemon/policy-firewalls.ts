@@ -16,6 +16,7 @@ import type { Config } from '../config/config.js';
 import { Firewall, type FirewallOptions } from '../firewall/firewall.js';
 import type { Firewalls } from '../pipeline/pipeline.js';
 import { DEFAULT_POLICY, type Policy } from '../policy/policies.js';
+import { every, systemClock, type Clock, type Repeating, type Timer } from '../util/clock.js';
 import { layoutFor, refuseIpv6, type Family, type FilteredBridge } from './filtered-bridge.js';
 import type { Kernels, Route } from './kernels.js';
 
@@ -26,6 +27,8 @@ export interface PolicyFirewallsOptions {
   /** Why IPv6 must be filtered on this bridge, if it must: without ip6tables that is refused. */
   ipv6Because: string | undefined;
   onInKernel?: (family: Family) => ((latencyMs: number, count: number) => void) | undefined;
+  /** The reconcile's beat, the stop's grace and every firewall's timers; systemClock unless a test moves time itself. */
+  clock?: Clock;
 }
 
 export interface PolicyFirewall {
@@ -40,11 +43,15 @@ export class PolicyFirewalls implements Firewalls {
   private routes: Route[] = [];
   /** What the last update asked for, while the kernel has refused it: the next reconcile tries again. */
   private refused: { policies: readonly Policy[]; routes: readonly Route[]; commit?: (() => void) | undefined } | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Repeating | undefined;
   /** One change at a time: a reload, a container event and a reconcile never interleave. */
   private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly options: PolicyFirewallsOptions) {}
+  private readonly clock: Clock;
+
+  constructor(private readonly options: PolicyFirewallsOptions) {
+    this.clock = options.clock ?? systemClock;
+  }
 
   /** The default policy's firewalls first (their base rules close the bridge), then the others and the routes. */
   async start(defaultPolicy: Policy, others: readonly Policy[], routes: readonly Route[]): Promise<void> {
@@ -71,7 +78,7 @@ export class PolicyFirewalls implements Firewalls {
     }
     await this.apply([defaultPolicy, ...others], routes);
     const interval = this.options.config.reconcileInterval * 1000;
-    if (interval > 0) this.timer = setInterval(() => void this.reconcile().catch((err: Error) => this.options.log.warn({ err: err.message }, 'reconcile failed')), interval).unref();
+    if (interval > 0) this.timer = every(this.clock, interval, () => void this.reconcile().catch((err: Error) => this.options.log.warn({ err: err.message }, 'reconcile failed')));
   }
 
   /** Is IPv6 filtered? */
@@ -140,14 +147,14 @@ export class PolicyFirewalls implements Firewalls {
 
   /** Let queued rules land (within `graceMs`), then stop every loop: the rules stay in the kernel. */
   async stop(graceMs: number, log: Logger): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
+    this.timer?.stop();
     const all = this.list().map((p) => p.firewall);
-    let timer: NodeJS.Timeout | undefined;
+    let timer: Timer | undefined;
     const grace = new Promise<false>((resolve) => {
-      timer = setTimeout(() => resolve(false), graceMs);
+      timer = this.clock.setTimeout(() => resolve(false), graceMs);
     });
     const settled = await Promise.race([Promise.all(all.map((f) => f.settled())).then(() => true), grace]);
-    clearTimeout(timer);
+    this.clock.clearTimeout(timer!);
     if (!settled) log.warn({ graceMs }, 'stopping with addresses still waiting for the kernel');
     for (const f of all) f.stop();
     await Promise.all(all.map((f) => f.settled()));
@@ -229,6 +236,7 @@ export class PolicyFirewalls implements Firewalls {
       ttlGrace: config.ttlGrace,
       maxIps: config.maxIps,
       maxIpsPerName: config.maxIpsPerName,
+      clock: this.clock,
       ...(onInKernel ? { onInKernel } : {}),
     };
     return new Firewall(options);

@@ -21,6 +21,7 @@
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, isIPv6, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { systemClock, type Clock } from '../util/clock.js';
 import { LogSummary } from '../util/log-summary.js';
 import { checkQuery, fitForUdp, reply, type Query } from './message.js';
 import { TcpMessages, withLength } from './tcp-framing.js';
@@ -52,6 +53,11 @@ export interface DnsProxyOptions {
   tcpLifetimeMs?: number;
   /** Counts to carry on with (a proxy that replaces another); fresh ones by default. */
   stats?: DnsProxyStats;
+  /**
+   * What the upstream's bound, a TCP connection's lifetime and the warnings' summaries run
+   * on; systemClock unless a test moves time itself. (The TCP idle timer is the socket's own.)
+   */
+  clock?: Clock;
 }
 
 export interface DnsProxyStats {
@@ -94,15 +100,13 @@ export function newProxyStats(): DnsProxyStats {
 export async function startDnsProxy(options: DnsProxyOptions): Promise<DnsProxy> {
   const { log } = options;
   const stats = options.stats ?? newProxyStats();
+  const clock = options.clock ?? systemClock;
+  const summary = { intervalMs: WARN_EVERY_MS, clock };
   const warnings = {
-    malformed: new LogSummary(log, 'malformed DNS query: answered FORMERR/NOTIMP or dropped', { intervalMs: WARN_EVERY_MS }),
-    overloaded: new LogSummary(log, 'too many DNS queries waiting for the upstream: answered SERVFAIL', { intervalMs: WARN_EVERY_MS }),
-    upstream: new LogSummary(log, 'the upstream DNS server did not answer: SERVFAIL to the client (is --dns-upstream right and running?)', {
-      intervalMs: WARN_EVERY_MS,
-    }),
-    refused: new LogSummary(log, 'DNS query from a source that is not a client of this network (forged?), or from a reflecting port: not answered', {
-      intervalMs: WARN_EVERY_MS,
-    }),
+    malformed: new LogSummary(log, 'malformed DNS query: answered FORMERR/NOTIMP or dropped', summary),
+    overloaded: new LogSummary(log, 'too many DNS queries waiting for the upstream: answered SERVFAIL', summary),
+    upstream: new LogSummary(log, 'the upstream DNS server did not answer: SERVFAIL to the client (is --dns-upstream right and running?)', summary),
+    refused: new LogSummary(log, 'DNS query from a source that is not a client of this network (forged?), or from a reflecting port: not answered', summary),
   };
   let inFlight = 0;
   const inFlightBy = new Map<string, number>();
@@ -135,7 +139,7 @@ export async function startDnsProxy(options: DnsProxyOptions): Promise<DnsProxy>
     inFlightBy.set(client, mine + 1);
     try {
       const ask = transport === 'udp' ? askOverUdp : askOverTcp;
-      const upstreamReply = await ask(options.upstream, bytes, query, options.upstreamTimeoutMs, stats);
+      const upstreamReply = await ask(options.upstream, bytes, query, { timeoutMs: options.upstreamTimeoutMs, stats, clock });
       return { reply: await options.hooks.release(upstreamReply, query, client), query };
     } catch (err) {
       if (!(err instanceof UpstreamError)) throw err;
@@ -196,7 +200,7 @@ export async function startDnsProxy(options: DnsProxyOptions): Promise<DnsProxy>
       if (left === 0) tcpByClient.delete(client);
       else tcpByClient.set(client, left);
     });
-    serveTcpClient(socket, client, (bytes) => replyFor(bytes, client, 'tcp'), options.tcpLifetimeMs ?? TCP_LIFETIME_MS, log);
+    serveTcpClient(socket, client, (bytes) => replyFor(bytes, client, 'tcp'), options.tcpLifetimeMs ?? TCP_LIFETIME_MS, clock, log);
   });
 
   const address = { host: options.listen.host, port: (udp.address() as { port: number }).port };
@@ -213,13 +217,20 @@ export async function startDnsProxy(options: DnsProxyOptions): Promise<DnsProxy>
   };
 }
 
-function serveTcpClient(socket: Socket, client: string, replyFor: (bytes: Buffer) => Promise<{ reply: Buffer } | undefined>, lifetimeMs: number, log: Logger): void {
+function serveTcpClient(
+  socket: Socket,
+  client: string,
+  replyFor: (bytes: Buffer) => Promise<{ reply: Buffer } | undefined>,
+  lifetimeMs: number,
+  clock: Clock,
+  log: Logger,
+): void {
   const messages = new TcpMessages();
   socket.setNoDelay(true);
   socket.setTimeout(TCP_IDLE_MS, () => socket.end());
   // The idle timer restarts on every byte: a client trickling one byte a while would keep the connection for ever.
-  const lifetime = setTimeout(() => socket.destroy(), lifetimeMs).unref();
-  socket.once('close', () => clearTimeout(lifetime));
+  const lifetime = clock.setTimeout(() => socket.destroy(), lifetimeMs).unref();
+  socket.once('close', () => clock.clearTimeout(lifetime));
   socket.on('data', (chunk: Buffer) => {
     for (const bytes of messages.push(chunk)) {
       void replyFor(bytes).then(

@@ -7,6 +7,7 @@
  */
 import { createSocket } from 'node:dgram';
 import { connect, isIPv6 } from 'node:net';
+import { systemClock, type Clock } from '../util/clock.js';
 import { formatHostPort } from '../util/host-port.js';
 import { answersDisguised, disguise, undisguise, type RandomBytes } from './disguise.js';
 import type { Query } from './message.js';
@@ -33,10 +34,21 @@ export interface UpstreamStats {
   mismatchedReplies: number;
 }
 
-export function askOverUdp(upstream: UpstreamAddress, bytes: Buffer, query: Query, timeoutMs: number, stats?: UpstreamStats, random?: RandomBytes): Promise<Buffer> {
+/** How one query is asked. */
+export interface AskOptions {
+  /** No answer within this is an UpstreamError('timeout'). */
+  timeoutMs: number;
+  stats?: UpstreamStats | undefined;
+  random?: RandomBytes | undefined;
+  /** What the bound runs on; systemClock unless a test moves time itself. */
+  clock?: Clock | undefined;
+}
+
+export function askOverUdp(upstream: UpstreamAddress, bytes: Buffer, query: Query, options: AskOptions): Promise<Buffer> {
+  const { stats, random } = options;
   const socket = createSocket(isIPv6(upstream.host) ? 'udp6' : 'udp4');
   const sent = disguise(bytes, query, { mixCase: true, ...(random ? { random } : {}) });
-  return settle(upstream, timeoutMs, () => socket.close(), (finish) => {
+  return settle(upstream, options, () => socket.close(), (finish) => {
     socket.on('message', (reply) => {
       if (answersDisguised(reply, sent)) finish(undisguise(reply, query));
       else if (stats) stats.mismatchedReplies++;
@@ -47,11 +59,12 @@ export function askOverUdp(upstream: UpstreamAddress, bytes: Buffer, query: Quer
 }
 
 /** Over TCP nothing can be forged without the connection; a fresh ID still keeps the client's own from the upstream. */
-export function askOverTcp(upstream: UpstreamAddress, bytes: Buffer, query: Query, timeoutMs: number, stats?: UpstreamStats, random?: RandomBytes): Promise<Buffer> {
+export function askOverTcp(upstream: UpstreamAddress, bytes: Buffer, query: Query, options: AskOptions): Promise<Buffer> {
+  const { stats, random } = options;
   const socket = connect({ host: upstream.host, port: upstream.port, noDelay: true });
   const messages = new TcpMessages();
   const sent = disguise(bytes, query, { mixCase: false, ...(random ? { random } : {}) });
-  return settle(upstream, timeoutMs, () => socket.destroy(), (finish) => {
+  return settle(upstream, options, () => socket.destroy(), (finish) => {
     socket.on('connect', () => socket.write(withLength(sent.bytes)));
     socket.on('data', (chunk: Buffer) => {
       const replies = messages.push(chunk);
@@ -67,7 +80,7 @@ export function askOverTcp(upstream: UpstreamAddress, bytes: Buffer, query: Quer
 /** One outcome per query: the first of reply, error or timeout wins, and the socket goes. */
 function settle(
   upstream: UpstreamAddress,
-  timeoutMs: number,
+  { timeoutMs, clock = systemClock }: AskOptions,
   release: () => void,
   start: (finish: (outcome: Buffer | UpstreamError) => void) => void,
 ): Promise<Buffer> {
@@ -76,12 +89,12 @@ function settle(
     const finish = (outcome: Buffer | UpstreamError) => {
       if (done) return;
       done = true;
-      clearTimeout(timer);
+      clock.clearTimeout(timer);
       release();
       if (outcome instanceof UpstreamError) reject(outcome);
       else resolve(outcome);
     };
-    const timer = setTimeout(() => finish(new UpstreamError('timeout', `no answer from ${describe(upstream)} within ${timeoutMs} ms`)), timeoutMs);
+    const timer = clock.setTimeout(() => finish(new UpstreamError('timeout', `no answer from ${describe(upstream)} within ${timeoutMs} ms`)), timeoutMs);
     start(finish);
   });
 }

@@ -7,10 +7,19 @@
  * the process alive or starts a change after the runners are closed.
  */
 import { reconnectDelay, type BackoffPolicy } from '../util/backoff.js';
+import { systemClock, type Clock } from '../util/clock.js';
+
+/**
+ * What a step did: 'changed' the kernel (a failure before it is over: the backoff starts
+ * again from the bottom), 'prepared' a retry without changing anything (read the kernel
+ * again: the change that failed has not landed yet, so the backoff keeps climbing), or
+ * 'idle': nothing left to do.
+ */
+export type StepResult = 'changed' | 'prepared' | 'idle';
 
 export interface ApplyLoopOptions {
-  /** Do the next change; false when there is nothing left to do. */
-  step(): Promise<boolean>;
+  /** Do the next change. */
+  step(): Promise<StepResult>;
   /** A step failed: count it, say why, and prepare the retry (e.g. read the kernel again). */
   onFailure(err: unknown, attempt: number, retryInMs: number): void;
   /** The loop has nothing left to do: the kernel holds what is wanted. */
@@ -18,6 +27,8 @@ export interface ApplyLoopOptions {
   backoff: BackoffPolicy;
   /** For tests: no jitter. */
   random?: () => number;
+  /** What the retry waits on; systemClock unless a test moves time itself. */
+  clock?: Clock;
 }
 
 export class ApplyLoop {
@@ -55,29 +66,29 @@ export class ApplyLoop {
     let attempt = 0;
     while (!this.stopped) {
       try {
-        if (!(await this.options.step())) {
+        const result = await this.options.step();
+        if (result === 'idle') {
           this.options.onIdle?.();
           return;
         }
-        attempt = 0;
+        if (result === 'changed') attempt = 0;
       } catch (err) {
         const delay = reconnectDelay(attempt, this.options.backoff, this.options.random);
         this.options.onFailure(err, ++attempt, delay);
-        await wait(delay, this.abort.signal);
+        await wait(this.options.clock ?? systemClock, delay, this.abort.signal);
       }
     }
   }
 }
 
 /** A pause that stop() cuts short, and that never keeps the process alive on its own. */
-function wait(ms: number, signal: AbortSignal): Promise<void> {
+function wait(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    timer.unref();
+    const timer = clock.setTimeout(done, ms).unref();
     signal.addEventListener('abort', done, { once: true });
     function done() {
-      clearTimeout(timer);
+      clock.clearTimeout(timer);
       signal.removeEventListener('abort', done);
       resolve();
     }

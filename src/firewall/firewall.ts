@@ -15,9 +15,10 @@
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
+import { every, systemClock, type Clock, type Repeating, type Timer } from '../util/clock.js';
 import { ConfigError } from '../util/errors.js';
 import { LogSummary } from '../util/log-summary.js';
-import { ApplyLoop } from './apply-loop.js';
+import { ApplyLoop, type StepResult } from './apply-loop.js';
 import type { Counters, Entry, FirewallBackend, SyncResult } from './backend.js';
 import { EXPIRY_DEFAULTS, type ExpiryPolicy } from './expiry.js';
 import { IptablesBackend } from './iptables-backend.js';
@@ -35,8 +36,11 @@ export type FirewallOptions = KernelOptions & {
   log: Logger;
   /** Monotonic milliseconds, for latency; injectable for tests. */
   now?: () => number;
-  /** Wall-clock unix seconds, for expiry; injectable for tests. */
-  clock?: () => number;
+  /**
+   * The wall clock expiry is reckoned on, and the timers: expiry, reconcile, the retry's
+   * backoff, the log summaries. systemClock unless a test moves time itself.
+   */
+  clock?: Clock;
   /** Seconds; see expiry.ts. */
   minTtl?: number;
   ttlGrace?: number;
@@ -126,10 +130,10 @@ export class Firewall {
   private moveRequested: Layout | undefined;
   private movingFrom: string | undefined;
   private running = false;
-  private expiryTimer: { handle: NodeJS.Timeout; at: number } | undefined;
-  private reconcileTimer: NodeJS.Timeout | undefined;
+  private expiryTimer: { handle: Timer; at: number } | undefined;
+  private reconcileTimer: Repeating | undefined;
   private readonly now: () => number;
-  private readonly clock: () => number;
+  private readonly clock: Clock;
   private readonly isAddress: (address: string) => boolean;
   private readonly expiryPolicy: ExpiryPolicy;
   private readonly log: Logger;
@@ -141,7 +145,7 @@ export class Firewall {
   constructor(private readonly options: FirewallOptions) {
     this.backend = 'backend' in options ? options.backend : new IptablesBackend(options.runner, options.layout);
     this.now = options.now ?? (() => performance.now());
-    this.clock = options.clock ?? (() => Date.now() / 1000);
+    this.clock = options.clock ?? systemClock;
     this.isAddress = options.isAddress ?? (this.backend.layout.family === 6 ? isIPv6 : isIPv4);
     this.expiryPolicy = { minTtl: options.minTtl ?? EXPIRY_DEFAULTS.minTtl, ttlGrace: options.ttlGrace ?? EXPIRY_DEFAULTS.ttlGrace };
     this.ledger = new Ledger({
@@ -151,12 +155,14 @@ export class Firewall {
       maxPending: options.maxPending ?? DEFAULT_MAX_PENDING,
     });
     this.log = options.log;
-    this.droppedWarning = new LogSummary(this.log, 'firewall queue full: address not opened');
+    const summary = { clock: this.clock };
+    this.droppedWarning = new LogSummary(this.log, 'firewall queue full: address not opened', summary);
     this.evictedWarning = new LogSummary(
       this.log,
       'address limit reached: closing the address closest to expiry of the pattern holding the most (raise --max-ips)',
+      summary,
     );
-    this.nameLimitWarning = new LogSummary(this.log, 'one name holds too many addresses: closing its oldest (raise --max-ips-per-name)');
+    this.nameLimitWarning = new LogSummary(this.log, 'one name holds too many addresses: closing its oldest (raise --max-ips-per-name)', summary);
     const retry = options.retryDelayMs ?? { first: 100, max: 5_000 };
     this.loop = new ApplyLoop({
       step: () => this.step(),
@@ -165,6 +171,7 @@ export class Firewall {
         this.stats.failingApplies = 0; // the kernel holds what is wanted (a resync may have found it so)
       },
       backoff: { initialMs: retry.first * 2, maxMs: retry.max },
+      clock: this.clock,
     });
   }
 
@@ -191,7 +198,7 @@ export class Firewall {
     this.scheduleExpiry();
     if (this.ledger.pendingCount > 0) this.loop.kick();
     const interval = this.options.reconcileIntervalMs ?? 0;
-    if (interval > 0) this.reconcileTimer = setInterval(() => void this.reconcile(), interval).unref();
+    if (interval > 0) this.reconcileTimer = every(this.clock, interval, () => void this.reconcile());
     this.log.info(
       { ...this.context, adopted: adopted.length, rebuilt, withoutExpiry: adopted.filter((e) => e.expiresAt === undefined).length },
       `${rebuilt ? 'installed base rules' : 'adopted existing rules'} ${this.backend.where}`,
@@ -206,9 +213,9 @@ export class Firewall {
   stop(): void {
     this.running = false;
     this.loop.stop();
-    if (this.expiryTimer) clearTimeout(this.expiryTimer.handle);
+    if (this.expiryTimer) this.clock.clearTimeout(this.expiryTimer.handle);
     this.expiryTimer = undefined;
-    if (this.reconcileTimer) clearInterval(this.reconcileTimer);
+    this.reconcileTimer?.stop();
     this.reconcileTimer = undefined;
     for (const address of [...this.waiters.addresses()]) this.waiters.wake(address, false);
     this.droppedWarning.flush();
@@ -270,7 +277,7 @@ export class Firewall {
     if (this.loop.isStopped) return 'dropped';
     const { result, closed } = this.ledger.open(
       { address, ttl, ...(name !== undefined ? { name } : {}), ...(client !== undefined ? { client } : {}), ...(pattern !== undefined ? { group: pattern } : {}) },
-      this.clock(),
+      this.seconds(),
     );
     this.closed(closed);
     if (result === 'dropped') {
@@ -299,7 +306,7 @@ export class Firewall {
 
   /** Close every address whose time has come, in one batch; returns how many. */
   expire(): number {
-    const expired = this.ledger.expire(this.clock());
+    const expired = this.ledger.expire(this.seconds());
     for (const entry of expired) this.forget(entry.address);
     if (expired.length > 0) {
       this.stats.expired += expired.length;
@@ -360,24 +367,28 @@ export class Firewall {
     await this.loop.settled();
   }
 
-  /** One step of the apply loop; false when the kernel holds what is wanted. */
-  private async step(): Promise<boolean> {
+  /**
+   * One step of the apply loop. A read of the kernel only 'prepared' the next try: after a
+   * failed batch it always succeeds (it is how a failure is retried), and taking it for
+   * progress kept the retry at its first, shortest wait for as long as the kernel refused.
+   */
+  private async step(): Promise<StepResult> {
     if (this.moveRequested !== undefined) {
       await this.relayout(this.moveRequested);
-      return true;
+      return 'changed';
     }
     if (this.syncRequested) {
       this.syncRequested = false;
       await this.resync();
-      return true;
+      return 'prepared';
     }
     const batch = this.ledger.takeBatch(this.rewriteLimit);
-    if (!batch) return false;
+    if (!batch) return 'idle';
     await this.backend.apply(batch.add, batch.remove);
     this.commit(batch);
     this.stats.failingApplies = 0;
     this.rewriteLimit = Math.min(MAX_REWRITES, this.rewriteLimit * 2);
-    return true;
+    return 'changed';
   }
 
   private failed(err: unknown, attempt: number, retryInMs: number): void {
@@ -438,6 +449,11 @@ export class Firewall {
     }
   }
 
+  /** Wall-clock unix seconds, as expiry deadlines are written. */
+  private seconds(): number {
+    return this.clock.now() / 1000;
+  }
+
   private forget(address: string): void {
     this.queuedAt.delete(address);
     this.waiters.wake(address, false);
@@ -447,14 +463,16 @@ export class Firewall {
     if (!this.running) return;
     const next = this.ledger.nextExpiry();
     if (this.expiryTimer && next !== undefined && this.expiryTimer.at <= next) return;
-    if (this.expiryTimer) clearTimeout(this.expiryTimer.handle);
+    if (this.expiryTimer) this.clock.clearTimeout(this.expiryTimer.handle);
     this.expiryTimer = undefined;
     if (next === undefined) return;
-    const delay = Math.min(MAX_TIMER_MS, Math.max(MIN_SWEEP_MS, (next - this.clock()) * 1000));
-    const handle = setTimeout(() => {
-      this.expiryTimer = undefined;
-      this.expire();
-    }, delay).unref();
+    const delay = Math.min(MAX_TIMER_MS, Math.max(MIN_SWEEP_MS, (next - this.seconds()) * 1000));
+    const handle = this.clock
+      .setTimeout(() => {
+        this.expiryTimer = undefined;
+        this.expire();
+      }, delay)
+      .unref();
     this.expiryTimer = { handle, at: next };
   }
 
@@ -507,7 +525,7 @@ export class Firewall {
 
   /** Take the kernel's word for what it holds (ledger.absorb); wake who waited for what it has. */
   private absorb(adopted: readonly Entry[]): string[] {
-    const { missing, closed } = this.ledger.absorb(adopted, this.clock());
+    const { missing, closed } = this.ledger.absorb(adopted, this.seconds());
     this.closed(closed);
     for (const address of [...this.waiters.addresses()]) if (this.isAllowed(address)) this.waiters.wake(address, true);
     this.scheduleExpiry();

@@ -49,3 +49,31 @@ export function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<v
 function abortError(signal: AbortSignal): Error {
   return Object.assign(new Error('The operation was aborted', { cause: signal.reason }), { name: 'AbortError', code: 'ABORT_ERR' });
 }
+
+/** A repeating call set by every(); stop() cancels the calls to come (one under way goes on). */
+export interface Repeating {
+  stop(): void;
+}
+
+/**
+ * Calls `fn` every `ms` on `clock` until stop(), as setInterval(fn, ms).unref() does: the
+ * next call is set before this one runs, so a slow or failing `fn` never shifts the beat,
+ * and it never keeps the process alive on its own.
+ */
+export function every(clock: Clock, ms: number, fn: () => void): Repeating {
+  let timer: Timer | undefined;
+  let stopped = false;
+  const tick = () => {
+    if (stopped) return;
+    timer = clock.setTimeout(tick, ms).unref();
+    fn();
+  };
+  timer = clock.setTimeout(tick, ms).unref();
+  return {
+    stop() {
+      stopped = true;
+      if (timer) clock.clearTimeout(timer);
+      timer = undefined;
+    },
+  };
+}

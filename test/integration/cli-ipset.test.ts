@@ -8,6 +8,7 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { egress } from '../lab/egress.js';
 import { BRIDGE, createFirewallLab, type FirewallLab } from '../lab/firewall-lab.js';
 import { unboundUid } from '../lab/unbound.js';
 import { CLI, startCli, type CliProcess } from '../support/cli-process.js';
@@ -50,9 +51,10 @@ describe.skipIf(!canUseNamespaces())(`on-his-name --backend ipset${skipNote()}`,
     expect(await lab.connect('198.51.100.10', 80, { timeoutSeconds: 6 })).toBe(true);
     const list = await ipsetList();
     expect(list).toMatch(/198\.51\.100\.10 timeout \d+ packets [1-9]\d* bytes \d+ comment "allowed\.test\."/);
-    await lab.resolve('denied.test');
-    expect(await lab.connect('203.0.113.10', 80, { timeoutSeconds: 3 })).toBe(false);
-    expect(list).not.toContain('203.0.113.10');
+    expect(await lab.resolve('denied.test')).toEqual(['203.0.113.10']);
+    await daemon.waitFor((l) => l.msg === 'deny' && l.name === 'denied.test.');
+    expect(await egress(lab, '203.0.113.10', 80)).toBe('dropped');
+    expect(await ipsetList()).not.toContain('203.0.113.10'); // read after the decision, not before the lookup
   });
 
   it('reset removes the set rule and destroys the set', async () => {

@@ -8,6 +8,7 @@ import { chmod, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { egress } from '../lab/egress.js';
 import { BRIDGE, FOREIGN_RULE, createFirewallLab, type FirewallLab } from '../lab/firewall-lab.js';
 import { unboundUid } from '../lab/unbound.js';
 import { CLI, startCli, type CliProcess } from '../support/cli-process.js';
@@ -77,9 +78,9 @@ describe.skipIf(!canUseNamespaces())(`on-his-name --interface with unbound in na
   it('keeps a denied name, a closed port and a never-resolved address blocked', async () => {
     expect(await lab.resolve('denied.test')).toEqual(['203.0.113.10']);
     await daemon.waitFor((l) => l.msg === 'deny' && l.name === 'denied.test.', 5_000);
-    expect(await lab.connect('203.0.113.10', 80, { timeoutSeconds: 2 })).toBe(false);
-    expect(await lab.connect('198.51.100.10', 8080, { timeoutSeconds: 2 })).toBe(false);
-    expect(await lab.connect('198.51.100.14', 80, { timeoutSeconds: 2 })).toBe(false);
+    expect(await egress(lab, '203.0.113.10', 80)).toBe('dropped');
+    expect(await egress(lab, '198.51.100.10', 8080)).toBe('dropped');
+    expect(await egress(lab, '198.51.100.14', 80)).toBe('dropped');
     expect((await lab.rules()).join('\n')).not.toMatch(/203\.0\.113\.10|198\.51\.100\.14/);
   });
 
@@ -102,7 +103,7 @@ describe.skipIf(!canUseNamespaces())(`on-his-name --interface with unbound in na
     const before = await lab.rules();
     expect(await daemon.stop()).toBe(0);
     expect(await lab.rules()).toEqual(before);
-    expect(await lab.connect('203.0.113.10', 80, { timeoutSeconds: 2 })).toBe(false);
+    expect(await egress(lab, '203.0.113.10', 80)).toBe('dropped');
     expect(await lab.connect('198.51.100.10', 80)).toBe(true);
 
     await startDaemon();
@@ -123,7 +124,7 @@ describe.skipIf(!canUseNamespaces())(`on-his-name --interface with unbound in na
     await daemon.waitFor((l) => String(l.msg).includes('our base rules were missing or damaged'), 5_000);
     for (const end = Date.now() + 5_000; (await acceptRules()).length < before && Date.now() < end; ) await new Promise((r) => setTimeout(r, 100));
     expect(await acceptRules()).toHaveLength(before);
-    expect(await lab.connect('203.0.113.10', 80, { timeoutSeconds: 2 })).toBe(false);
+    expect(await egress(lab, '203.0.113.10', 80)).toBe('dropped');
     expect(await lab.connect('198.51.100.10', 80)).toBe(true);
   });
 

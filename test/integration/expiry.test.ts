@@ -1,21 +1,26 @@
 /**
- * Expiry, restart and reconcile on real iptables (nf_tables) in the firewall lab, with a
- * lifetime of a few seconds: a rule goes when it expires while an established connection
- * through it keeps working and a new one is dropped; a restart keeps the expiry written
- * in the comments; a flushed DOCKER-USER comes back on the next reconcile. Then the
- * xtables lock, with iptables-legacy (iptables-nft takes no lock) and a lock file of our
- * own: a change waits for the lock, and one that outlasts --wait is retried, never lost.
+ * Expiry, restart and reconcile on real iptables (nf_tables) in the firewall lab: a rule
+ * goes when it expires while an established connection through it keeps working and a new
+ * one is dropped; a restart keeps the expiry written in the comments; a flushed DOCKER-USER
+ * comes back on the next reconcile. The expiry and reconcile timers run on a FakeClock (set
+ * to the real time), so the kernel is changed at the moment the test moves the clock to, and
+ * nothing races the test's own changes. Then the xtables lock, with iptables-legacy
+ * (iptables-nft takes no lock) and a lock file of our own held until the test lets it go: a
+ * change waits for the lock (the kernel's /proc/locks shows it blocked), and one that
+ * outlasts --wait is retried, never lost.
  */
 import { execa, type ResultPromise } from 'execa';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Firewall } from '../../src/firewall/firewall.js';
 import { iptablesRunner } from '../../src/firewall/iptables.js';
+import { egress } from '../lab/egress.js';
 import { createFirewallLab, type FirewallLab } from '../lab/firewall-lab.js';
 import { Namespace } from '../lab/netns.js';
+import { FakeClock } from '../support/clock.js';
 import { recordingLogger } from '../support/log.js';
 import { canUseNamespaces, skipNote } from '../support/root.js';
 import { testLayout } from '../support/layout.js';
@@ -37,6 +42,9 @@ function output(child: ResultPromise) {
     return seen.includes(text);
   };
 }
+
+/** A FakeClock at the real time, on a whole second: expiry deadlines (whole seconds) fall due exactly on a timer's moment. */
+const wallClock = () => new FakeClock(Math.floor(Date.now() / 1000) * 1000);
 
 async function until(check: () => Promise<boolean>, ms: number): Promise<boolean> {
   for (const end = Date.now() + ms; Date.now() < end; await sleep(200)) if (await check()) return true;
@@ -80,10 +88,12 @@ describe.skipIf(!canUseNamespaces())(`expiry and reconcile on real iptables${ski
 
   it('removes a rule when it expires; the connection it let in keeps working, a new one is dropped', async () => {
     const { log } = recordingLogger();
-    const firewall = track(new Firewall({ runner: runner(), layout: layout(), log, minTtl: 3, ttlGrace: 0 }));
+    const clock = wallClock();
+    const firewall = track(new Firewall({ runner: runner(), layout: layout(), log, clock, minTtl: 3, ttlGrace: 0 }));
     await firewall.start();
     firewall.allow('198.51.100.10', 'echo.test.', 1);
     await firewall.settled();
+    const expiresAt = firewall.entries().find((e) => e.address === '198.51.100.10')!.expiresAt!;
     expect((await acceptsFor('198.51.100.10'))[0]).toMatch(/--comment "on-his-name exp=\d{10} echo.test."/);
     expect(await canConnect('198.51.100.10')).toBe(true);
 
@@ -94,13 +104,19 @@ describe.skipIf(!canUseNamespaces())(`expiry and reconcile on real iptables${ski
       client.stdin!.write('before expiry\n');
       expect(await seen('before expiry')).toBe(true);
 
-      expect(await until(async () => (await acceptsFor('198.51.100.10')).length === 0, 10_000)).toBe(true);
+      // Up to its expiry the rule stays; at it, the timer closes it.
+      await clock.advance(expiresAt * 1000 - clock.now() - 1);
+      expect(firewall.stats.expired).toBe(0);
+      expect(await acceptsFor('198.51.100.10')).toHaveLength(1);
+      await clock.advance(1);
       expect(firewall.stats.expired).toBe(1);
+      await firewall.settled();
+      expect(await acceptsFor('198.51.100.10')).toEqual([]);
       expect(firewall.isAllowed('198.51.100.10')).toBe(false);
 
       client.stdin!.write('after expiry\n');
       expect(await seen('after expiry')).toBe(true);
-      expect(await canConnect('198.51.100.10')).toBe(false);
+      expect(await egress(lab, '198.51.100.10', PORT)).toBe('dropped');
     } finally {
       client.kill();
       await client;
@@ -130,10 +146,11 @@ describe.skipIf(!canUseNamespaces())(`expiry and reconcile on real iptables${ski
     expect(await acceptsFor('198.51.100.13')).toEqual([expect.stringContaining(`"on-his-name exp=${fresh} old.test."`)]);
   });
 
-  it('restores a flushed DOCKER-USER on reconcile and says what was missing', async () => {
+  it('restores a flushed DOCKER-USER on the next reconcile and says what was missing', async () => {
     const { log, lines } = recordingLogger();
-    // The reconcile runs when the test says (the timer is a unit test's business): nothing races the flush.
-    const firewall = track(new Firewall({ runner: runner(), layout: layout(), log, minTtl: 3600, ttlGrace: 60 }));
+    // The reconcile's timer runs on a clock only the test moves: nothing races the flush and the check after it.
+    const clock = wallClock();
+    const firewall = track(new Firewall({ runner: runner(), layout: layout(), log, clock, minTtl: 3600, ttlGrace: 60, reconcileIntervalMs: 15_000 }));
     await firewall.start();
     firewall.allow('198.51.100.12', 'back.test.', 0);
     await firewall.settled();
@@ -141,7 +158,9 @@ describe.skipIf(!canUseNamespaces())(`expiry and reconcile on real iptables${ski
 
     await lab.iptables('-F', 'DOCKER-USER');
     expect(await canConnect('198.51.100.10')).toBe(true); // nothing filters now: what the reconcile must repair
-    await firewall.reconcile();
+    await clock.advance(15_000);
+    await firewall.settled();
+    expect(firewall.stats.restored).toBe(1);
     firewall.stop();
     const rules = await lab.listRules();
     expect(rules.findIndex((l) => l.includes('source-check'))).toBe(1);
@@ -150,7 +169,7 @@ describe.skipIf(!canUseNamespaces())(`expiry and reconcile on real iptables${ski
     expect(rules.filter((l) => l.includes('-j ACCEPT'))).toHaveLength(3); // .11, .12 and .13 from the tests before
     expect(lines.find((l) => l.level === 40)).toMatchObject({ rebuilt: true, missing: 3 });
     expect(await canConnect('198.51.100.12')).toBe(true);
-    expect(await canConnect('198.51.100.10')).toBe(false);
+    expect(await egress(lab, '198.51.100.10', PORT)).toBe('dropped');
   }, 30_000);
 });
 
@@ -158,6 +177,7 @@ describe.skipIf(!canUseNamespaces())(`the xtables lock held by another program${
   let ns: Namespace;
   let dir: string;
   let lockFile: string;
+  const holders: ResultPromise[] = [];
   const legacy = (...args: string[]) => ns.exec('iptables-legacy', args);
 
   beforeAll(async () => {
@@ -169,15 +189,29 @@ describe.skipIf(!canUseNamespaces())(`the xtables lock held by another program${
     await legacy('-I', 'FORWARD', '-j', 'DOCKER-USER');
   });
   afterAll(async () => {
+    for (const holder of holders) holder.kill();
+    await Promise.all(holders);
     await ns?.remove();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  /** Holds our lock file (never the shared /run/xtables.lock) for `seconds`; resolves once it is held. */
-  async function holdLock(seconds: number): Promise<{ released: ResultPromise }> {
-    const holder = execa('flock', [lockFile, 'sh', '-c', `echo locked; sleep ${seconds}`], { reject: false });
+  /** Holds our lock file (never the shared /run/xtables.lock) until release(); resolves once it is held. */
+  async function holdLock(): Promise<{ release(): Promise<void> }> {
+    const holder = execa('flock', [lockFile, 'sh', '-c', 'echo locked; read _'], { stdin: 'pipe', reject: false });
+    holders.push(holder);
     expect(await output(holder)('locked')).toBe(true);
-    return { released: holder }; // wrapped: awaiting a bare ResultPromise would wait for the release
+    return {
+      async release() {
+        holder.stdin!.end('\n');
+        await holder;
+      },
+    };
+  }
+
+  /** Someone is blocked waiting for our lock file: the kernel lists each waiter in /proc/locks as "-> FLOCK … MAJ:MIN:INODE". */
+  async function someoneWaitsForLock(): Promise<boolean> {
+    const { ino } = await stat(lockFile);
+    return (await readFile('/proc/locks', 'utf8')).split('\n').some((line) => /^\d+: -> FLOCK\b/.test(line) && line.split(/\s+/).some((field) => field.endsWith(`:${ino}`)));
   }
 
   it('delays a change while the lock is held, and retries one that outlasts the wait, losing nothing', async () => {
@@ -190,21 +224,23 @@ describe.skipIf(!canUseNamespaces())(`the xtables lock held by another program${
     const firewall = new Firewall({ runner, layout: testLayout('br-lock', [443]), log, retryDelayMs: { first: 200, max: 1000 } });
     await firewall.start();
 
-    let lock = await holdLock(1.5);
+    let lock = await holdLock();
     firewall.allow('198.51.100.20', 'short-wait.test.');
-    await sleep(700);
+    // The restore is blocked on the lock, as the kernel's record of who waits for it shows.
+    expect(await until(someoneWaitsForLock, 4_000)).toBe(true);
     expect(firewall.isAllowed('198.51.100.20')).toBe(false);
+    await lock.release();
     await firewall.settled();
-    await lock.released;
     expect(firewall.isAllowed('198.51.100.20')).toBe(true);
     expect(firewall.stats.applyFailures).toBe(0);
 
-    lock = await holdLock(7); // longer than the runner's --wait 5
+    lock = await holdLock();
     firewall.allow('198.51.100.21', 'long-wait.test.');
-    await sleep(5_500);
+    // Held past the runner's --wait 5: the restore gives up, and the change waits to be retried.
+    expect(await until(async () => firewall.stats.applyFailures >= 1, 15_000)).toBe(true);
     expect(firewall.isAllowed('198.51.100.21')).toBe(false);
+    await lock.release();
     await firewall.settled();
-    await lock.released;
     firewall.stop();
     expect(firewall.isAllowed('198.51.100.21')).toBe(true);
     expect(firewall.stats.applyFailures).toBeGreaterThanOrEqual(1);

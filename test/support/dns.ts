@@ -139,7 +139,7 @@ export function askUdp(
   });
 }
 
-/** Several queries on one TCP connection; resolves with the replies in arrival order. */
+/** Several queries on one TCP connection; resolves with the replies in arrival order, once all have come, the server hangs up, or the time is up. */
 export function askTcp(port: number, queries: Buffer[], timeoutMs = 2000, from?: string): Promise<Buffer[]> {
   const socket = connect({ port, host: '127.0.0.1', ...(from ? { localAddress: from } : {}) });
   const messages = new TcpMessages();
@@ -157,5 +157,6 @@ export function askTcp(port: number, queries: Buffer[], timeoutMs = 2000, from?:
       if (replies.length >= queries.length) done();
     });
     socket.on('error', done);
+    socket.on('close', done);
   });
 }

@@ -28,6 +28,7 @@ export function fakeDocker(initial: FakeNetwork | undefined) {
   const subscriptions: Array<Record<string, string[]>> = [];
   let connected: () => void = () => undefined;
   let lookups = 0;
+  let refused = 0;
   const client: DockerNetworks & DockerEvents = {
     getNetwork: () => ({
       inspect: async () => {
@@ -38,7 +39,10 @@ export function fakeDocker(initial: FakeNetwork | undefined) {
       },
     }),
     async getEvents(options) {
-      if (!reachable) throw unreachable();
+      if (!reachable) {
+        refused++;
+        throw unreachable();
+      }
       subscriptions.push(options.filters);
       stream = new PassThrough();
       const s = stream;
@@ -79,6 +83,10 @@ export function fakeDocker(initial: FakeNetwork | undefined) {
     },
     get connections() {
       return subscriptions.length;
+    },
+    /** Subscriptions to /events refused while Docker was down. */
+    get refused() {
+      return refused;
     },
   };
 }

@@ -1,17 +1,20 @@
 /**
  * A burst of 100,000 answers through a real socket into the daemon, against a kernel that
- * takes 20 ms per transaction: the reader never waits for the kernel, every frame is read
- * and decided, the queue stays within its bound, every address is accounted for, and the
- * log stays short.
+ * takes 20 ms per transaction on the daemon's clock, which only the test moves: every frame
+ * is read and decided while the kernel's first transaction has not ended (the reader never
+ * waits for the kernel), the queue stays within its bound, every address is accounted for,
+ * and the log stays short.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../../src/config/config.js';
 import { startDaemon, type Daemon } from '../../../src/daemon/daemon.js';
 import type { IptablesRunner } from '../../../src/firewall/iptables.js';
+import { sleep } from '../../../src/util/clock.js';
+import { SUMMARY_INTERVAL_MS } from '../../../src/util/log-summary.js';
+import { FakeClock } from '../../support/clock.js';
 import { clientResponse } from '../../support/dnstap.js';
 import { bidirectionalStream } from '../../support/framestream.js';
 import { fakeIptables } from '../../support/iptables.js';
@@ -32,8 +35,8 @@ afterEach(async () => {
 const TOTAL = 100_000;
 const MAX_IPS = 20_000;
 
-/** The fake kernel installs the base rules; after that each restore only takes its 20 ms. */
-function slowKernel(): { runner: IptablesRunner; restores: () => number } {
+/** The fake kernel installs the base rules; after that each restore only takes its 20 ms on `clock`. */
+function slowKernel(clock: FakeClock): { runner: IptablesRunner; restores: () => number } {
   const kernel = fakeIptables();
   let restores = 0;
   return {
@@ -41,7 +44,7 @@ function slowKernel(): { runner: IptablesRunner; restores: () => number } {
       list: () => kernel.runner.list(),
       async restore(script) {
         if (restores++ === 0) return kernel.runner.restore(script);
-        await sleep(20);
+        await sleep(clock, 20);
       },
     },
     restores: () => restores,
@@ -63,14 +66,15 @@ function answers(): Buffer[] {
 
 describe('a burst of 100,000 answers', () => {
   it('is read and decided in full while a slow kernel catches up; drops and evictions are counted and summarised', async () => {
-    const kernel = slowKernel();
+    const clock = new FakeClock();
+    const kernel = slowKernel(clock);
     const { log, lines } = recordingLogger('warn');
     const config = parseConfig(
       ['--interface', 'br0', '--listen', join(dir, 'dnstap.sock'), '--max-ips', String(MAX_IPS), '--max-ips-per-name', String(TOTAL), '--reconcile-interval', '0', 'burst.test.'],
       {},
     );
-    const began = Date.now();
-    daemon = await startDaemon(config, { runner: kernel.runner, log });
+    const began = clock.now();
+    daemon = await startDaemon(config, { runner: kernel.runner, log, clock });
     const producer = await connectProducer(join(dir, 'dnstap.sock'));
     await producer.write(bidirectionalStream(answers()));
     await producer.closed;
@@ -78,7 +82,12 @@ describe('a burst of 100,000 answers', () => {
     expect(daemon.stats).toEqual({ decisions: { allow: TOTAL, deny: 0, skip: 0 }, decodeErrors: 0, allowsByPattern: new Map([['default', new Map([['burst.test.', TOTAL]])]]) });
 
     const { firewall } = daemon;
-    await firewall.settled();
+    // All of it read and decided while the kernel is still on its first transaction.
+    expect(kernel.restores()).toBe(2);
+    expect(firewall.stats.applies).toBe(0);
+    let settled = false;
+    void firewall.settled().then(() => (settled = true));
+    while (!settled) await clock.advance(20);
     // One restore or more per batch (a batch is cut to what the chain's length lets one restore do), + the base rules.
     expect(kernel.restores()).toBeGreaterThanOrEqual(firewall.stats.applies + 1);
     expect(kernel.restores()).toBeLessThan(2 * firewall.stats.applies + 1);
@@ -92,7 +101,7 @@ describe('a burst of 100,000 answers', () => {
     const evictLines = lines.filter((l) => l.msg.startsWith('address limit reached'));
     expect(evictLines.reduce((sum, l) => sum + (typeof l.repeated === 'number' ? l.repeated : 1), 0)).toBe(TOTAL - MAX_IPS);
     // About one summary line per second, not one per address; the rest are start-up lines.
-    const seconds = Math.ceil((Date.now() - began) / 1000);
+    const seconds = Math.ceil((clock.now() - began) / SUMMARY_INTERVAL_MS);
     expect(evictLines.length).toBeLessThanOrEqual(seconds + 2);
     expect(lines.length - evictLines.length).toBeLessThan(5);
   }, 60_000);

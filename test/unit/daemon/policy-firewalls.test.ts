@@ -12,6 +12,7 @@ import { PolicyFirewalls } from '../../../src/daemon/policy-firewalls.js';
 import { parseOwnedRule, policyDropRule, recordRule, routeRule, setAcceptRule } from '../../../src/firewall/rules.js';
 import { PolicySet, type Policy } from '../../../src/policy/policies.js';
 import { parsePolicyFile } from '../../../src/policy/policy-file.js';
+import { FakeClock } from '../../support/clock.js';
 import { fakeIpset } from '../../support/ipset.js';
 import { fakeIptables } from '../../support/iptables.js';
 import { recordingLogger } from '../../support/log.js';
@@ -32,14 +33,14 @@ afterEach(async () => {
   running = undefined;
 });
 
-async function setUp(backend: 'iptables' | 'ipset', yaml: string, routes: Route[] = []) {
+async function setUp(backend: 'iptables' | 'ipset', yaml: string, routes: Route[] = [], timed: { clock?: FakeClock; reconcileInterval?: number } = {}) {
   const v4 = fakeIptables();
   const v6 = fakeIptables();
   const ipset = fakeIpset();
-  const config = parseConfig(['--backend', backend, '--interface', 'br0', '--reconcile-interval', '0', 'allowed.test.'], {});
+  const config = parseConfig(['--backend', backend, '--interface', 'br0', '--reconcile-interval', String(timed.reconcileInterval ?? 0), 'allowed.test.'], {});
   const { log, lines } = recordingLogger();
   const kernels = await kernelsFor(config, VIEW, { runner: v4.runner, runner6: v6.runner, ipset: () => ipset.runner, log }, new Closers());
-  const firewalls = new PolicyFirewalls({ kernels, config, log, ipv6Because: undefined });
+  const firewalls = new PolicyFirewalls({ kernels, config, log, ipv6Because: undefined, ...(timed.clock ? { clock: timed.clock } : {}) });
   running = firewalls;
   const policies = policiesOf(yaml);
   await firewalls.start(policies.defaultPolicy, [...policies.named.values()], routes);
@@ -56,6 +57,11 @@ const accepts = (rules: readonly string[]) => rules.map(parseOwnedRule).filter((
 const chains = (listing: readonly string[]) => listing.filter((l) => l.startsWith('-N ')).map((l) => l.slice(3));
 const firstScript = (scripts: readonly string[], has: string) => scripts.findIndex((s) => s.includes(has));
 const all = (policies: PolicySet): Policy[] => policies.all;
+/** Turns of the event loop until `done` holds: a barrier, bounded. */
+async function until(done: () => boolean): Promise<void> {
+  for (let i = 0; i < 1_000 && !done(); i++) await new Promise((r) => setImmediate(r));
+  expect(done()).toBe(true);
+}
 
 describe('PolicyFirewalls.start', () => {
   it("installs the default policy's block in DOCKER-USER, a chain per other policy, then the routes", async () => {
@@ -215,6 +221,55 @@ describe('PolicyFirewalls.reconcile', () => {
     await v4.runner.restore('*filter\n:ON-HIS-NAME-CLIENTS - [0:0]\nCOMMIT\n');
     await firewalls.reconcile();
     expect(v4.rules('ON-HIS-NAME-CLIENTS')).toEqual([`-A ON-HIS-NAME-CLIENTS ${routeRule('br0', '172.18.0.2', 'OHN-P-ci')}`]);
+  });
+
+  it('runs by itself every --reconcile-interval, and leaves no timer behind once stopped', async () => {
+    const clock = new FakeClock();
+    const { v4, firewalls } = await setUp('iptables', CI, [{ client: '172.18.0.2', policy: 'ci' }], { clock, reconcileInterval: 15 });
+    const routed = [`-A ON-HIS-NAME-CLIENTS ${routeRule('br0', '172.18.0.2', 'OHN-P-ci')}`];
+    const lists = () => v4.scripts.length;
+    await v4.runner.restore('*filter\n:ON-HIS-NAME-CLIENTS - [0:0]\nCOMMIT\n');
+    const before = lists();
+    await clock.advance(14_999);
+    expect(lists()).toBe(before);
+    expect(v4.rules('ON-HIS-NAME-CLIENTS')).toEqual([]);
+    await clock.advance(1);
+    await until(() => v4.rules('ON-HIS-NAME-CLIENTS').length === 1);
+    expect(v4.rules('ON-HIS-NAME-CLIENTS')).toEqual(routed);
+    await running!.stop(1_000, recordingLogger().log);
+    running = undefined;
+    expect(clock.pending).toBe(0);
+  });
+});
+
+describe('PolicyFirewalls.stop', () => {
+  it('gives queued rules its grace on the clock, then stops with them still waiting and says so', async () => {
+    const clock = new FakeClock();
+    const { v4, firewalls } = await setUp('iptables', CI, [], { clock });
+    const { log, lines } = recordingLogger();
+    v4.failNext(1_000); // a kernel that keeps refusing
+    firewalls.firewall('default', 4)!.allow('198.51.100.7', 'allowed.test.', 300);
+    await until(() => firewalls.firewall('default', 4)!.stats.applyFailures > 0);
+    let stopped = false;
+    const stopping = firewalls.stop(5_000, log).then(() => (stopped = true));
+    running = undefined;
+    await clock.advance(4_999);
+    expect(stopped).toBe(false);
+    await clock.advance(1);
+    await stopping;
+    expect(lines.find((l) => l.msg.startsWith('stopping with addresses still waiting'))).toMatchObject({ graceMs: 5_000 });
+    expect(firewalls.firewall('default', 4)!.isAllowed('198.51.100.7')).toBe(false);
+    expect(clock.pending).toBe(0); // no retry left waiting
+  });
+
+  it('stops at once, without a warning, when every rule has landed', async () => {
+    const clock = new FakeClock();
+    const { firewalls } = await setUp('iptables', CI, [], { clock });
+    const { log, lines } = recordingLogger();
+    await open(firewalls, 'default', '198.51.100.7', 'allowed.test.');
+    running = undefined;
+    await firewalls.stop(5_000, log);
+    expect(lines).toEqual([]);
   });
 });
 

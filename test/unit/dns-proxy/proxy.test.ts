@@ -8,6 +8,7 @@ import { Pipeline, sameFirewalls } from '../../../src/pipeline/pipeline.js';
 import { onePolicy } from '../../../src/pipeline/decision.js';
 import { Patterns } from '../../../src/policy/patterns.js';
 import { AddressGuard } from '../../../src/policy/special-addresses.js';
+import { FakeClock } from '../../support/clock.js';
 import { answerData, answerTo, askTcp, askUdp, rcodeOf, query, startFakeUpstream, type FakeUpstream, type Script } from '../../support/dns.js';
 import { recordingLogger } from '../../support/log.js';
 import { testLayout } from '../../support/layout.js';
@@ -52,11 +53,14 @@ const zoneScript: Script = (q) => answerTo(q, ZONE[q.questions![0]!.name.toLower
 let upstream: FakeUpstream | undefined;
 let proxy: DnsProxy | undefined;
 let firewall: Firewall | undefined;
+let clock: FakeClock | undefined;
 afterEach(async () => {
   await proxy?.close();
   await upstream?.close();
   firewall?.stop();
-  proxy = upstream = firewall = undefined;
+  // Queries still waiting for a silent upstream run out of time, and their sockets close.
+  await clock?.advance(60_000);
+  proxy = upstream = firewall = clock = undefined;
 });
 
 async function start(
@@ -64,10 +68,12 @@ async function start(
 ) {
   const kernel = gatedBackend();
   const recorder = recordingLogger();
-  firewall = new Firewall({ backend: kernel.backend, log: recorder.log });
+  // Every bound (the hold, the upstream's, a TCP connection's life) moves only when the test moves it.
+  clock = new FakeClock();
+  firewall = new Firewall({ backend: kernel.backend, log: recorder.log, clock });
   await firewall.start();
   const pipeline = new Pipeline(onePolicy(Patterns.compile(['allowed.test', '*.big.test', 'big.test'])), new AddressGuard(), sameFirewalls({ 4: firewall }), recorder.log);
-  const hold = holdUntilOpen({ pipeline, holdMs: options.holdMs ?? 5_000, denyNxdomain: options.denyNxdomain ?? false, log: recorder.log });
+  const hold = holdUntilOpen({ pipeline, holdMs: options.holdMs ?? 5_000, denyNxdomain: options.denyNxdomain ?? false, log: recorder.log, clock });
   upstream = await startFakeUpstream(options.script ?? zoneScript);
   proxy = await startDnsProxy({
     listen: { host: '127.0.0.1', port: 0 },
@@ -78,15 +84,27 @@ async function start(
     ...(options.isClient ? { isClient: options.isClient } : {}),
     ...(options.maxInFlightPerClient ? { maxInFlightPerClient: options.maxInFlightPerClient } : {}),
     ...(options.tcpLifetimeMs ? { tcpLifetimeMs: options.tcpLifetimeMs } : {}),
+    clock,
   });
-  return { kernel, hold, pipeline, firewall, upstream, proxy, ...recorder };
+  return { kernel, hold, pipeline, firewall, upstream, proxy, clock, ...recorder };
 }
 
 const addressesOf = answerData;
 
-/** Waits on the event loop (not a timer) until `done` holds. */
+/** Waits on the event loop until `done` holds: a barrier on something the test can see, bounded. */
 async function until(done: () => boolean): Promise<void> {
-  while (!done()) await new Promise((r) => setTimeout(r, 2));
+  for (let i = 0; i < 2_500 && !done(); i++) await new Promise((r) => setTimeout(r, 2));
+  expect(done()).toBe(true);
+}
+
+/** Datagrams from one socket to the proxy, and every reply that socket gets, in order. */
+async function udpClient(port: number) {
+  const { createSocket } = await import('node:dgram');
+  const socket = createSocket('udp4');
+  const replies: Buffer[] = [];
+  socket.on('message', (reply) => replies.push(reply));
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', () => resolve()));
+  return { replies, send: (bytes: Buffer) => socket.send(bytes, port, '127.0.0.1'), close: () => socket.close() };
 }
 
 /** One datagram, from a socket bound where the test says; the socket is the caller's to close. */
@@ -106,9 +124,12 @@ describe('inline DNS proxy', () => {
     const asked = askUdp(lab.proxy.address.port, query('allowed.test'), 5_000, () => {
       inKernelOnArrival = ['198.51.100.10', '198.51.100.11'].map((a) => lab.firewall.isAllowed(a));
     });
-    // The upstream has answered and the rules are queued, but the kernel has not taken them.
-    while (lab.upstream.received.length === 0 || lab.firewall.stats.applies > 0) await new Promise((r) => setTimeout(r, 5));
-    await new Promise((r) => setTimeout(r, 50));
+    // The upstream has answered and the answer waits for its rules, which the kernel has not taken.
+    await until(() => lab.firewall.waiting === 2);
+    // Nothing but the kernel or the hold's bound can let it go: up to the bound, it stays.
+    await lab.clock.advance(4_999);
+    expect(lab.firewall.waiting).toBe(2);
+    expect(lab.hold.stats.held).toBe(0);
     expect(inKernelOnArrival).toEqual([]);
     lab.kernel.open();
     expect(addressesOf(await asked)).toEqual(['198.51.100.10', '198.51.100.11']);
@@ -120,8 +141,14 @@ describe('inline DNS proxy', () => {
   it('releases the answer when the hold bound runs out, and says so', async () => {
     const lab = await start({ holdMs: 30 });
     lab.kernel.close();
-    expect(addressesOf(await askUdp(lab.proxy.address.port, query('allowed.test')))).toEqual(['198.51.100.10', '198.51.100.11']);
+    const asked = askUdp(lab.proxy.address.port, query('allowed.test'));
+    await until(() => lab.firewall.waiting === 2);
+    await lab.clock.advance(29);
+    expect(lab.hold.stats).toMatchObject({ held: 0, releasedEarly: 0 });
+    await lab.clock.advance(1);
+    expect(addressesOf(await asked)).toEqual(['198.51.100.10', '198.51.100.11']);
     expect(lab.firewall.isAllowed('198.51.100.10')).toBe(false);
+    expect(lab.firewall.waiting).toBe(0); // the released answer's waiters left
     expect(lab.hold.stats).toMatchObject({ held: 1, releasedEarly: 1 });
     expect(lab.lines.some((l) => l.msg.startsWith('released a DNS answer before its rules'))).toBe(true);
     lab.kernel.open();
@@ -170,9 +197,14 @@ describe('inline DNS proxy', () => {
     expect(lab.lines.find((l) => l.msg === 'deny')).toMatchObject({ name: 'allowed\\.test.', client: '127.0.0.1' });
   });
 
-  it('answers SERVFAIL when the upstream stays silent past the bound', async () => {
+  it('answers SERVFAIL when the upstream stays silent past the bound, and not before', async () => {
     const lab = await start({ script: () => 'silent', upstreamTimeoutMs: 100 });
-    const reply = dnsPacket.decode((await askUdp(lab.proxy.address.port, query('allowed.test', { id: 3 })))!);
+    const asked = askUdp(lab.proxy.address.port, query('allowed.test', { id: 3 }));
+    await until(() => lab.upstream.received.length === 1);
+    await lab.clock.advance(99);
+    expect(lab.proxy.stats.upstreamFailures).toBe(0);
+    await lab.clock.advance(1);
+    const reply = dnsPacket.decode((await asked)!);
     expect(reply).toMatchObject({ id: 3, rcode: 'SERVFAIL' });
     expect(lab.proxy.stats.upstreamFailures).toBe(1);
     expect(lab.lines.some((l) => String(l.msg).includes('did not answer: SERVFAIL'))).toBe(true);
@@ -202,13 +234,26 @@ describe('inline DNS proxy', () => {
     // The forger knows the client's query: it answers with that ID and question, and an address of its own.
     const forged: Script = (q) => answerTo({ ...q, id: 4242, questions: [{ name: 'allowed.test', type: 'A', class: 'IN' }] }, [A('allowed.test', '203.0.113.66')]);
     const lab = await start({ script: forged, upstreamTimeoutMs: 300 });
-    expect(rcodeOf((await askUdp(lab.proxy.address.port, query('allowed.test', { id: 4242 })))!)).toBe('SERVFAIL');
-    expect(lab.proxy.stats.mismatchedReplies).toBe(1);
+    const asked = askUdp(lab.proxy.address.port, query('allowed.test', { id: 4242 }));
+    // The forged reply has reached the query's socket and been turned away: only then does the bound run out.
+    await until(() => lab.proxy.stats.mismatchedReplies === 1);
+    await lab.clock.advance(300);
+    expect(rcodeOf((await asked)!)).toBe('SERVFAIL');
     expect(lab.firewall.trackedCount).toBe(0);
+    await proxy!.close();
+    await upstream!.close();
+    proxy = upstream = undefined;
     // The right ID with the question in other letters is not the answer either.
-    const recased: Script = (q) => answerTo({ ...q, questions: [{ ...q.questions![0]!, name: q.questions![0]!.name.toLowerCase() }] }, [A('allowed.test', '203.0.113.66')]);
+    let recasedSent = 0;
+    const recased: Script = (q) => (recasedSent++, answerTo({ ...q, questions: [{ ...q.questions![0]!, name: q.questions![0]!.name.toLowerCase() }] }, [A('allowed.test', '203.0.113.66')]));
     const again = await start({ script: (q) => (/[A-Z]/.test(q.questions![0]!.name) ? recased(q, 'udp') : 'silent'), upstreamTimeoutMs: 300 });
-    for (let i = 0; i < 4; i++) expect(rcodeOf((await askUdp(again.proxy.address.port, query('allowed.test')))!)).toBe('SERVFAIL');
+    for (let i = 0; i < 4; i++) {
+      const asked = askUdp(again.proxy.address.port, query('allowed.test'));
+      await until(() => again.upstream.received.length === i + 1 && again.proxy.stats.mismatchedReplies === recasedSent);
+      await again.clock.advance(300);
+      expect(rcodeOf((await asked)!)).toBe('SERVFAIL');
+    }
+    expect(recasedSent).toBeGreaterThan(0); // 1 in 2^12 that no query was mixed: rerun
     expect(again.firewall.trackedCount).toBe(0);
   });
 
@@ -249,14 +294,29 @@ describe('inline DNS proxy', () => {
     const lab = await start({ tcpLifetimeMs: 300 });
     const { connect } = await import('node:net');
     const trickler = connect(lab.proxy.address.port, '127.0.0.1');
-    const closed = new Promise<void>((resolve) => trickler.once('close', () => resolve()));
-    // A message announced as 200 bytes, then one byte of it every 50 ms: the idle timer (10 s)
-    // never fires and the message never completes; only the lifetime can end it.
+    let closed = false;
+    const gone = new Promise<void>((resolve) =>
+      trickler.once('close', () => {
+        closed = true;
+        resolve();
+      }),
+    );
+    // The connection's life starts when the proxy takes it: its timer is the only one set.
+    await lab.clock.nextTimer();
+    expect(lab.clock.nextIn).toBe(300);
+    // A message announced as 200 bytes, then one byte of it every 50 ms: the message never
+    // completes, and the bytes keep the idle timer (10 s, the socket's own) from firing.
     trickler.write(Buffer.from([0, 200]));
-    const drip = setInterval(() => trickler.writable && trickler.write(Buffer.from([0])), 50);
-    await closed;
-    clearInterval(drip);
-  }, 3_000); // the idle timer alone would take 10 s
+    for (let ms = 50; ms < 300; ms += 50) {
+      await new Promise<void>((resolve) => trickler.write(Buffer.from([0]), () => resolve()));
+      await lab.clock.advance(50);
+    }
+    // The bytes did not push the end of its life later.
+    expect(lab.clock.nextIn).toBe(50);
+    expect(closed).toBe(false);
+    await lab.clock.advance(50);
+    await gone;
+  });
 
   it('hangs up at once on a client past its number of TCP connections, and keeps the others', async () => {
     const lab = await start();
@@ -289,13 +349,25 @@ describe('inline DNS proxy', () => {
     const overUdp = (await askUdp(lab.proxy.address.port, query('big.test', { id: 9 })))!;
     expect(dnsPacket.decode(overUdp)).toMatchObject({ id: 9, flag_tc: true, answers: [] });
     expect(lab.proxy.stats.truncated).toBe(1);
-    lab.kernel.close();
-    const pending = askTcp(lab.proxy.address.port, [query('big.test', { id: 10 })], 5_000);
-    while (lab.firewall.stats.applies > 1 || lab.upstream.received.filter((r) => r.transport === 'tcp').length === 0) await new Promise((r) => setTimeout(r, 5));
-    lab.kernel.open();
-    const [overTcp] = await pending;
-    expect(dnsPacket.decode(overTcp!).answers).toHaveLength(40);
+    // The UDP answer was held until its addresses were in, before it was cut: the TCP one finds them open.
     expect(lab.firewall.isAllowed('198.51.100.139')).toBe(true);
+    const [overTcp] = await askTcp(lab.proxy.address.port, [query('big.test', { id: 10 })], 5_000);
+    expect(dnsPacket.decode(overTcp!).answers).toHaveLength(40);
+    // An answer over TCP whose addresses are new waits for them as one over UDP does.
+    lab.kernel.close();
+    let inKernelOnArrival: boolean[] = [];
+    const pending = askTcp(lab.proxy.address.port, [query('allowed.test', { id: 11 })], 5_000).then((replies) => {
+      inKernelOnArrival = ['198.51.100.10', '198.51.100.11'].map((a) => lab.firewall.isAllowed(a));
+      return replies;
+    });
+    await until(() => lab.firewall.waiting === 2);
+    await lab.clock.advance(4_999);
+    expect(lab.hold.stats.held).toBe(2); // the two big.test answers; this one is still held
+    lab.kernel.open();
+    const [held] = await pending;
+    expect(addressesOf(held)).toEqual(['198.51.100.10', '198.51.100.11']);
+    expect(inKernelOnArrival).toEqual([true, true]);
+    expect(lab.hold.stats).toMatchObject({ held: 3, releasedEarly: 0 });
   });
 
   it('passes the upstream TC bit on, and answers several queries on one TCP connection', async () => {
@@ -312,15 +384,26 @@ describe('inline DNS proxy', () => {
     const lab = await start();
     const broken = query('a.long.name.test', { id: 6 }).subarray(0, 18);
     expect(dnsPacket.decode((await askUdp(lab.proxy.address.port, broken))!)).toMatchObject({ id: 6, rcode: 'FORMERR' });
-    expect(await askUdp(lab.proxy.address.port, Buffer.from('hi'), 200)).toBeUndefined();
+    // A runt, then a query, from one socket: a reply to the runt would arrive before the query's.
+    const client = await udpClient(lab.proxy.address.port);
+    client.send(Buffer.from('hi'));
+    await until(() => lab.proxy.stats.malformed === 2);
     expect(lab.upstream.received).toHaveLength(0);
-    expect(addressesOf(await askUdp(lab.proxy.address.port, query('allowed.test')))).toHaveLength(2);
+    client.send(query('allowed.test', { id: 8 }));
+    await until(() => client.replies.length > 0);
+    client.close();
+    expect(client.replies.map((r) => r.readUInt16BE(0))).toEqual([8]);
+    expect(addressesOf(client.replies[0])).toHaveLength(2);
     expect(lab.proxy.stats.malformed).toBe(2);
   });
 
   it('ignores a reply from the upstream that does not answer the query (wrong id)', async () => {
     const lab = await start({ script: (q) => ({ ...answerTo(q, ZONE['allowed.test']!), id: (q.id! + 1) & 0xffff }), upstreamTimeoutMs: 150 });
-    expect(rcodeOf((await askUdp(lab.proxy.address.port, query('allowed.test')))!)).toBe('SERVFAIL');
+    const asked = askUdp(lab.proxy.address.port, query('allowed.test'));
+    await until(() => lab.proxy.stats.mismatchedReplies === 1);
+    await lab.clock.advance(150);
+    expect(rcodeOf((await asked)!)).toBe('SERVFAIL');
     expect(lab.firewall.isAllowed('198.51.100.10')).toBe(false);
+    expect(lab.firewall.trackedCount).toBe(0);
   });
 });

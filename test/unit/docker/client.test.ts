@@ -12,6 +12,7 @@ import { followEvents } from '../../../src/docker/events.js';
 import { firewallBackendDriver } from '../../../src/docker/info.js';
 import { resolveBridgeNetwork, waitableFailure } from '../../../src/docker/network.js';
 import { ConfigError } from '../../../src/util/errors.js';
+import { FakeClock } from '../../support/clock.js';
 import { fakeDockerApi, json, type FakeDockerApi } from '../../support/docker-api.js';
 import { recordingLogger } from '../../support/log.js';
 
@@ -120,7 +121,9 @@ describe('DockerClient on a Unix socket', () => {
       const bytes = Buffer.from(line);
       const cut = bytes.indexOf(Buffer.from('é')) + 1; // between the two bytes of é
       streams[0]!.write(bytes.subarray(0, cut));
-      await new Promise((r) => setTimeout(r, 10));
+      // The first part has been read before the second is sent: what it decoded to is there, the half é held back.
+      await until(() => seen.text.length > 0);
+      expect(seen.text).toBe(line.slice(0, line.indexOf('é')));
       streams[0]!.write(bytes.subarray(cut));
       await until(() => seen.text === line);
       streams[0]!.end();
@@ -174,6 +177,7 @@ describe('DockerClient on a Unix socket', () => {
 
     it('lets followEvents follow Docker across a restart', async () => {
       const streams = eventsRoute(api);
+      const clock = new FakeClock();
       const { log, lines } = recordingLogger();
       const actions: string[] = [];
       const connects: boolean[] = [];
@@ -184,6 +188,7 @@ describe('DockerClient on a Unix socket', () => {
         onConnect: (again) => connects.push(again),
         log,
         backoff: { initialMs: 5, maxMs: 20 },
+        clock,
       });
       try {
         await until(() => streams.length === 1);
@@ -191,9 +196,21 @@ describe('DockerClient on a Unix socket', () => {
         await until(() => actions.length === 1);
         await api.stop();
         await until(() => lines.some((l) => String(l.msg).startsWith("Docker's event stream ended")));
-        await new Promise((r) => setTimeout(r, 30)); // a few refused reconnects
+        const down = clock.now();
+        // A few reconnects, each refused (nothing listens): after each the follower waits on the clock.
+        for (let refused = 0; refused < 3; refused++) {
+          await clock.nextTimer();
+          expect(streams).toHaveLength(1);
+          await clock.runNext();
+        }
+        await clock.nextTimer();
+        // One line for the outage, not one per retry.
+        expect(lines.filter((l) => l.level >= 40).map((l) => l.msg)).toEqual([expect.stringMatching(/^Docker's event stream ended/)]);
+        const away = clock.nextIn! + clock.now() - down;
         await api.start();
+        await clock.runNext();
         await until(() => streams.length === 2 && connects.length === 2);
+        expect(lines.find((l) => l.msg === "following Docker's events again")).toMatchObject({ downForMs: away });
         streams[1]!.write(event('destroy'));
         await until(() => actions.length === 2);
         expect(actions).toEqual(['create', 'destroy']);

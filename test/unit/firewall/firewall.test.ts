@@ -2,11 +2,48 @@ import { describe, expect, it, vi } from 'vitest';
 import { Firewall } from '../../../src/firewall/firewall.js';
 import type { IptablesRunner } from '../../../src/firewall/iptables.js';
 import { acceptRule } from '../../../src/firewall/rules.js';
+import { FakeClock } from '../../support/clock.js';
 import { fakeIptables } from '../../support/iptables.js';
 import { recordingLogger } from '../../support/log.js';
 import { testLayout } from '../../support/layout.js';
 
 const layout = testLayout();
+
+/** A kernel whose restores wait while the test holds them: a change under way, caught in the middle. */
+function gated(runner: IptablesRunner) {
+  let held: Promise<void> | undefined;
+  let release = () => undefined as void;
+  const gate = {
+    /** Restores that have begun and wait to be let through. */
+    waiting: 0,
+    runner: {
+      ...runner,
+      list: () => runner.list(),
+      async restore(script: string, options?: { timeoutMs?: number }) {
+        if (held) {
+          gate.waiting++;
+          await held;
+          gate.waiting--;
+        }
+        return runner.restore(script, options);
+      },
+    } satisfies IptablesRunner,
+    hold() {
+      held = new Promise<void>((resolve) => (release = resolve));
+    },
+    letGo() {
+      held = undefined;
+      release();
+    },
+  };
+  return gate;
+}
+
+/** Turns of the event loop until `done` holds (a bound, not a guess at how long things take). */
+async function until(done: () => boolean): Promise<void> {
+  for (let i = 0; i < 1_000 && !done(); i++) await new Promise((r) => setImmediate(r));
+  expect(done()).toBe(true);
+}
 
 describe('Firewall', () => {
   it('installs its block, then opens a burst of addresses with one restore', async () => {
@@ -48,15 +85,24 @@ describe('Firewall', () => {
     expect(kernel.chain.filter((l) => l.includes('198.51.100.1/32'))).toHaveLength(2);
   });
 
-  it('retries a failed apply and counts the address only once the kernel has it', async () => {
+  it('retries a failed apply once its backoff is up, not before, and counts the address only once the kernel has it', async () => {
+    const clock = new FakeClock();
     const kernel = fakeIptables();
     const { log, lines } = recordingLogger();
-    const firewall = new Firewall({ runner: kernel.runner, layout, log, retryDelayMs: { first: 1, max: 2 } });
+    const firewall = new Firewall({ runner: kernel.runner, layout, log, clock, retryDelayMs: { first: 100, max: 1_000 } });
     await firewall.start();
     kernel.failNext(2);
     firewall.allow('198.51.100.1');
-    await new Promise((r) => setImmediate(r));
-    expect(firewall.isAllowed('198.51.100.1')).toBe(false);
+    for (let failures = 1; failures <= 2; failures++) {
+      await until(() => firewall.stats.applyFailures === failures);
+      const retryInMs = lines.filter((l) => l.msg.includes('apply failed'))[failures - 1]!.retryInMs as number;
+      expect(retryInMs).toBeGreaterThanOrEqual(100 * failures); // the first wait is 100-200 ms, the second 200-400
+      const tried = kernel.scripts.length;
+      await clock.advance(retryInMs - 1);
+      expect(kernel.scripts).toHaveLength(tried);
+      expect(firewall.isAllowed('198.51.100.1')).toBe(false);
+      await clock.advance(1);
+    }
     await firewall.settled();
     expect(firewall.isAllowed('198.51.100.1')).toBe(true);
     expect(firewall.stats.applyFailures).toBe(2);
@@ -112,21 +158,22 @@ describe('Firewall expiry, refresh, limits and reconcile', () => {
     [...new Set(accepts(chain).filter((l) => l.includes(`${address}/32`)).map((l) => /--comment "([^"]*)"/.exec(l)?.[1]))];
 
   async function setup(options: { minTtl?: number; ttlGrace?: number; maxIps?: number; kernel?: ReturnType<typeof fakeIptables> } = {}) {
-    const clock = { now: T0 };
+    const clock = new FakeClock(T0 * 1000);
     const kernel = options.kernel ?? fakeIptables();
+    const gate = gated(kernel.runner);
     const recorder = recordingLogger();
     const firewall = new Firewall({
-      runner: kernel.runner,
+      runner: gate.runner,
       layout,
       log: recorder.log,
-      clock: () => clock.now,
+      clock,
       minTtl: options.minTtl ?? 60,
       ttlGrace: options.ttlGrace ?? 120,
       ...(options.maxIps ? { maxIps: options.maxIps } : {}),
     });
     const started = await firewall.start();
     await firewall.settled();
-    return { clock, kernel, firewall, started, ...recorder };
+    return { clock, kernel, gate, firewall, started, ...recorder };
   }
 
   it('writes each address with its expiry, TTL + grace with a floor, into the rule comment', async () => {
@@ -146,12 +193,12 @@ describe('Firewall expiry, refresh, limits and reconcile', () => {
     await firewall.settled();
     const scripts = kernel.scripts.length;
 
-    clock.now += 59;
+    await clock.advance(59_000);
     for (let i = 1; i <= 20; i++) expect(firewall.allow(`198.51.100.${i}`, 'a.test.', 60)).toBe('known');
     await firewall.settled();
     expect(kernel.scripts).toHaveLength(scripts);
 
-    clock.now += 1;
+    await clock.advance(1_000);
     for (let i = 1; i <= 20; i++) expect(firewall.allow(`198.51.100.${i}`, 'a.test.', 60)).toBe('refreshed');
     await firewall.settled();
     firewall.stop();
@@ -161,18 +208,22 @@ describe('Firewall expiry, refresh, limits and reconcile', () => {
     expect(firewall.stats).toMatchObject({ refreshes: 20, addressesAllowed: 20 });
   });
 
-  it('removes expired addresses in one restore and nothing before their time', async () => {
-    const { clock, kernel, firewall, lines } = await setup();
+  it('removes expired addresses on its own timer, in one restore, and nothing before their time', async () => {
+    const { clock, kernel, gate, firewall, lines } = await setup();
     for (let i = 1; i <= 10; i++) firewall.allow(`198.51.100.${i}`, 'short.test.', 0);
     firewall.allow('198.51.100.99', 'long.test.', 3600);
     await firewall.settled();
     const scripts = kernel.scripts.length;
 
-    clock.now = T0 + 179;
-    expect(firewall.expire()).toBe(0);
-    clock.now = T0 + 180;
-    expect(firewall.expire()).toBe(10);
+    await clock.advance(179_999);
+    expect(firewall.stats.expired).toBe(0);
+    expect(kernel.scripts).toHaveLength(scripts);
+    gate.hold();
+    await clock.advance(1);
+    expect(firewall.stats.expired).toBe(10);
+    await until(() => gate.waiting === 1);
     expect(firewall.isAllowed('198.51.100.1')).toBe(true); // until the kernel has let it go
+    gate.letGo();
     await firewall.settled();
     firewall.stop();
     expect(kernel.scripts).toHaveLength(scripts + 1);
@@ -183,14 +234,17 @@ describe('Firewall expiry, refresh, limits and reconcile', () => {
     expect(lines.find((l) => l.msg.startsWith('addresses expired'))).toMatchObject({ expired: 10 });
   });
 
-  it('closes a large wave of expiries in bounded batches, and a new answer does not wait behind them', async () => {
-    const { clock, kernel, firewall } = await setup();
+  it('closes a large wave of expiries in bounded batches, and a new answer waits only for the batch under way', async () => {
+    const { clock, kernel, gate, firewall } = await setup();
     for (let i = 0; i < 1_200; i++) firewall.allow(`198.51.${100 + (i >> 8)}.${i & 255}`, `wave${i % 10}.test.`, 0);
     await firewall.settled();
     const scripts = kernel.scripts.length;
-    clock.now = T0 + 180;
-    expect(firewall.expire()).toBe(1_200);
+    gate.hold();
+    await clock.advance(180_000);
+    expect(firewall.stats.expired).toBe(1_200);
+    await until(() => gate.waiting === 1); // the first batch of removals is in the kernel's hands
     expect(firewall.allow('203.0.113.1', 'fresh.test.', 60)).toBe('queued');
+    gate.letGo();
     await firewall.settled();
     firewall.stop();
     const batches = kernel.scripts.slice(scripts).map((script) => ({
@@ -198,39 +252,75 @@ describe('Firewall expiry, refresh, limits and reconcile', () => {
       inserts: script.match(/^-I /gm)?.length ?? 0,
     }));
     expect(batches).toEqual([
-      { deletes: 0, inserts: 2 },
       { deletes: 2_048, inserts: 0 },
+      { deletes: 0, inserts: 2 },
       { deletes: 352, inserts: 0 },
     ]);
     expect(accepts(kernel.chain)).toHaveLength(2);
   });
 
-  it('a new answer for an address about to be closed keeps it open', async () => {
-    const { clock, kernel, firewall } = await setup();
+  it('a new answer for an address being closed keeps it open', async () => {
+    const { clock, kernel, gate, firewall } = await setup();
     firewall.allow('198.51.100.1', 'a.test.', 0);
     await firewall.settled();
-    clock.now = T0 + 200;
-    firewall.expire();
+    gate.hold();
+    await clock.advance(200_000);
+    expect(firewall.stats.expired).toBe(1);
+    await until(() => gate.waiting === 1); // its removal is under way
     expect(firewall.allow('198.51.100.1', 'a.test.', 0)).toBe('refreshed');
+    gate.letGo();
     await firewall.settled();
     firewall.stop();
     expect(comments(kernel.chain, '198.51.100.1')).toEqual([`on-his-name exp=${T0 + 200 + 180} a.test.`]);
+    expect(firewall.isAllowed('198.51.100.1')).toBe(true);
   });
 
-  it('runs the expiry timer itself once started', async () => {
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
-    try {
-      const { clock, kernel, firewall } = await setup({ minTtl: 1, ttlGrace: 0 });
-      firewall.allow('198.51.100.1', 'a.test.', 0);
-      await firewall.settled();
-      clock.now = T0 + 2;
-      await vi.advanceTimersByTimeAsync(2_000);
-      await firewall.settled();
-      firewall.stop();
-      expect(accepts(kernel.chain)).toEqual([]);
-    } finally {
-      vi.useRealTimers();
-    }
+  it('runs the expiry timer itself once started, at the expiry and not before, and no more once stopped', async () => {
+    const { clock, kernel, firewall } = await setup({ minTtl: 1, ttlGrace: 0 });
+    firewall.allow('198.51.100.1', 'a.test.', 0);
+    firewall.allow('198.51.100.2', 'b.test.', 5);
+    await firewall.settled();
+    await clock.advance(999);
+    expect(firewall.stats.expired).toBe(0);
+    await clock.advance(1);
+    expect(firewall.stats.expired).toBe(1);
+    await firewall.settled();
+    expect(accepts(kernel.chain).filter((l) => l.includes('198.51.100.1/32'))).toEqual([]);
+    firewall.stop();
+    expect(clock.pending).toBe(0);
+    await clock.advance(10_000);
+    expect(firewall.stats.expired).toBe(1);
+    expect(accepts(kernel.chain).filter((l) => l.includes('198.51.100.2/32'))).toHaveLength(2);
+  });
+
+  it('reads the kernel every reconcile interval and restores what someone removed, and stops reading once stopped', async () => {
+    const clock = new FakeClock(T0 * 1000);
+    const kernel = fakeIptables();
+    const reads = vi.fn();
+    const runner: IptablesRunner = { list: () => (reads(), kernel.runner.list()), restore: (s, o) => kernel.runner.restore(s, o) };
+    const firewall = new Firewall({ runner, layout, log: recordingLogger().log, clock, reconcileIntervalMs: 30_000 });
+    await firewall.start();
+    firewall.allow('198.51.100.1', 'a.test.', 3600);
+    await firewall.settled();
+    const before = [...kernel.chain];
+    kernel.chain.splice(1); // someone ran iptables -F DOCKER-USER
+    reads.mockClear();
+    await clock.advance(29_999);
+    expect(reads).not.toHaveBeenCalled();
+    expect(firewall.stats.restored).toBe(0);
+    await clock.advance(1);
+    await firewall.settled();
+    expect(firewall.stats.restored).toBe(1);
+    expect(new Set(kernel.chain)).toEqual(new Set(before.filter((l) => l !== '-A DOCKER-USER -j RETURN')));
+    await clock.advance(30_000);
+    await firewall.settled();
+    expect(reads).toHaveBeenCalledTimes(2); // one read each interval; the second found nothing missing
+    expect(firewall.stats.restored).toBe(1);
+    firewall.stop();
+    expect(clock.pending).toBe(0); // neither its beat nor the expiry timer is left behind
+    reads.mockClear();
+    await clock.advance(60_000);
+    expect(reads).not.toHaveBeenCalled();
   });
 
   it('after a restart keeps the expiry read from the kernel, gives rules from before expiry a fresh lifetime, and closes the expired', async () => {
@@ -243,8 +333,8 @@ describe('Firewall expiry, refresh, limits and reconcile', () => {
     // A rule written by a version without expiry.
     await kernel.runner.restore(`*filter\n-I DOCKER-USER 6 ${acceptRule('br0', '198.51.100.3', 80, 'old.test.')}\n-I DOCKER-USER 6 ${acceptRule('br0', '198.51.100.3', 443, 'old.test.')}\nCOMMIT\n`);
 
-    const clock = { now: T0 + 1000 };
-    const second = new Firewall({ runner: kernel.runner, layout, log: recordingLogger().log, clock: () => clock.now, minTtl: 60, ttlGrace: 120 });
+    const clock = new FakeClock((T0 + 1000) * 1000);
+    const second = new Firewall({ runner: kernel.runner, layout, log: recordingLogger().log, clock, minTtl: 60, ttlGrace: 120 });
     expect(await second.start()).toEqual({ adopted: 3, rebuilt: false });
     await second.settled();
     second.stop();
@@ -279,7 +369,7 @@ describe('Firewall expiry, refresh, limits and reconcile', () => {
     firewall.allow('198.51.100.2', 'b.test.', 0);
     await firewall.settled();
     const before = [...kernel.chain];
-    clock.now = T0 + 10;
+    await clock.advance(10_000);
     kernel.chain.splice(1); // someone ran iptables -F DOCKER-USER
     await firewall.reconcile();
     firewall.stop();
@@ -314,8 +404,10 @@ describe('Firewall expiry, refresh, limits and reconcile', () => {
     firewall.allow('198.51.100.1', 'a.test.', 0);
     await firewall.settled();
     for (let i = kernel.chain.length - 1; i >= 0; i--) if (kernel.chain[i]!.includes('198.51.100.1/32')) kernel.chain.splice(i, 1);
-    clock.now += 100;
+    await clock.advance(100_000);
     expect(firewall.allow('198.51.100.1', 'a.test.', 0)).toBe('refreshed');
+    await until(() => firewall.stats.applyFailures === 1); // the loop now waits to retry, on the clock
+    await clock.advance(200);
     await firewall.settled();
     firewall.stop();
     expect(firewall.stats.applyFailures).toBeGreaterThanOrEqual(1);
@@ -374,8 +466,8 @@ describe('Firewall, as the admin API sees it', () => {
   });
 
   it('remembers the client that last asked for each address, and forgets it when the address closes', async () => {
-    let now = 1_764_000_000;
-    const firewall = new Firewall({ runner: fakeIptables().runner, layout, log: recordingLogger().log, clock: () => now, minTtl: 60, ttlGrace: 0 });
+    const clock = new FakeClock(1_764_000_000_000);
+    const firewall = new Firewall({ runner: fakeIptables().runner, layout, log: recordingLogger().log, clock, minTtl: 60, ttlGrace: 0 });
     await firewall.start();
     expect(firewall.allow('198.51.100.1', 'a.test.', 60, '192.0.2.10')).toBe('queued');
     firewall.allow('198.51.100.2', 'b.test.', 60);
@@ -385,8 +477,10 @@ describe('Firewall, as the admin API sees it', () => {
     expect(firewall.allow('198.51.100.1', 'a.test.', 60, '192.0.2.11')).toBe('known');
     expect(firewall.clientOf('198.51.100.1')).toBe('192.0.2.11');
     expect(firewall.trackedCount).toBe(2);
-    now += 61;
-    expect(firewall.expire()).toBe(2);
+    await clock.advance(59_999);
+    expect(firewall.clientOf('198.51.100.1')).toBe('192.0.2.11');
+    await clock.advance(1);
+    expect(firewall.stats.expired).toBe(2);
     expect(firewall.clientOf('198.51.100.1')).toBeUndefined();
     expect(firewall.trackedCount).toBe(0);
     await firewall.settled();

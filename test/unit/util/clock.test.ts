@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { sleep, systemClock } from '../../../src/util/clock.js';
+import { every, sleep, systemClock } from '../../../src/util/clock.js';
 import { FakeClock } from '../../support/clock.js';
 
 afterEach(() => vi.useRealTimers());
@@ -98,5 +98,27 @@ describe('sleep', () => {
     expect(clock.pending).toBe(0);
     await expect(sleep(clock, 100, abort.signal)).rejects.toMatchObject({ name: 'AbortError' });
     expect(clock.pending).toBe(0);
+  });
+});
+
+describe('every', () => {
+  it('calls on the beat, not before, keeps the beat when a call throws, and stops for good', async () => {
+    const clock = new FakeClock(0);
+    const calls: number[] = [];
+    const beat = every(clock, 100, () => {
+      calls.push(clock.now());
+      if (calls.length === 2) throw new Error('a failing call');
+    });
+    await clock.advance(99);
+    expect(calls).toEqual([]);
+    await clock.advance(1);
+    expect(calls).toEqual([100]);
+    await expect(clock.advance(100)).rejects.toThrow('a failing call');
+    await clock.advance(200);
+    expect(calls).toEqual([100, 200, 300, 400]);
+    beat.stop();
+    expect(clock.pending).toBe(0);
+    await clock.advance(1_000);
+    expect(calls).toHaveLength(4);
   });
 });
