@@ -84,6 +84,7 @@ export class Metrics {
     stat('addresses_evicted_total', 'Addresses closed early to stay within --max-ips', 'evicted');
     stat('addresses_evicted_for_name_total', 'Addresses closed early to stay within --max-ips-per-name', 'evictedForName');
     stat('restores_total', 'Reads of the kernel that found our rules missing or damaged and restored them', 'restored');
+    stat('kernel_reads_total', 'Reads of the kernel that completed (each reconcile, and each retry after a failure), damage found or not', 'reads');
     stat('applies_total', 'Kernel transactions (iptables-restore or ipset batches) that succeeded', 'applies');
     stat('apply_failures_total', 'Kernel transactions that failed and were retried', 'applyFailures');
     this.gauge('queue_peak_pending', 'The most addresses ever waiting for the kernel at once (the queue’s high-water mark), by family and policy', () =>

@@ -76,6 +76,8 @@ export interface FirewallStats {
   evictedForName: number;
   /** Reconciles (or retries) that found our rules damaged or missing and restored them. */
   restored: number;
+  /** Reads of the kernel that completed (reconciles, and retries after a failure), damage found or not. */
+  reads: number;
   /** Failed applies since the last one that succeeded; for the health check. */
   failingApplies: number;
   /** The most addresses ever waiting for the kernel at once (the queue's high-water mark). */
@@ -114,6 +116,7 @@ export class Firewall {
     evicted: 0,
     evictedForName: 0,
     restored: 0,
+    reads: 0,
     failingApplies: 0,
     peakPending: 0,
   };
@@ -496,6 +499,7 @@ export class Firewall {
   private async resync(): Promise<void> {
     const result = await this.backend.sync();
     const { adopted, rebuilt } = result;
+    this.stats.reads++;
     this.noteBypasses(result);
     const missing = this.absorb(adopted);
     if (!rebuilt && missing.length === 0) return;

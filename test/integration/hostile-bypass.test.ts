@@ -157,6 +157,11 @@ describe.skipIf(!canUseNamespaces()).each(['docker-bridges', 'docker-user'] as c
       }
       return [...chains].sort(([a], [b]) => a.localeCompare(b)).map(([name, lines]) => `${name}: ${lines.join(' | ')}`).join('\n');
     };
+    /** Completed reads of the kernel by every firewall of the daemon (on_his_name_kernel_reads_total). */
+    const kernelReads = async () => {
+      const { body } = await hostile.admin(NFT_ADMIN_PORT, '/metrics');
+      return [...body.matchAll(/^on_his_name_kernel_reads_total\{[^}]*\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+    };
     const start = () =>
       hostile.start([
         ...backend.args,
@@ -204,8 +209,9 @@ describe.skipIf(!canUseNamespaces()).each(['docker-bridges', 'docker-user'] as c
         expect(await denied()).toBe('dropped');
         expect(await toHost()).toBe('dropped');
         expect(await allowed()).toBe('reached');
-        // Two reconciles: nothing there is ours to report.
-        await new Promise((resolve) => setTimeout(resolve, 2_000 * RECONCILE_SECONDS + 200));
+        // Two reconciles that read the kernel after those rules went in: nothing there is ours to report.
+        const readsNow = await kernelReads();
+        await pollUntil(kernelReads, (reads) => reads >= readsNow + 2, 10_000 * RECONCILE_SECONDS, 'two reconciles after the foreign accepts');
         expect((await hostile.admin(NFT_ADMIN_PORT, '/healthz')).status).toBe(200);
         expect(hostile.daemon!.lines.filter((l) => l.level === 50)).toEqual([]);
       } finally {

@@ -316,6 +316,7 @@ describe('Firewall expiry, refresh, limits and reconcile', () => {
     await firewall.settled();
     expect(reads).toHaveBeenCalledTimes(2); // one read each interval; the second found nothing missing
     expect(firewall.stats.restored).toBe(1);
+    expect(firewall.stats.reads).toBe(2); // counted whether or not it found damage: the reconcile is alive
     firewall.stop();
     expect(clock.pending).toBe(0); // neither its beat nor the expiry timer is left behind
     reads.mockClear();
