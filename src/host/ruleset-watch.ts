@@ -7,14 +7,19 @@
  *
  * What could open egress: our table, chains or sets deleted or flushed, and rules added or
  * deleted in the chains a packet from the bridge meets (an accept put ahead of ours). Set
- * elements coming and going are our own daily work and ask for nothing. Our own rule
- * changes (the iptables backends') do ask: at most one reconcile per `minIntervalMs`, each
- * a read that finds everything in order and writes nothing.
+ * elements coming and going are our own daily work and ask for nothing. Nor do our own rule
+ * changes: `nft monitor` ends each transaction with "# new generation N by process PID",
+ * and a transaction by a process of ours (our iptables-restore, our nft) is skipped. They
+ * would otherwise ask for a reconcile a second under a stream of answers, each a read of
+ * the whole chain (a second at 10,000 rules) that batches of new addresses wait behind.
+ * A writer we cannot place (gone already, or no generation line within GENERATION_WAIT_MS)
+ * counts as someone else's: at most one reconcile per `minIntervalMs`.
  *
  * Without nft (iptables-legacy hosts), or when it exits, the reconcile interval is all
  * there is: said once, retried after a while.
  */
 import { execa, type ResultPromise } from 'execa';
+import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { systemClock, type Clock, type Timer } from '../util/clock.js';
 
@@ -26,6 +31,8 @@ export interface RulesetWatchOptions {
   minIntervalMs?: number;
   /** The monitor: nftMonitor() for the real `nft monitor`, or a test's own lines. */
   spawn: RulesetMonitor;
+  /** Is the process that made a change one of ours? A child of this process by default. */
+  isOurs?: (pid: number) => boolean;
 }
 
 /** Starts a monitor that calls onLine for each line of `nft monitor`'s output. */
@@ -41,6 +48,19 @@ const RESTART_MS = 30_000;
 /** Chains whose rules a packet from a bridge meets: Docker's, iptables' hooks, ours. */
 const WATCHED_CHAINS = /\b(DOCKER-USER|FORWARD|INPUT|ON-HIS-NAME-[A-Z]+|OHN-P-\S+)\b/;
 const OUR_TABLE = /\binet on-his-name\b/;
+const GENERATION = /^# new generation \d+ by process (\d+)/;
+/** How long a change waits for the line naming its author; it follows in the same read, in practice. */
+const GENERATION_WAIT_MS = 100;
+
+/** A child of this process: its parent in /proc/PID/stat (the field after the parenthesised name). */
+export function childOfUs(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === process.pid;
+  } catch {
+    return false; // gone already: it cannot be told from someone else's
+  }
+}
 
 /** Could this `nft monitor` line open egress? */
 export function couldOpen(line: string): boolean {
@@ -55,7 +75,10 @@ export function watchRuleset(options: RulesetWatchOptions): RulesetWatch {
   const clock = options.clock ?? systemClock;
   const minIntervalMs = options.minIntervalMs ?? MIN_INTERVAL_MS;
   const { spawn } = options;
+  const isOurs = options.isOurs ?? childOfUs;
   let stopped = false;
+  /** The transaction under way's first change that could open egress, until its generation line says whose it was. */
+  let suspect: { change: string; timer: Timer } | undefined;
   let pending: Timer | undefined;
   let lastAt = -Infinity;
   let restart: Timer | undefined;
@@ -68,13 +91,32 @@ export function watchRuleset(options: RulesetWatchOptions): RulesetWatch {
       .then(options.onChange)
       .catch((err: Error) => options.log.warn({ err: err.message }, 'reconcile after a ruleset change failed'));
   };
-  const onLine = (line: string) => {
-    if (stopped || pending || !couldOpen(line)) return;
-    options.log.debug({ change: line }, 'the ruleset changed: reconciling');
+  const reconcileFor = (change: string, pid?: number) => {
+    if (stopped || pending) return;
+    options.log.debug({ change, pid }, 'the ruleset changed: reconciling');
     pending = clock.setTimeout(fire, Math.max(0, lastAt + minIntervalMs - clock.now())).unref();
+  };
+  const clearSuspect = () => {
+    if (suspect) clock.clearTimeout(suspect.timer);
+    const change = suspect?.change;
+    suspect = undefined;
+    return change;
+  };
+  const onLine = (line: string) => {
+    const generation = GENERATION.exec(line);
+    if (generation) {
+      const change = clearSuspect();
+      const pid = Number(generation[1]);
+      if (change !== undefined && !isOurs(pid)) reconcileFor(change, pid);
+      return;
+    }
+    if (suspect || !couldOpen(line)) return;
+    const timer = clock.setTimeout(() => reconcileFor(clearSuspect() ?? line), GENERATION_WAIT_MS).unref();
+    suspect = { change: line, timer };
   };
   const start = () => {
     if (stopped) return;
+    clearSuspect();
     const monitor = spawn(onLine);
     current = monitor;
     void monitor.exited.then(
@@ -94,6 +136,7 @@ export function watchRuleset(options: RulesetWatchOptions): RulesetWatch {
   return {
     stop() {
       stopped = true;
+      clearSuspect();
       if (pending) clock.clearTimeout(pending);
       if (restart) clock.clearTimeout(restart);
       current?.stop();

@@ -99,6 +99,11 @@ describe.skipIf(!canUseNamespaces())(`on-his-name --interface with unbound in na
     console.info(`frame → rules in the kernel (ms): ${latencies.join(', ')}`);
   });
 
+  it("asks for no reconcile for its own rule changes (nft monitor names their author: our iptables-restore)", () => {
+    expect(daemon.lines.filter((l) => l.msg === 'rules in the kernel').length).toBeGreaterThan(0);
+    expect(daemon.lines.filter((l) => l.msg === 'the ruleset changed: reconciling')).toEqual([]);
+  });
+
   it('stays closed while stopped, and a restart adopts its rules without adding any', async () => {
     const before = await lab.rules();
     expect(await daemon.stop()).toBe(0);
@@ -122,6 +127,7 @@ describe.skipIf(!canUseNamespaces())(`on-his-name --interface with unbound in na
     await lab.iptables(...FOREIGN_RULE.split(' '));
     await lab.iptables('-A', 'DOCKER-USER', '-j', 'RETURN');
     await daemon.waitFor((l) => String(l.msg).includes('our base rules were missing or damaged'), 5_000);
+    expect(daemon.lines.find((l) => l.msg === 'the ruleset changed: reconciling')).toMatchObject({ change: expect.stringContaining('DOCKER-USER'), pid: expect.any(Number) });
     for (const end = Date.now() + 5_000; (await acceptRules()).length < before && Date.now() < end; ) await new Promise((r) => setTimeout(r, 100));
     expect(await acceptRules()).toHaveLength(before);
     expect(await egress(lab, '203.0.113.10', 80)).toBe('dropped');

@@ -1,5 +1,6 @@
+import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
-import { couldOpen, watchRuleset, type RulesetWatch } from '../../../src/host/ruleset-watch.js';
+import { childOfUs, couldOpen, watchRuleset, type RulesetWatch } from '../../../src/host/ruleset-watch.js';
 import { FakeClock, settle } from '../../support/clock.js';
 import { recordingLogger } from '../../support/log.js';
 
@@ -36,6 +37,9 @@ describe('watchRuleset', () => {
   let watch: RulesetWatch | undefined;
   afterEach(() => watch?.stop());
 
+  /** Our writers' pids in these tests. */
+  const OURS = new Set([4242]);
+
   function start() {
     const clock = new FakeClock();
     const { log, lines } = recordingLogger();
@@ -48,6 +52,7 @@ describe('watchRuleset', () => {
       log,
       minIntervalMs: 1_000,
       onChange: () => reconciles++,
+      isOurs: (pid) => OURS.has(pid),
       spawn: (onLine) => {
         spawned++;
         emit = onLine;
@@ -60,13 +65,41 @@ describe('watchRuleset', () => {
   it('reconciles at once after a change that could open egress, and at most once a second after that', async () => {
     const w = start();
     w.emit('delete table inet on-his-name');
+    w.emit('# new generation 3 by process 5151 (nft)');
     await w.clock.advance(1); // a timer's shortest delay
     expect(w.reconciles()).toBe(1);
-    for (let i = 0; i < 50; i++) w.emit('delete rule ip filter DOCKER-USER handle 9');
+    for (let i = 0; i < 50; i++) w.emit('delete rule ip filter DOCKER-USER handle 9'), w.emit(`# new generation ${4 + i} by process 5151 (iptables)`);
     await w.clock.advance(999);
     expect(w.reconciles()).toBe(1);
     await w.clock.advance(1);
     expect(w.reconciles()).toBe(2);
+  });
+
+  it("skips a transaction of our own writers (the generation line names the process), and reconciles for anyone else's", async () => {
+    const w = start();
+    w.emit('add rule ip filter DOCKER-USER -d 198.51.100.7 counter accept');
+    w.emit('delete rule ip filter DOCKER-USER handle 12');
+    w.emit('# new generation 8 by process 4242 (iptables-restor)');
+    await w.clock.advance(5_000);
+    expect(w.reconciles()).toBe(0);
+
+    w.emit('insert rule ip filter DOCKER-USER iifname "br0" accept');
+    await w.clock.advance(50);
+    expect(w.reconciles()).toBe(0); // not before its transaction is over and its author known
+    w.emit('# new generation 9 by process 5151 (iptables)');
+    await w.clock.advance(1);
+    expect(w.reconciles()).toBe(1);
+    expect(w.lines.find((l) => l.msg === 'the ruleset changed: reconciling')).toMatchObject({ change: 'insert rule ip filter DOCKER-USER iifname "br0" accept', pid: 5151 });
+  });
+
+  it('reconciles for a change whose author is not named within 100 ms (a monitor without generation lines)', async () => {
+    const w = start();
+    w.emit('flush chain ip filter DOCKER-USER');
+    await w.clock.advance(99);
+    expect(w.reconciles()).toBe(0);
+    await w.clock.advance(1);
+    await w.clock.advance(1);
+    expect(w.reconciles()).toBe(1);
   });
 
   it('does nothing for our own set elements coming and going', async () => {
@@ -97,5 +130,20 @@ describe('watchRuleset', () => {
     await w.clock.advance(5_000);
     expect(w.reconciles()).toBe(0);
     expect(w.lines.some((l) => l.msg.startsWith('nft monitor ended'))).toBe(false);
+  });
+});
+
+describe('childOfUs', () => {
+  it('knows a child of this process, and nothing else', async () => {
+    const child = execa('sleep', ['30']);
+    try {
+      expect(childOfUs(child.pid!)).toBe(true);
+      expect(childOfUs(process.pid)).toBe(false);
+      expect(childOfUs(process.ppid)).toBe(false);
+      expect(childOfUs(2 ** 22 + 1)).toBe(false); // above pid_max: no such process
+    } finally {
+      child.kill();
+      await child.catch(() => undefined);
+    }
   });
 });
