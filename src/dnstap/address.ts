@@ -3,6 +3,7 @@
  * they are: CoreDNS may send a 16-byte IPv4-mapped address with family INET.
  */
 import { DecodeError } from '../util/errors.js';
+import { formatIPv6Groups } from '../util/address.js';
 
 /** The address in `bytes` from `at` (all of them by default), `length` bytes long. */
 export function formatAddress(bytes: Uint8Array, at = 0, length = bytes.length - at): string {
@@ -24,19 +25,5 @@ function isIPv4Mapped(bytes: Uint8Array, at: number): boolean {
 export function formatIPv6(bytes: Uint8Array, at = 0): string {
   const groups: number[] = [];
   for (let i = at; i < at + 16; i += 2) groups.push(((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0));
-  let bestStart = -1;
-  let bestLength = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLength) [bestStart, bestLength] = [i, j - i];
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`;
+  return formatIPv6Groups(groups);
 }

@@ -10,6 +10,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { execa } from 'execa';
+import { canonicalRange } from '../util/address.js';
 
 export interface BridgeAddress {
   family: 4 | 6;
@@ -61,47 +62,6 @@ export function parseAddresses(json: string): BridgeAddress[] {
 }
 
 /** The subnet an address on the bridge stands for, e.g. 192.0.2.1/24 → 192.0.2.0/24. */
-export function subnetOf({ family, address, prefix }: Pick<BridgeAddress, 'family' | 'address' | 'prefix'>): string {
-  return family === 4 ? `${ipv4Network(address, prefix)}/${prefix}` : `${ipv6Network(address, prefix)}/${prefix}`;
-}
-
-function ipv4Network(address: string, prefix: number): string {
-  const value = address.split('.').reduce((n, octet) => (n << 8) | Number(octet), 0) >>> 0;
-  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-  const network = (value & mask) >>> 0;
-  return [24, 16, 8, 0].map((shift) => (network >>> shift) & 255).join('.');
-}
-
-function ipv6Network(address: string, prefix: number): string {
-  const groups = expandIPv6(address);
-  const out = groups.map((group, i) => {
-    const bits = Math.max(0, Math.min(16, prefix - i * 16));
-    return bits === 16 ? group : bits === 0 ? 0 : group & ((0xffff << (16 - bits)) & 0xffff);
-  });
-  return compressIPv6(out);
-}
-
-function expandIPv6(address: string): number[] {
-  const [head = '', tail] = address.split('::');
-  const parse = (part: string) => (part === '' ? [] : part.split(':').map((g) => parseInt(g, 16)));
-  const left = parse(head);
-  const right = tail === undefined ? [] : parse(tail);
-  return [...left, ...Array<number>(8 - left.length - right.length).fill(0), ...right];
-}
-
-function compressIPv6(groups: readonly number[]): string {
-  let best = { at: -1, length: 1 };
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > best.length) best = { at: i, length: j - i };
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (best.at < 0) return hex.join(':');
-  return `${hex.slice(0, best.at).join(':')}::${hex.slice(best.at + best.length).join(':')}`;
+export function subnetOf({ address, prefix }: Pick<BridgeAddress, 'address' | 'prefix'>): string {
+  return canonicalRange(`${address}/${prefix}`) ?? `${address}/${prefix}`;
 }

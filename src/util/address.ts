@@ -152,12 +152,12 @@ export function canonicalRange(cidr: string): string | undefined {
     const masked = left === 0 ? 0 : (w & ((0xffffffff << (32 - left)) >>> 0)) >>> 0;
     return [masked >>> 16, masked & 0xffff];
   });
-  const text6 = formatIPv6(groups);
+  const text6 = formatIPv6Groups(groups);
   return bare ? text6 : `${text6}/${range.bits}`;
 }
 
 /** Eight 16-bit groups in RFC 5952's form: lower case, no leading zeros, the longest run of two or more zero groups as "::". */
-function formatIPv6(groups: readonly number[]): string {
+export function formatIPv6Groups(groups: readonly number[]): string {
   let best = { at: -1, length: 0 };
   for (let i = 0; i < 8; ) {
     if (groups[i] !== 0) {
