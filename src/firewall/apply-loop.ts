@@ -22,6 +22,8 @@ export interface ApplyLoopOptions {
 
 export class ApplyLoop {
   private running: Promise<void> | undefined;
+  /** A kick since the current step began: work the step may not have seen. */
+  private kicked = false;
   private stopped = false;
   private readonly abort = new AbortController();
 
@@ -29,12 +31,9 @@ export class ApplyLoop {
 
   /** Make sure a run is under way or about to start. */
   kick(): void {
+    this.kicked = true;
     if (this.running || this.stopped) return;
-    this.running = new Promise<void>((resolve) => setImmediate(resolve))
-      .then(() => this.run())
-      .finally(() => {
-        this.running = undefined;
-      });
+    this.running = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.run());
   }
 
   /** Resolves when no run is under way (after stop(), once the current step has ended). */
@@ -51,20 +50,32 @@ export class ApplyLoop {
     this.abort.abort();
   }
 
+  /**
+   * A step that finds nothing to do resolves a few microtasks after it looked: a kick in
+   * between (an answer decided in another promise chain) would find the loop still running
+   * and leave its work for the next kick. So each step starts by clearing `kicked`, the loop
+   * only ends when no kick came since, and it is marked ended in that same microtask.
+   */
   private async run(): Promise<void> {
     let attempt = 0;
-    while (!this.stopped) {
-      try {
-        if (!(await this.options.step())) {
-          this.options.onIdle?.();
-          return;
+    try {
+      while (!this.stopped) {
+        this.kicked = false;
+        try {
+          if (!(await this.options.step())) {
+            if (this.kicked) continue;
+            this.options.onIdle?.();
+            return;
+          }
+          attempt = 0;
+        } catch (err) {
+          const delay = reconnectDelay(attempt, this.options.backoff, this.options.random);
+          this.options.onFailure(err, ++attempt, delay);
+          await wait(delay, this.abort.signal);
         }
-        attempt = 0;
-      } catch (err) {
-        const delay = reconnectDelay(attempt, this.options.backoff, this.options.random);
-        this.options.onFailure(err, ++attempt, delay);
-        await wait(delay, this.abort.signal);
       }
+    } finally {
+      this.running = undefined;
     }
   }
 }
