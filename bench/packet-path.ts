@@ -14,13 +14,22 @@
  * last accept rule (allowed first: new rules go to the top of the block), so every new
  * connection's SYN walks the whole list, or near the front (allowed last).
  * The ipset backend (`--backend ipset`) is installed by its own IpsetBackend: sync(), then one
- * apply() of every address with a one-hour lifetime. Bench-only variants, to compare: the
- * same addresses in a native nftables set, and the per-address rules moved behind one
- * `-i BRIDGE` jump so that packets not from the bridge (replies) skip them.
+ * apply() of every address with a one-hour lifetime. The nftables backend (`--backend
+ * nftables`, table inet on-his-name) by its own Firewall with the CLI's long-lived nft, the
+ * tested address first; a set has no order, so "first" and "last" are the same row there.
+ * Bench-only variants, to compare: the same addresses in a native nftables set, and the
+ * per-address rules moved behind one `-i BRIDGE` jump so that packets not from the bridge
+ * (replies) skip them.
  *
- *   sudo npx tsx bench/packet-path.ts [runs=5] [seconds=4]      (about 4.5 minutes)
+ * What it guards against: 10,000 per-address rules cost about 97 % of the connection rate
+ * here (rows 4 and 5), and a set backend whose lookup grew with its size would show the
+ * same slope between its 1, 10,000 and 100,000 rows. (The per-address layout has no
+ * 100,000 row: its Firewall cannot install that many here, see bench/RESULTS.md.)
  *
- * VARIANTS=0,4,7 runs only those rows (0 is the baseline the costs are relative to);
+ *   sudo npx tsx bench/packet-path.ts [runs=5] [seconds=4]      (about 8 minutes)
+ *
+ * VARIANTS=0,4,7 runs only those rows (0 is the baseline the costs are relative to; 11 is
+ * ipset with 100,000 addresses, 12-14 nftables with 1, 10,000 and 100,000);
  * CONNECTIONS=32 sets wrk's parallel connections.
  *
  * Needs root, wrk (apt-get install wrk), iptables, ipset, nft, conntrack, taskset.
@@ -37,6 +46,10 @@ import { iptablesRunner } from '../src/firewall/iptables.js';
 import { IpsetBackend } from '../src/firewall/ipset-backend.js';
 import { SET_V4 } from '../src/firewall/ipset.js';
 import { execIpset } from '../src/firewall/ipset-runner.js';
+import { NftablesBackend } from '../src/firewall/nft/backend.js';
+import { FAMILY, TABLE } from '../src/firewall/nft/render.js';
+import { nftRunner } from '../src/firewall/nft/runner.js';
+import { NftTable } from '../src/firewall/nft/table.js';
 import { restoreScript } from '../src/firewall/planner.js';
 import { CHAIN, TAG, acceptRule, dropRule, establishedRule, parseOwnedRule } from '../src/firewall/rules.js';
 import { BRIDGE, CONTAINERS, FOREIGN_RULE, createFirewallLab, labLayout, type FirewallLab } from '../test/lab/firewall-lab.js';
@@ -59,7 +72,7 @@ const log = pino({ level: 'silent' });
 
 /** Other allowed addresses: 198.18.0.0/15 (benchmarking range) holds 131,072. */
 function filler(i: number): string {
-  return `198.18.${(i >> 8) & 255}.${i & 255}`;
+  return `198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
 }
 
 interface Variant {
@@ -76,6 +89,7 @@ async function resetHost(lab: FirewallLab): Promise<void> {
   await lab.iptables('-A', CHAIN, '-j', 'RETURN');
   await execa('ip', ['netns', 'exec', lab.host.name, 'ipset', 'destroy', SET_V4], { reject: false });
   await execa('ip', ['netns', 'exec', lab.host.name, 'nft', 'delete', 'table', 'ip', 'ohnbench'], { reject: false });
+  await execa('ip', ['netns', 'exec', lab.host.name, 'nft', 'delete', 'table', FAMILY, TABLE], { reject: false });
   await lab.iptables('-F', 'OHN-ACCEPT').catch(() => undefined);
   await lab.iptables('-X', 'OHN-ACCEPT').catch(() => undefined);
   await execa('ip', ['netns', 'exec', lab.host.name, 'conntrack', '-F'], { reject: false });
@@ -114,6 +128,36 @@ function ipsetBackend(count: number): Variant['setup'] {
     await backend.apply(entries.map((address, i) => ({ address, name: i ? `filler${i - 1}.test.` : 'tested.test.', expiresAt })), []);
     const listed = await lab.hostExec('ipset', ['list', '-t', SET_V4]);
     return `set of ${/Number of entries: (\d+)/.exec(listed)?.[1] ?? '?'}`;
+  };
+}
+
+/**
+ * on-his-name's NftablesBackend (`--backend nftables`) through its own Firewall and the CLI's
+ * long-lived nft: table inet on-his-name, every address in the set allow4, the tested one first.
+ */
+function nftBackend(count: number): Variant['setup'] {
+  return async (lab) => {
+    const runner = nftRunner({ prefix: ['ip', 'netns', 'exec', lab.host.name], persistent: true });
+    const layout = labLayout(PORTS);
+    const table = new NftTable(runner, {
+      bridge: layout.bridge,
+      ports: PORTS.map((port) => ({ protocol: 'tcp' as const, port })),
+      hostPorts: [],
+      4: { subnets: layout.subnets ?? [], dns: layout.dns ?? [] },
+      6: { subnets: [], dns: [] },
+    });
+    const firewall = new Firewall({ backend: new NftablesBackend({ table, family: 4 }), log, maxIps: count });
+    try {
+      await firewall.start();
+      firewall.allow(TESTED, 'tested.test.', 3600);
+      for (let i = 0; i < count - 1; i++) firewall.allow(filler(i), `filler${i}.test.`, 3600);
+      await firewall.settled();
+    } finally {
+      firewall.stop(); // no expiry or reconcile timers while the row is measured
+      runner.close();
+    }
+    const listed = await lab.hostExec('nft', ['list', 'set', FAMILY, TABLE, 'allow4']);
+    return `set of ${(listed.match(/\b198\.\d+\.\d+\.\d+\b/g) ?? []).length}`;
   };
 }
 
@@ -304,6 +348,10 @@ async function main(): Promise<void> {
     { label: 'on-his-name --backend ipset, 1,000 addresses', setup: ipsetBackend(1000) },
     { label: 'on-his-name --backend ipset, 10,000 addresses', setup: ipsetBackend(10_000) },
     { label: 'bench only: 10,000 addresses in a native nftables set', setup: nftSet(10_000) },
+    { label: 'on-his-name --backend ipset, 100,000 addresses', setup: ipsetBackend(100_000) },
+    { label: 'on-his-name --backend nftables, 1 address', setup: nftBackend(1) },
+    { label: 'on-his-name --backend nftables, 10,000 addresses', setup: nftBackend(10_000) },
+    { label: 'on-his-name --backend nftables, 100,000 addresses', setup: nftBackend(100_000) },
   ];
   const only = process.env.VARIANTS?.split(',').map(Number);
   const selected = only ? variants.filter((_, i) => only.includes(i)) : variants;
