@@ -11,8 +11,9 @@
  * one connection per request (`Connection: close`, and the server answers HTTP/1.0 and
  * closes) for SECONDS, RUNS times, the configurations taking turns so that drift on the
  * machine spreads over all of them. The tested destination's port-80 rule is either the
- * last accept rule (allowed first: new rules go to the top of the block), so every new
- * connection's SYN walks the whole list, or near the front (allowed last).
+ * last accept rule (allowed last: new rules go to the bottom of the block, above its DROP,
+ * so that the block stays in expiry order), so every new connection's SYN walks the whole
+ * list, or the first (allowed first). The "tested ACCEPT is rule" column checks which.
  * The ipset backend (`--backend ipset`) is installed by its own IpsetBackend: sync(), then one
  * apply() of every address with a one-hour lifetime. The nftables backend (`--backend
  * nftables`, table inet on-his-name) by its own Firewall with the CLI's long-lived nft, the
@@ -95,14 +96,14 @@ async function resetHost(lab: FirewallLab): Promise<void> {
   await execa('ip', ['netns', 'exec', lab.host.name, 'conntrack', '-F'], { reject: false });
 }
 
-/** on-his-name's own Firewall opens `count` addresses, the tested one first (bottom) or last (top). */
+/** on-his-name's own Firewall opens `count` addresses, the tested one last (its rule at the bottom) or first (at the top). */
 function perAddressRules(count: number, tested: 'end' | 'front'): Variant['setup'] {
   return async (lab) => {
     const firewall = new Firewall({ runner: iptablesRunner({ prefix: ['ip', 'netns', 'exec', lab.host.name] }), layout: labLayout(PORTS), log, maxIps: count });
     await firewall.start();
-    if (tested === 'end') firewall.allow(TESTED, 'tested.test.');
-    for (let i = 0; i < count - 1; i++) firewall.allow(filler(i), `filler${i}.test.`);
     if (tested === 'front') firewall.allow(TESTED, 'tested.test.');
+    for (let i = 0; i < count - 1; i++) firewall.allow(filler(i), `filler${i}.test.`);
+    if (tested === 'end') firewall.allow(TESTED, 'tested.test.');
     await firewall.settled();
     firewall.stop(); // no expiry or reconcile timers while the row is measured
     return acceptPosition(await lab.rules());
