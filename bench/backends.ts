@@ -42,12 +42,13 @@ import { SET_V4 } from '../src/firewall/ipset.js';
 import { execIpset, persistentIpset } from '../src/firewall/ipset-runner.js';
 import { iptablesRunner } from '../src/firewall/iptables.js';
 import { NftablesBackend } from '../src/firewall/nft/backend.js';
-import { FAMILY, SETS, TABLE } from '../src/firewall/nft/render.js';
+import { DEFAULT_POLICY, FAMILY, TABLE, setName } from '../src/firewall/nft/render.js';
 import { nftRunner } from '../src/firewall/nft/runner.js';
 import { NftTable } from '../src/firewall/nft/table.js';
 import type { Layout } from '../src/firewall/planner.js';
-import { Pipeline } from '../src/pipeline/pipeline.js';
-import { Policy } from '../src/policy/policy.js';
+import { onePolicy } from '../src/pipeline/decision.js';
+import { Pipeline, sameFirewalls } from '../src/pipeline/pipeline.js';
+import { Patterns } from '../src/policy/patterns.js';
 import { AddressGuard } from '../src/policy/special-addresses.js';
 import { clientResponse } from '../test/support/dnstap.js';
 import { testLayout } from '../test/support/layout.js';
@@ -65,7 +66,7 @@ const MAX_IPS = 100_000;
 const SOCKET_READ = 64 * 1024;
 const BRIDGE = 'br-bench';
 const layout: Layout = testLayout(BRIDGE);
-const policy = Policy.compile(['**.allowed.example.']);
+const policy = onePolicy(Patterns.compile(['**.allowed.example.']));
 const producer = { id: 1 };
 
 type Kind = 'iptables' | 'iptables-exec' | 'ipset' | 'ipset-exec' | 'nft' | 'nft-exec' | 'none';
@@ -157,7 +158,7 @@ async function rig(kind: Kind): Promise<Rig> {
     closers.push(() => runner.close());
     const table = new NftTable(runner, {
       bridge: BRIDGE,
-      ports: layout.ports.map((port) => ({ protocol: 'tcp' as const, port })),
+      ports: layout.ports,
       hostPorts: [],
       4: { subnets: layout.subnets ?? [], dns: layout.dns ?? [] },
       6: { subnets: [], dns: [] },
@@ -171,7 +172,7 @@ async function rig(kind: Kind): Promise<Rig> {
   const log = pino({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: true }));
   const firewall = new Firewall({ ...kernel, log, clock: wall.now, maxIps: MAX_IPS, onInKernel: tally.hit });
   await firewall.start();
-  const pipeline = new Pipeline(policy, new AddressGuard(), { 4: firewall }, log);
+  const pipeline = new Pipeline(policy, new AddressGuard(), sameFirewalls({ 4: firewall }), log);
   return {
     firewall,
     pipeline,
@@ -194,7 +195,7 @@ async function inKernel(kind: Kind): Promise<number> {
     return Number(/Number of entries: (\d+)/.exec(stdout)?.[1]);
   }
   if (kind.startsWith('nft')) {
-    const { stdout } = await execa('nft', ['-j', 'list', 'set', FAMILY, TABLE, SETS[4]]);
+    const { stdout } = await execa('nft', ['-j', 'list', 'set', FAMILY, TABLE, setName(DEFAULT_POLICY, 4)]);
     const set = (JSON.parse(stdout) as { nftables: Array<{ set?: { elem?: unknown[] } }> }).nftables.find((i) => i.set)?.set;
     return set?.elem?.length ?? 0;
   }

@@ -12,10 +12,10 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
-import { decide } from '../dist/pipeline/decision.js';
+import { decide, onePolicy } from '../dist/pipeline/decision.js';
 import { Firewall } from '../dist/firewall/firewall.js';
 import { listenFrameStreams } from '../dist/framestream/listener.js';
-import { Policy } from '../dist/policy/policy.js';
+import { Patterns } from '../dist/policy/patterns.js';
 
 const [addresses, dir, producer, ...blocks] = [Number(process.argv[2]), process.argv[3], process.argv[4], ...process.argv.slice(5)];
 const run = promisify(execFile);
@@ -23,7 +23,7 @@ const leak = process.env.LEAK === '1' ? new Map() : undefined;
 
 const log = pino({ level: 'silent' });
 const runner = { list: async () => ['-N DOCKER-USER', '-A FORWARD -j DOCKER-USER'], restore: async () => undefined };
-const layout = { bridge: 'br-bench', ports: [80, 443], subnets: ['192.0.2.0/24'], dns: [{ address: '192.0.2.1', port: 53 }], hostPorts: [] };
+const layout = { bridge: 'br-bench', ports: [80, 443].map((port) => ({ protocol: 'tcp', port })), subnets: ['192.0.2.0/24'], dns: [{ address: '192.0.2.1', port: 53 }], hostPorts: [] };
 const firewall = new Firewall({ runner, layout, log, maxIps: addresses });
 
 function settle() {
@@ -40,7 +40,7 @@ const sampler = setInterval(() => {
   peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed);
 }, 20);
 await firewall.start();
-const policy = Policy.compile(['**.allowed.example.']);
+const policy = onePolicy(Patterns.compile(['**.allowed.example.']));
 const listener = await listenFrameStreams({
   path: join(dir, 'dnstap.sock'),
   log,

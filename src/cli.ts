@@ -3,15 +3,18 @@
 import { readFileSync } from 'node:fs';
 import { DEFAULTS, parseConfig, type Config } from './config/config.js';
 import { runStatus } from './admin/status.js';
+import { runCheck } from './config/check.js';
+import { runSuggest } from './admin/suggestions.js';
 import { startDaemon } from './daemon/daemon.js';
 import { dockerClient } from './docker/network.js';
 import { ApplyError, ConfigError } from './util/errors.js';
 import { iptablesRunner } from './firewall/iptables.js';
 import { removeOwned, type Removed } from './firewall/reset.js';
+import { BLOCKED_SETS } from './firewall/blocked.js';
 import { removeTable } from './firewall/nft/reset.js';
 import { nftRunner } from './firewall/nft/runner.js';
 import { destroyOwnedSet } from './firewall/ipset-backend.js';
-import { OWNED_SETS, SET_V4, SET_V6 } from './firewall/ipset.js';
+import { OWNED_SETS, POLICY_SET_PREFIX, SET_V4, SET_V6 } from './firewall/ipset.js';
 import { execIpset, persistentIpset } from './firewall/ipset-runner.js';
 import { createLogger, type Logger } from './util/log.js';
 
@@ -101,6 +104,8 @@ async function main(): Promise<number> {
     return 0;
   }
   if (config.command === 'status') return runStatus(config.adminListen!);
+  if (config.command === 'check') return runCheck(config);
+  if (config.command === 'suggest') return runSuggest(config.adminListen!);
   const log = createLogger(config.logLevel, config.logFormat);
   if (config.command === 'reset') return reset(log);
   return run(config, log);
@@ -137,11 +142,18 @@ async function run(config: Config, log: Logger): Promise<number> {
     longLived.push(runner);
     return runner;
   };
+  // SIGHUP reads the policy file again. Its default action ends the process: handled from
+  // the start, and one arriving while starting is applied once the daemon is up.
+  let reload: ((why: string) => unknown) | undefined;
+  let hupWhileStarting = false;
+  process.on('SIGHUP', () => (reload ? reload('SIGHUP') : (hupWhileStarting = true)));
   const daemon = await startDaemon(config, { ...runners, ipset, nft, docker: () => dockerClient(), onFatal: (err) => fatal?.(err), log }).catch((err: unknown) => {
     // A child process left running would keep node alive after the error line.
     for (const process of longLived) process.close?.();
     throw err;
   });
+  reload = (why) => daemon.reload(why);
+  if (hupWhileStarting) reload('SIGHUP while starting');
   const why = await ended;
   if (why instanceof Error) log.fatal({ err: why.message }, 'stopping: the firewall can no longer keep its promise; rules stay in place');
   else log.info({ signal: why, allowed: daemon.firewall.allowedCount }, 'stopping; rules stay in place so egress stays closed');
@@ -164,7 +176,15 @@ async function reset(log: Logger): Promise<number> {
     process.stdout.write(`removed ${removed6.rules.length} rule(s) and ${removed6.chains.length} chain(s) owned by on-his-name from ip6tables\n`);
   }
   // After the rules: the kernel refuses to destroy a set that a rule still names.
-  for (const set of OWNED_SETS) if (await destroyOwnedSet(execIpset(), set)) process.stdout.write(`removed: ipset ${set}\n`);
+  const ipset = execIpset();
+  const policySets = await ipset.names().then(
+    (names) => names.filter((name) => name.startsWith(POLICY_SET_PREFIX)),
+    (err: Error) => {
+      log.debug({ err: err.message }, 'no ipset sets to remove');
+      return [];
+    },
+  );
+  for (const set of [...OWNED_SETS, ...policySets, ...Object.values(BLOCKED_SETS)]) if (await destroyOwnedSet(ipset, set)) process.stdout.write(`removed: ipset ${set}\n`);
   const table = await removeTable(nftRunner()).catch((err: Error) => {
     log.debug({ err: err.message }, 'no nftables table to remove');
     return undefined;
@@ -175,7 +195,7 @@ async function reset(log: Logger): Promise<number> {
 }
 
 function report(removed: Removed, family: string): void {
-  for (const rule of removed.rules) process.stdout.write(`removed${family}: -A ${rule.role === 'host-jump' ? 'INPUT' : 'DOCKER-USER'} ${rule.spec}\n`);
+  for (const rule of removed.rules) process.stdout.write(`removed${family}: -A ${rule.role === 'host-jump' ? 'INPUT' : (rule.chain ?? 'DOCKER-USER')} ${rule.spec}\n`);
   for (const { chain, rules } of removed.chains) process.stdout.write(`removed${family}: chain ${chain} (${rules} rule(s))\n`);
 }
 

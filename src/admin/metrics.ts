@@ -18,9 +18,12 @@ export interface MetricsSources {
   pipeline: PipelineStats;
   /** Every dnstap listener and dialer, counted together. */
   dnstap: Readonly<FrameStreamStats>;
-  firewalls: ReadonlyArray<{ family: Family; firewall: Firewall }>;
+  /** Every policy's firewall of every family, as they are now (policies come and go with reloads and containers). */
+  firewalls: () => ReadonlyArray<{ family: Family; firewall: Firewall; policy: { name: string } }>;
   /** Inline mode's proxy and hold, when --dns-listen is given. */
   dns?: { proxy: { readonly stats: Readonly<DnsProxyStats> }; hold: Readonly<HoldStats> };
+  /** What the kernel recorded as blocked, when the blocked view is on. */
+  blocked?: { readonly size: number; readonly packetsByPolicy: ReadonlyMap<string, number> };
 }
 
 const PREFIX = 'on_his_name_';
@@ -66,27 +69,35 @@ export class Metrics {
     counter('decisions_total', 'Decisions on client responses, by outcome', () =>
       Object.entries(pipeline.decisions).map(([outcome, n]) => [{ outcome }, n] as const), ['outcome'],
     );
-    counter('pattern_allows_total', 'Allow decisions, by the pattern that matched', () =>
-      [...pipeline.allowsByPattern].map(([pattern, n]) => [{ pattern }, n] as const), ['pattern'],
+    counter('pattern_allows_total', 'Allow decisions, by the policy and the pattern that matched', () =>
+      [...pipeline.allowsByPattern].flatMap(([policy, hits]) => [...hits].map(([pattern, n]) => [{ policy, pattern }, n] as const)), ['policy', 'pattern'],
     );
 
     const perFamily = (read: (firewall: Firewall) => number): Reading =>
-      firewalls.map(({ family, firewall }) => [{ family: String(family) }, read(firewall)] as const);
-    const stat = (name: string, help: string, key: keyof FirewallStats) => counter(name, help, () => perFamily((f) => f.stats[key]), ['family']);
-    this.gauge('addresses_installed', 'Addresses open in the kernel, by family', () => perFamily((f) => f.allowedCount));
-    this.gauge('addresses_tracked', 'Addresses wanted open (in the kernel or waiting for it), by family', () => perFamily((f) => f.trackedCount));
+      firewalls().map(({ family, firewall, policy }) => [{ family: String(family), policy: policy.name }, read(firewall)] as const);
+    const stat = (name: string, help: string, key: keyof FirewallStats) => counter(name, help, () => perFamily((f) => f.stats[key]), ['family', 'policy']);
+    this.gauge('addresses_installed', 'Addresses open in the kernel, by family and policy', () => perFamily((f) => f.allowedCount));
+    this.gauge('addresses_tracked', 'Addresses wanted open (in the kernel or waiting for it), by family and policy', () => perFamily((f) => f.trackedCount));
     stat('addresses_opened_total', 'Addresses opened in the kernel', 'addressesAllowed');
     stat('addresses_refreshed_total', 'Rule rewrites that pushed an open address’s expiry later', 'refreshes');
     stat('addresses_expired_total', 'Addresses closed because their lifetime ran out', 'expired');
     stat('addresses_evicted_total', 'Addresses closed early to stay within --max-ips', 'evicted');
+    stat('addresses_evicted_for_name_total', 'Addresses closed early to stay within --max-ips-per-name', 'evictedForName');
     stat('restores_total', 'Reads of the kernel that found our rules missing or damaged and restored them', 'restored');
     stat('applies_total', 'Kernel transactions (iptables-restore or ipset batches) that succeeded', 'applies');
     stat('apply_failures_total', 'Kernel transactions that failed and were retried', 'applyFailures');
-    this.gauge('queue_peak_pending', 'The most addresses ever waiting for the kernel at once (the queue’s high-water mark), by family', () =>
+    this.gauge('queue_peak_pending', 'The most addresses ever waiting for the kernel at once (the queue’s high-water mark), by family and policy', () =>
       perFamily((f) => f.stats.peakPending),
     );
     stat('queue_dropped_total', 'Addresses not opened because the firewall queue was full', 'droppedFromQueue');
     if (dns) this.watchInlineDns(dns);
+    const { blocked } = sources;
+    if (blocked) {
+      counter('blocked_packets_total', 'Packets the last rule blocked (or, in audit mode, would have), by the policy of the client, as the kernel recorded them', () =>
+        [...blocked.packetsByPolicy].map(([policy, n]) => [{ policy }, n] as const), ['policy'],
+      );
+      this.gauge('blocked_destinations', 'Distinct (client, destination, port) in the blocked view now (bounded)', () => one(blocked.size), []);
+    }
   }
 
   /** Inline mode: what the proxy answered and how its hold on allowed answers went. */
@@ -101,6 +112,9 @@ export class Metrics {
     this.counter('dns_held_answers_total', 'Allowed answers held until their rules were in the kernel', [], () => one(hold.held));
     this.counter('dns_released_early_total', 'Allowed answers released when --dns-hold-ms ran out before their rules were in', [], () => one(hold.releasedEarly));
     this.counter('dns_nxdomain_total', 'Denied names answered NXDOMAIN without asking upstream (--deny-nxdomain)', [], () => one(hold.nxdomain));
+    this.counter('dns_overloaded_total', 'DNS queries answered SERVFAIL because the client (or everyone) had too many waiting', [], () => one(proxy.stats.overloaded));
+    this.counter('dns_refused_total', 'DNS datagrams and connections ignored: not from a client of the network, or from a reflection port', [], () => one(proxy.stats.refused));
+    this.counter('dns_mismatched_replies_total', 'Upstream replies that answered no query of ours (wrong ID or question): stray, or forged', [], () => one(proxy.stats.mismatchedReplies));
   }
 
   private counter(name: string, help: string, labelNames: string[], read: () => Reading): void {
@@ -116,11 +130,11 @@ export class Metrics {
     });
   }
 
-  private gauge(name: string, help: string, read: () => Reading): void {
+  private gauge(name: string, help: string, read: () => Reading, labelNames: string[] = ['family', 'policy']): void {
     new Gauge({
       name: `${PREFIX}${name}`,
       help,
-      labelNames: ['family'],
+      labelNames,
       registers: [this.registry],
       collect() {
         this.reset();

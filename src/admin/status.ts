@@ -3,7 +3,7 @@
  * is the only source: status reads no kernel state itself, so it needs no privilege.
  */
 import type { AdminAddress } from '../config/config.js';
-import type { AcceptedView, MatchersView } from './api.js';
+import type { AcceptedView, BlockedListView, MatchersView, PoliciesView } from './api.js';
 import { formatHostPort } from '../util/host-port.js';
 import { renderStatus } from './table.js';
 
@@ -23,16 +23,27 @@ export async function runStatus(
 ): Promise<number> {
   const base = adminUrl(address);
   try {
-    const [accepted, matchers] = await Promise.all([getJson<AcceptedView>(`${base}/api/accepted`), getJson<MatchersView>(`${base}/api/matchers`)]);
-    out.write(renderStatus(accepted, matchers));
+    const [accepted, matchers, policies, blocked] = await Promise.all([
+      getJson<AcceptedView>(`${base}/api/accepted`),
+      getJson<MatchersView>(`${base}/api/matchers`),
+      // A daemon from before policies (or the blocked view) lacks these: its status is the rest.
+      getJson<PoliciesView>(`${base}/api/policies`).catch(() => undefined),
+      getJson<BlockedListView>(`${base}/api/blocked`).catch(() => undefined),
+    ]);
+    out.write(renderStatus(accepted, matchers, policies, blocked));
     return 0;
   } catch (e) {
-    err.write(`on-his-name: cannot read the admin API at ${base} (${reason(e)}): is on-his-name running with --admin-listen ${formatHostPort(address.host, address.port)}?\n`);
+    err.write(unreachable(base, address, e));
     return 1;
   }
 }
 
-async function getJson<T>(url: string): Promise<T> {
+/** The one line for a daemon that did not answer. */
+export function unreachable(base: string, address: Pick<AdminAddress, 'host' | 'port'>, error: unknown): string {
+  return `on-his-name: cannot read the admin API at ${base} (${reason(error)}): is on-his-name running with --admin-listen ${formatHostPort(address.host, address.port)}?\n`;
+}
+
+export async function getJson<T>(url: string): Promise<T> {
   const response = await fetch(url, { signal: AbortSignal.timeout(TIMEOUT_MS) });
   if (!response.ok) throw new Error(`${new URL(url).pathname} answered HTTP ${response.status}`);
   return (await response.json()) as T;

@@ -10,9 +10,9 @@ import { isLoopbackHost, portNumber, splitHostPort } from '../util/host-port.js'
 import { formatEndpoint, parseConnectEndpoint, parseListenEndpoint, type Endpoint } from '../framestream/endpoint.js';
 import { parseCidr } from '../policy/special-addresses.js';
 import type { PortSpec } from '../firewall/rules.js';
-import { parsePortSpecs } from './ports.js';
+import { parsePortSpecs, setPortsRefusal } from './ports.js';
 
-export type Command = 'run' | 'reset' | 'status' | 'help' | 'version';
+export type Command = 'run' | 'reset' | 'status' | 'check' | 'suggest' | 'help' | 'version';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 export type LogFormat = 'auto' | 'json' | 'pretty';
 /**
@@ -25,6 +25,8 @@ export interface Config {
   command: Command;
   patterns: string[];
   allowAll: boolean;
+  /** The policy file (YAML): the default policy's extra patterns and a policy per service. */
+  policyFile?: string;
   /** Where producers push dnstap to us; absent when only --connect is given. */
   listen?: Endpoint;
   /** Producers that listen (CoreDNS `dnstap listen …`): we dial each and keep one connection. */
@@ -34,7 +36,8 @@ export interface Config {
   network: string;
   /** A host bridge interface to use as is, bypassing Docker. */
   interface?: string;
-  ports: number[];
+  /** Opened for each allowed address: `443` and `tcp/443` are TCP, `udp/443` is UDP (HTTP/3). */
+  ports: PortSpec[];
   /** Host ports containers may reach on the host itself (everything else from the bridge to the host is dropped, but DNS). */
   hostPorts: PortSpec[];
   /** Special-purpose ranges (private, loopback…) opened on purpose. */
@@ -57,6 +60,10 @@ export interface Config {
   adminListen?: AdminAddress;
   /** At start, wait for the Docker network (and Docker) to exist instead of exiting. */
   waitForNetwork: boolean;
+  /** Every policy in audit mode: what would be blocked is recorded and let through. */
+  audit: boolean;
+  /** Seconds between reads of what the kernel recorded as blocked; 0: no blocked view. */
+  blockedInterval: number;
 }
 
 export interface HostPort {
@@ -98,13 +105,12 @@ export const DEFAULTS = {
   backend: 'auto',
   dnsHoldMs: '200',
   dnsTimeoutMs: '2000',
+  blockedInterval: '5',
 } as const;
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const LOG_FORMATS: readonly LogFormat[] = ['auto', 'json', 'pretty'];
 const BACKENDS: readonly Backend[] = ['auto', 'iptables', 'ipset', 'nftables'];
-/** iptables' multiport match, which the ipset backend's one rule uses, takes at most 15 ports. */
-const MAX_SET_PORTS = 15;
 /** Linux interface names: at most 15 bytes; we also keep them safe to place in iptables-restore text. */
 const INTERFACE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
 
@@ -133,28 +139,33 @@ const OPTIONS = {
   'deny-nxdomain': { type: 'boolean' },
   'admin-listen': { type: 'string' },
   'allow-all': { type: 'boolean' },
+  policy: { type: 'string' },
   'wait-for-network': { type: 'boolean' },
+  audit: { type: 'boolean' },
+  'blocked-interval': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
 } as const;
 
 export function parseConfig(argv: readonly string[], env: Env): Config {
   const { values, positionals } = parseFlags(argv);
-  const command: Command = values.help ? 'help' : values.version ? 'version' : positionals[0] === 'reset' ? 'reset' : positionals[0] === 'status' ? 'status' : 'run';
-  const patterns = command === 'reset' || command === 'status' ? positionals.slice(1) : positionals;
-  if (command === 'run') refuseBareWords(patterns);
+  const named = (COMMANDS as readonly string[]).includes(positionals[0] ?? '') ? (positionals[0] as Command) : undefined;
+  const command: Command = values.help ? 'help' : values.version ? 'version' : (named ?? 'run');
+  const patterns = named ? positionals.slice(1) : positionals;
+  if (command === 'run' || command === 'check') refuseBareWords(patterns);
+  const policyFile = values.policy ?? (env.POLICY_FILE || undefined);
   if (command === 'reset' && patterns.length > 0) {
     throw new ConfigError(`"reset" takes no pattern (got ${patterns.join(' ')}): run "on-his-name reset" alone`);
   }
-  if (command === 'status' && patterns.length > 0) {
-    throw new ConfigError(`"status" takes no pattern (got ${patterns.join(' ')}): run "on-his-name status [--admin-listen ADDR]"`);
-  }
   const adminValue = values['admin-listen'] ?? (env.ADMIN_LISTEN || undefined);
   const adminListen = adminValue === undefined ? undefined : parseAdminListen(adminValue, values['admin-listen'] !== undefined ? '--admin-listen' : 'ADMIN_LISTEN');
-  if (command === 'status' && !adminListen) {
+  if ((command === 'status' || command === 'suggest') && patterns.length > 0) {
+    throw new ConfigError(`"${command}" takes no pattern (got ${patterns.join(' ')}): run "on-his-name ${command} [--admin-listen ADDR]"`);
+  }
+  if ((command === 'status' || command === 'suggest') && !adminListen) {
     throw new ConfigError(
-      'status reads the admin API, and no address was given: start the daemon with --admin-listen ADDR (e.g. 9090), ' +
-        'then run "on-his-name status --admin-listen ADDR" (or set ADMIN_LISTEN)',
+      `${command} reads the admin API, and no address was given: start the daemon with --admin-listen ADDR (e.g. 9090), ` +
+        `then run "on-his-name ${command} --admin-listen ADDR" (or set ADMIN_LISTEN)`,
     );
   }
 
@@ -165,15 +176,15 @@ export function parseConfig(argv: readonly string[], env: Env): Config {
     throw new ConfigError(`--interface "${iface}" is not a Linux interface name (letters, digits, "_.-", at most 15)`);
   }
   const backend = oneOf(values.backend ?? env.BACKEND ?? DEFAULTS.backend, BACKENDS, '--backend');
-  const ports = parsePorts(values.ports ?? env.PORTS ?? DEFAULTS.ports);
+  const ports = parsePortList(values.ports ?? env.PORTS ?? DEFAULTS.ports, values.ports !== undefined ? '--ports' : 'PORTS');
   const dns = parseInlineDns(values, env);
-  if (backend === 'ipset' && ports.length > MAX_SET_PORTS) {
-    throw new ConfigError(`--backend ipset opens at most ${MAX_SET_PORTS} ports (got ${ports.length}): give fewer --ports, or use --backend iptables`);
-  }
+  const tooMany = backend === 'ipset' ? setPortsRefusal(ports) : undefined;
+  if (tooMany) throw new ConfigError(`${tooMany}: give fewer --ports, or use another backend`);
   return {
     command,
     patterns,
     allowAll: values['allow-all'] ?? false,
+    ...(policyFile !== undefined ? { policyFile } : {}),
     ...parseSources(values, env, socketUid ?? socketGid),
     ...(socketUid !== undefined ? { socketUid } : {}),
     ...(socketGid !== undefined ? { socketGid } : {}),
@@ -205,6 +216,14 @@ export function parseConfig(argv: readonly string[], env: Env): Config {
     ...(dns ? { dns } : {}),
     ...(adminListen ? { adminListen } : {}),
     waitForNetwork: values['wait-for-network'] ?? parseSwitch(env.WAIT_FOR_NETWORK, 'WAIT_FOR_NETWORK'),
+    audit: values.audit ?? parseSwitch(env.AUDIT, 'AUDIT'),
+    blockedInterval: parseCount(values['blocked-interval'], env.BLOCKED_INTERVAL, DEFAULTS.blockedInterval, {
+      flag: '--blocked-interval',
+      env: 'BLOCKED_INTERVAL',
+      min: 0,
+      max: 3600,
+      unit: 'seconds (0 turns the blocked view off)',
+    }),
   };
 }
 
@@ -284,7 +303,7 @@ function parseSwitch(value: string | undefined, name: string): boolean {
   throw new ConfigError(`${name}="${value}" must be 1 or 0 (or true, false, yes, no, on, off)`);
 }
 
-const COMMANDS = ['reset', 'status'] as const;
+const COMMANDS = ['reset', 'status', 'check', 'suggest'] as const;
 
 /**
  * A pattern of one label without its trailing dot reads like a mistyped command: `on-his-name
@@ -357,14 +376,11 @@ function parseSources(
   return { ...(listen ? { listen } : {}), connect };
 }
 
-function parsePorts(value: string): number[] {
-  const ports = value.split(',').map((part) => part.trim());
-  const parsed = ports.map((part) => (/^\d{1,5}$/.test(part) ? Number(part) : NaN));
-  const bad = ports.find((_, i) => !(parsed[i]! >= 1 && parsed[i]! <= 65535));
-  if (bad !== undefined || ports.length === 0) {
-    throw new ConfigError(`--ports "${value}" must be a comma-separated list of TCP ports from 1 to 65535, e.g. 80,443`);
-  }
-  return [...new Set(parsed)];
+/** At least one port; each as parsePortSpec reads it. */
+function parsePortList(value: string, source: string): PortSpec[] {
+  const ports = parsePortSpecs(value, source);
+  if (ports.length === 0) throw new ConfigError(`${source} "${value}" names no port: give at least one, e.g. 80,443`);
+  return ports;
 }
 
 /** Repeatable and comma-separated; each range is checked here so a typo stops the start. */

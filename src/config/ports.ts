@@ -25,6 +25,18 @@ export function parsePortSpecs(text: string, source: string): PortSpec[] {
   return [...new Map(specs.map((s) => [`${s.protocol}/${s.port}`, s])).values()];
 }
 
+/** iptables' multiport match, which the ipset backend's one rule per protocol uses, takes at most 15 ports. */
+export const MAX_SET_PORTS = 15;
+
+/** Why `ports` do not fit the ipset backend's rules (more than `max` of one protocol), or undefined. */
+export function setPortsRefusal(ports: readonly PortSpec[], max = MAX_SET_PORTS): string | undefined {
+  for (const protocol of ['tcp', 'udp'] as const) {
+    const count = ports.filter((p) => p.protocol === protocol).length;
+    if (count > max) return `--backend ipset opens at most ${max} ${protocol} ports (got ${count})`;
+  }
+  return undefined;
+}
+
 export function formatPortSpec({ protocol, port }: PortSpec): string {
   return `${protocol}/${port}`;
 }

@@ -19,19 +19,17 @@ import type { Clock } from '../util/clock.js';
 import type { DockerEvents } from '../docker/events.js';
 import { followNetwork, type NetworkFollower } from '../docker/follow.js';
 import type { BridgeNetwork, DockerNetworks } from '../docker/network.js';
-import type { Firewall } from '../firewall/firewall.js';
-import type { Layout } from '../firewall/planner.js';
-import { refuseIpv6, type Family, type FilteredBridge } from './filtered-bridge.js';
+import { refuseIpv6, type FilteredBridge } from './filtered-bridge.js';
+import type { PolicyFirewalls } from './policy-firewalls.js';
 
 export interface BridgeFollowerOptions {
   /** Without getEvents (a test's fake), the network is not followed. */
   docker: DockerNetworks & Partial<DockerEvents>;
   network: BridgeNetwork;
-  firewall: Firewall;
-  firewall6: Firewall | undefined;
+  /** Every policy's firewalls: they move together. */
+  firewalls: PolicyFirewalls;
   /** How the re-created network's bridge looks to the firewall. */
   viewOf(network: BridgeNetwork): Promise<FilteredBridge>;
-  layoutFor(view: FilteredBridge, family: Family): Layout;
   /** The network's subnets changed: refuse the new ones from now on. */
   onSubnets(view: FilteredBridge): void;
   /** Inline mode on the gateway: answer DNS on the new one. Without it, the operator is told to move the DNS server. */
@@ -44,12 +42,11 @@ export interface BridgeFollowerOptions {
 }
 
 export function followBridge(options: BridgeFollowerOptions): NetworkFollower | undefined {
-  const { docker, firewall, firewall6, log } = options;
+  const { docker, firewalls, log } = options;
   if (!hasEvents(docker)) {
     log.warn('this Docker client cannot follow events: a re-created network will not be followed');
     return undefined;
   }
-  const firewalls: Array<[Family, Firewall]> = [[4, firewall], ...(firewall6 ? [[6, firewall6] as [Family, Firewall]] : [])];
   return followNetwork({
     docker,
     network: options.network,
@@ -65,15 +62,15 @@ export function followBridge(options: BridgeFollowerOptions): NetworkFollower | 
           `the network's gateway is now ${next.gateway ?? 'unknown'}: bind the DNS server there and give containers --dns=${next.gateway ?? '<the gateway>'}`,
         );
       }
-      await Promise.all(firewalls.map(([family, f]) => f.moveTo(next.bridge, options.layoutFor(view, family))));
-      if (view.ipv6Because && !firewall6) {
+      await firewalls.moveTo(view);
+      if (view.ipv6Because && !firewalls.ipv6) {
         options.onFatal(refuseIpv6(view.ipv6Because, 'the daemon started without IPv6 filtering; restart it to filter or refuse the new network'));
       }
       // After the firewall: a container may only get answers once the new bridge is filtered.
       if (next.gateway !== previous.gateway) await options.onGateway?.(next.gateway);
     },
     async onReconnect() {
-      await Promise.all(firewalls.map(([, f]) => f.reconcile()));
+      await firewalls.reconcile();
     },
   });
 }

@@ -24,15 +24,20 @@ import type { Logger } from 'pino';
 import { Metrics } from '../admin/metrics.js';
 import { adminRoutes } from '../admin/routes.js';
 import { startAdminServer, type AdminServer } from '../admin/server.js';
-import type { ApiSources } from '../admin/api.js';
+import { auditWarning, policiesView, type ApiSources } from '../admin/api.js';
+import { RecentAnswers } from '../blocked/recent-answers.js';
+import { BlockedView } from '../blocked/view.js';
+import { watchBlocked } from '../blocked/watch.js';
 import type { Config } from '../config/config.js';
+import { loadPolicies } from '../config/policies.js';
+import { containersOnNetwork, type AttachedContainer, type DockerContainers } from '../docker/containers.js';
 import type { DockerEvents } from '../docker/events.js';
-import type { DockerSystem } from '../docker/info.js';
 import type { NetworkFollower } from '../docker/follow.js';
+import { followContainers, type ContainerFollower } from '../docker/follow-containers.js';
+import type { DockerSystem } from '../docker/info.js';
 import { resolveBridgeNetwork, type BridgeNetwork, type DockerNetworks } from '../docker/network.js';
 import { waitForNetwork } from '../docker/wait.js';
-import type { Clock } from '../util/clock.js';
-import { Firewall, type KernelOptions } from '../firewall/firewall.js';
+import type { Firewall } from '../firewall/firewall.js';
 import type { IpsetRunner } from '../firewall/ipset-runner.js';
 import type { IptablesRunner } from '../firewall/iptables.js';
 import type { NftRunner } from '../firewall/nft/runner.js';
@@ -41,14 +46,19 @@ import { connectFrameStreams, type FrameStreamDialer } from '../framestream/dial
 import { listenFrameStreams, type FrameStreamListener } from '../framestream/listener.js';
 import { readBridge, type BridgeReader } from '../host/bridge.js';
 import { Pipeline, type PipelineStats } from '../pipeline/pipeline.js';
-import { Policy } from '../policy/policy.js';
+import { Clients, type Container } from '../policy/clients.js';
+import { DEFAULT_POLICY } from '../policy/policies.js';
 import { AddressGuard } from '../policy/special-addresses.js';
+import { systemClock, type Clock } from '../util/clock.js';
 import { ConfigError } from '../util/errors.js';
+import { isLoopbackHost } from '../util/host-port.js';
 import { followBridge } from './bridge-follower.js';
 import { Closers } from './closers.js';
-import { clientsOf, filteredBridge, layoutFor, refuseIpv6, type Family, type FilteredBridge } from './filtered-bridge.js';
+import { clientsOf, filteredBridge, type Family, type FilteredBridge } from './filtered-bridge.js';
 import { startInlineDns, type InlineDnsService } from './inline-dns.js';
-import { kernelsFor } from './kernels.js';
+import { kernelsFor, type Route } from './kernels.js';
+import { PolicyFirewalls } from './policy-firewalls.js';
+import { Reloads, watchFile, type ReloadResult } from './reloads.js';
 
 export interface DaemonDeps {
   runner: IptablesRunner;
@@ -74,9 +84,18 @@ export interface Daemon {
   readonly bridge: string;
   /** Follows Docker's events; absent with --interface. */
   follower?: NetworkFollower;
+  /** Follows the containers on the network, for their labels; absent with --interface. */
+  containers?: ContainerFollower;
+  /** The default policy's IPv4 firewall. */
   firewall: Firewall;
-  /** The ip6tables firewall, when IPv6 filtering is installed. */
+  /** The default policy's IPv6 firewall, when IPv6 is filtered. */
   firewall6?: Firewall;
+  /** Every policy's firewalls. */
+  firewalls: PolicyFirewalls;
+  /** Which policy each client has. */
+  clients: Clients;
+  /** Read the policy file again (SIGHUP does the same). */
+  reload(why?: string): Promise<ReloadResult>;
   /** Absent when only --connect is given. */
   listener?: FrameStreamListener;
   /** One per --connect producer. */
@@ -86,6 +105,8 @@ export interface Daemon {
   dns?: InlineDnsService;
   /** The admin API, when --admin-listen asked for it. */
   admin?: AdminServer;
+  /** The blocked view and a read of the kernel's record now (the timer reads every --blocked-interval). */
+  blocked?: { view: BlockedView; read(): Promise<void> };
   close(): Promise<void>;
 }
 
@@ -94,32 +115,52 @@ const SHUTDOWN_GRACE_MS = 5_000;
 
 export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Daemon> {
   const closers = new Closers();
-  const policy = Policy.compile(config.patterns, { allowAll: config.allowAll });
+  const clients = new Clients(await loadPolicies(config));
   const found = await findBridge(config, deps);
   const view = filteredBridge(found.bridge, found.network, await (deps.bridgeFacts ?? readBridge)(found.bridge), config.dns?.listen);
   warnAboutSources(view, deps.log);
-  const guard = guardFor(config, view);
   const kernels = await kernelsFor(config, view, { ...deps, docker: found.docker }, closers);
   deps.log.info({ backend: kernels.backend, reason: kernels.reason }, `filtering with the ${kernels.backend} backend: ${kernels.reason}`);
   const metrics = config.adminListen ? new Metrics() : undefined;
-  const firewallFor = (family: Family, kernel: KernelOptions) =>
-    new Firewall({
-      ...kernel,
-      log: deps.log.child({ component: 'firewall', ...(family === 6 ? { family } : {}) }),
-      ...lifetimes(config),
-      ...(metrics ? { onInKernel: metrics.inKernelHook(family) } : {}),
-    });
-  const firewall = firewallFor(4, kernels[4]);
-  const firewall6 = kernels[6] ? firewallFor(6, kernels[6]) : undefined;
-  closers.add('firewalls', () => settleAndStop([firewall, firewall6], deps.log));
-  await closers.step(() => firewall.start());
-  const ipv6 = await closers.step(() => startIpv6(firewall6, kernels.ipv6Always ? 'the nftables table filters both families' : view.ipv6Because, deps.log));
+  const firewalls = new PolicyFirewalls({
+    kernels,
+    config,
+    log: deps.log,
+    ipv6Because: view.ipv6Because,
+    ...(metrics ? { onInKernel: (family: Family) => metrics.inKernelHook(family) } : {}),
+  });
+  closers.add('firewalls', () => firewalls.stop(SHUTDOWN_GRACE_MS, deps.log));
+  const containers = found.docker && found.network && hasContainers(found.docker) ? found.docker : undefined;
+  // Before the first rule: a container with a policy of its own never passes for a default client.
+  if (containers) clients.replaceContainers(await listContainers(containers, found.network!, deps.log));
+  const policies = clients.policySet;
+  await closers.step(() => firewalls.start(policies.defaultPolicy, clients.policiesInUse().filter((p) => p.name !== DEFAULT_POLICY), routesOf(clients)));
+  const reloads = new Reloads(config, clients, firewalls, deps.log.child({ component: 'policy' }));
+  const clock = deps.clock ?? systemClock;
+  const blocked = kernels.blocked().length ? { view: new BlockedView(), answers: new RecentAnswers() } : undefined;
 
-  const pipeline = new Pipeline(policy, guard, { 4: firewall, 6: ipv6 }, deps.log.child({ component: 'policy' }));
-  closers.add('pipeline', () => pipeline.flush());
   // Read at each query: after the network is re-created, its new subnets are the clients.
-  let clients = clientsOf(view);
-  const dns = config.dns ? await closers.step(() => startInlineDns(config.dns!, pipeline, view[4].dns[0]?.address, (a) => clients(a), deps.log)) : undefined;
+  let onNetwork = clientsOf(view);
+  const pipeline = new Pipeline(clients, guardFor(config, view), firewalls, deps.log.child({ component: 'policy' }), {
+    onNetwork: (a) => onNetwork(a) && !isLoopbackHost(a),
+    ...(blocked ? { onAnswer: (client, name, addresses, allowed) => blocked.answers.record(client, name, addresses, allowed, clock.now()) } : {}),
+  });
+  const blockedWatch = blocked
+    ? watchBlocked({
+        readers: () => kernels.blocked(),
+        ...blocked,
+        who: (client) => {
+          const { policy, container } = clients.forClient(client);
+          return { policy: policy.name, audit: policy.audit, container: container?.name };
+        },
+        intervalMs: config.blockedInterval * 1000,
+        clock,
+        log: deps.log.child({ component: 'blocked' }),
+      })
+    : undefined;
+  if (blockedWatch) closers.add('blocked view', () => blockedWatch.stop());
+  closers.add('pipeline', () => pipeline.flush());
+  const dns = config.dns ? await closers.step(() => startInlineDns(config.dns!, pipeline, view[4].dns[0]?.address, (a) => onNetwork(a), deps.log)) : undefined;
   if (dns) closers.add('dns', () => dns.close());
   const dnstap = { log: deps.log.child({ component: 'dnstap' }), onData: pipeline.onFrame, nextId: producerIds(), ...(deps.clock ? { clock: deps.clock } : {}) };
   const listener = config.listen
@@ -135,32 +176,57 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   if (listener) closers.add('listener', () => listener.close());
   const dialers = config.connect.map((endpoint) => connectFrameStreams({ endpoint, ...dnstap }));
   closers.add('dialers', () => Promise.all(dialers.map((d) => d.close())));
-  const families = [{ family: 4 as const, firewall }, ...(ipv6 ? [{ family: 6 as const, firewall: ipv6 }] : [])];
   const admin = metrics
     ? await closers.step(() =>
         startAdmin(config, metrics, {
-          patterns: policy.patterns.map((p) => p.source),
+          policies: () => policiesView(clients, config.policyFile, reloads.last ?? null),
           pipeline: pipeline.stats,
           dnstap: sumStats([...(listener ? [listener] : []), ...dialers]),
           ...(listener?.endpoint.transport === 'unix' ? { socketPath: listener.endpoint.path } : {}),
           ...(dns ? { dns } : {}),
-          firewalls: families,
+          firewalls: () => firewalls.list(),
+          containerAt: (address) => clients.forClient(address).container,
+          ...(blocked ? { blocked: blocked.view } : {}),
         }, deps.log),
       )
     : undefined;
   if (admin) closers.add('admin', () => admin.close());
-  deps.log.info({ patterns: policy.patterns.map((p) => p.source), ipv6: ipv6 ? 'filtered' : 'not carried' }, 'on-his-name is running');
-  const follower =
+  const watcher = config.policyFile ? watchFile(config.policyFile, () => void reloads.reload('the file changed'), deps.log) : undefined;
+  if (watcher) closers.add('policy file watch', () => watcher.close());
+  deps.log.info(
+    {
+      patterns: policies.defaultPolicy.patterns.patterns.map((p) => p.source),
+      policies: [...policies.named.keys()],
+      ipv6: firewalls.ipv6 ? 'filtered' : 'not carried',
+      blockedView: blocked ? `read every ${config.blockedInterval} s` : 'off',
+    },
+    'on-his-name is running',
+  );
+  const auditing = policies.all.filter((p) => p.audit).map((p) => p.name);
+  if (auditing.length) deps.log.warn({ policies: auditing }, auditWarning(auditing));
+  let follower: NetworkFollower | undefined;
+  const containerFollower = containers
+    ? followContainers({
+        docker: containers,
+        network: () => ({ name: found.network!.name, id: follower?.network.id ?? found.network!.id }),
+        onContainers: async (list) => {
+          clients.replaceContainers(list.map(asContainer));
+          await firewalls.update(clients.policiesInUse(), routesOf(clients));
+        },
+        log: deps.log.child({ component: 'docker' }),
+        ...(deps.clock ? { clock: deps.clock } : {}),
+      })
+    : undefined;
+  if (containerFollower) closers.add('containers', () => containerFollower.stop());
+  follower =
     found.docker && found.network
       ? followBridge({
           docker: found.docker,
           network: found.network,
-          firewall,
-          firewall6: ipv6,
+          firewalls,
           viewOf: async (network) => filteredBridge(network.bridge, network, await (deps.bridgeFacts ?? readBridge)(network.bridge), config.dns?.listen),
-          layoutFor: (next, family) => layoutFor(next, family, config.ports, config.hostPorts),
           onSubnets: (next) => {
-            clients = clientsOf(next);
+            onNetwork = clientsOf(next);
             pipeline.useGuard(guardFor(config, next));
           },
           ...(dns?.followGateway ? { onGateway: dns.followGateway } : {}),
@@ -169,77 +235,58 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
           ...(deps.clock ? { clock: deps.clock } : {}),
         })
       : undefined;
-  if (follower) closers.add('follower', () => follower.stop());
+  const bridgeFollower = follower;
+  if (bridgeFollower) closers.add('follower', () => bridgeFollower.stop());
 
   return {
     get bridge() {
-      return follower?.network.bridge ?? found.bridge;
+      return bridgeFollower?.network.bridge ?? found.bridge;
     },
-    ...(follower ? { follower } : {}),
-    firewall,
-    ...(ipv6 ? { firewall6: ipv6 } : {}),
+    ...(bridgeFollower ? { follower: bridgeFollower } : {}),
+    ...(containerFollower ? { containers: containerFollower } : {}),
+    firewall: firewalls.firewall(DEFAULT_POLICY, 4)!,
+    ...(firewalls.ipv6 ? { firewall6: firewalls.firewall(DEFAULT_POLICY, 6)! } : {}),
+    firewalls,
+    clients,
     ...(listener ? { listener } : {}),
     dialers,
     stats: pipeline.stats,
     ...(dns ? { dns } : {}),
     ...(admin ? { admin } : {}),
+    ...(blocked && blockedWatch ? { blocked: { view: blocked.view, read: () => blockedWatch.read() } } : {}),
+    reload: (why = 'asked') => reloads.reload(why),
     async close() {
       for (const { what, err } of await closers.closeAll()) deps.log.warn({ what, err: (err as Error).message }, 'stopping: could not close cleanly');
     },
   };
 }
 
-/** Let queued rules land within the grace, then stop the loops: a refusing kernel must not keep us alive. */
-async function settleAndStop(firewalls: ReadonlyArray<Firewall | undefined>, log: Logger): Promise<void> {
-  const live = firewalls.filter((f): f is Firewall => f !== undefined);
-  let timer: NodeJS.Timeout | undefined;
-  const grace = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), SHUTDOWN_GRACE_MS);
-  });
-  const settled = await Promise.race([Promise.all(live.map((f) => f.settled())).then(() => true), grace]);
-  clearTimeout(timer);
-  if (!settled) log.warn({ graceMs: SHUTDOWN_GRACE_MS }, 'stopping with addresses still waiting for the kernel');
-  for (const f of live) f.stop();
-  await Promise.all(live.map((f) => f.settled()));
+/** Each client with a policy of its own, as the kernel routes it. */
+function routesOf(clients: Clients): Route[] {
+  return clients.routes().map((r) => ({ client: r.client, policy: r.policy.name }));
 }
 
-/** Expiry, bounds and reconcile: the same for both address families. */
-function lifetimes(config: Config) {
-  return {
-    minTtl: config.minTtl,
-    ttlGrace: config.ttlGrace,
-    maxIps: config.maxIps,
-    maxIpsPerName: config.maxIpsPerName,
-    reconcileIntervalMs: config.reconcileInterval * 1000,
-  };
+function asContainer(c: AttachedContainer): Container {
+  return { id: c.id, name: c.name, labels: c.labels, addresses: [c.ipv4, c.ipv6].filter((a): a is string => a !== undefined) };
+}
+
+async function listContainers(docker: DockerContainers, network: BridgeNetwork, log: Logger): Promise<Container[]> {
+  try {
+    return (await containersOnNetwork(docker, { name: network.name, id: network.id })).map(asContainer);
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, 'cannot list the containers on the network yet: every client has the default policy until Docker answers');
+    return [];
+  }
+}
+
+function hasContainers(docker: object): docker is DockerContainers & DockerEvents {
+  return typeof (docker as Partial<DockerContainers>).listContainers === 'function' && typeof (docker as Partial<DockerEvents>).getEvents === 'function';
 }
 
 /** Metrics and the admin HTTP server, once the firewall and the socket are up, so that health tells the truth. */
 async function startAdmin(config: Config, metrics: Metrics, sources: ApiSources, log: Logger): Promise<AdminServer> {
   metrics.watch(sources);
   return startAdminServer({ address: config.adminListen!, routes: adminRoutes(sources, metrics), log: log.child({ component: 'admin' }) });
-}
-
-/**
- * The same block in ip6tables, so that egress never leaks over IPv6. A bridge that can
- * carry IPv6 (filtered-bridge.ts) but cannot be filtered is refused; otherwise a missing
- * ip6tables (or Docker 20.10's missing ip6tables DOCKER-USER) is said once and AAAA
- * answers open nothing.
- */
-async function startIpv6(firewall6: Firewall | undefined, ipv6Because: string | undefined, log: Logger): Promise<Firewall | undefined> {
-  if (!firewall6) {
-    if (ipv6Because) throw refuseIpv6(ipv6Because, 'no ip6tables runner');
-    return undefined;
-  }
-  try {
-    await firewall6.start();
-    return firewall6;
-  } catch (err) {
-    firewall6.stop();
-    if (ipv6Because) throw refuseIpv6(ipv6Because, (err as Error).message, err);
-    log.warn({ err: (err as Error).message }, 'no IPv6 filtering (nothing carries IPv6 from the bridge): AAAA answers open nothing');
-    return undefined;
-  }
 }
 
 /** A subnet missing for a family means every packet of that family from the bridge is dropped as forged: say so. */

@@ -15,7 +15,7 @@
  * and its source range, if any, overlaps the network's subnets. Anything else it matches
  * on is assumed to match: a partial bypass is still a bypass.
  */
-import { BlockList, isIP } from 'node:net';
+import { overlaps } from '../util/cidr.js';
 import { CHAIN, HOST_CHAIN, TAG, splitRule } from './rules.js';
 
 export function findBypasses(listing: readonly string[], bridge: string, subnets: readonly string[], options: { rebuilt: boolean }): string[] {
@@ -85,21 +85,4 @@ function option(words: readonly string[], name: string): string | undefined {
 
 function negated(words: readonly string[], name: string): boolean {
   return words[words.indexOf(name, 2) - 1] === '!';
-}
-
-/** Two CIDR ranges share an address: one holds the other's first address. */
-function overlaps(a: string, b: string): boolean {
-  const [ra, rb] = [range(a), range(b)];
-  if (!ra || !rb || ra.family !== rb.family) return false;
-  return ra.list.check(rb.address, ra.family) || rb.list.check(ra.address, rb.family);
-}
-
-function range(cidr: string): { address: string; family: 'ipv4' | 'ipv6'; list: BlockList } | undefined {
-  const [address = '', bits] = cidr.split('/');
-  const version = isIP(address);
-  if (version === 0) return undefined;
-  const family = version === 4 ? 'ipv4' : 'ipv6';
-  const list = new BlockList();
-  list.addSubnet(address, bits === undefined ? (version === 4 ? 32 : 128) : Number(bits), family);
-  return { address, family, list };
 }

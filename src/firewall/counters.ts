@@ -14,14 +14,14 @@ import { parseOwnedRule } from './rules.js';
 
 const COUNTED_RULE = /^\[(\d+):(\d+)\] (-A .*)$/;
 
-/** Sums the ports of each address's accept rules on `bridge`; rules that are not ours are never read. */
-export function ruleCounters(saveText: string, bridge: string): Map<string, Counters> {
+/** Sums the ports of each address's accept rules on `bridge` in `chain`; rules that are not ours are never read. */
+export function ruleCounters(saveText: string, bridge: string, chain?: string): Map<string, Counters> {
   const counters = new Map<string, Counters>();
   for (const line of saveText.split('\n')) {
     const counted = COUNTED_RULE.exec(line.trim());
     if (!counted) continue;
     const rule = parseOwnedRule(counted[3]!);
-    if (rule?.role !== 'accept' || rule.bridge !== bridge || rule.address === undefined) continue;
+    if (rule?.role !== 'accept' || rule.bridge !== bridge || rule.address === undefined || rule.chain !== chain) continue;
     const sum = counters.get(rule.address) ?? { packets: 0, bytes: 0 };
     counters.set(rule.address, { packets: sum.packets + Number(counted[1]), bytes: sum.bytes + Number(counted[2]) });
   }

@@ -168,9 +168,14 @@ export class Firewall {
     });
   }
 
+  /** What the backend filters: bridge, ports, subnets. */
+  get layout(): Layout {
+    return this.backend.layout;
+  }
+
   /** The bridge our block filters, as the logs name it. */
-  private get context(): { bridge: string; ports: readonly number[] } {
-    return { bridge: this.backend.layout.bridge, ports: this.backend.layout.ports };
+  private get context(): { bridge: string; ports: string[] } {
+    return { bridge: this.backend.layout.bridge, ports: this.backend.layout.ports.map((p) => `${p.protocol}/${p.port}`) };
   }
 
   /**
@@ -306,6 +311,29 @@ export class Firewall {
     }
     this.scheduleExpiry();
     return expired.length;
+  }
+
+  /**
+   * Close every open address whose name `allowed` no longer allows (a reload changed the
+   * policy's patterns); an address opened before a restart, whose name we do not know,
+   * stays until it expires. Returns how many.
+   */
+  retain(allowed: (name: string) => boolean): number {
+    const closed = this.ledger.closeWhere((entry) => entry.name === undefined || allowed(entry.name));
+    for (const entry of closed) this.forget(entry.address);
+    if (closed.length > 0) {
+      this.log.info(
+        { closed: closed.length, addresses: closed.slice(0, LOGGED_ADDRESSES).map((e) => `${e.address} ${e.name ?? ''}`.trim()) },
+        'the policy no longer allows these names: closing their addresses',
+      );
+      this.loop.kick();
+    }
+    return closed.length;
+  }
+
+  /** Every address wanted open, with who asked and what opened it: for the admin API. */
+  wantedEntries(): Wanted[] {
+    return this.ledger.wantedEntries();
   }
 
   /** Read the kernel, restore our rules and every live address missing from it; resolves when done. */

@@ -12,7 +12,7 @@ import { setCounters } from './counters.js';
 import type { IptablesRunner } from './iptables.js';
 import { DEFAULT_MAX_ELEMENTS, SET_V4, adoptedEntries, createLine, incompatibility, parseSave, renderApply, setFor, type Family } from './ipset.js';
 import type { IpsetRunner } from './ipset-runner.js';
-import { planSetSync, type Layout } from './planner.js';
+import { planPolicySetSync, planSetSync, type Layout } from './planner.js';
 import { removeOwnedRules } from './reset.js';
 
 export interface IpsetBackendOptions {
@@ -21,8 +21,10 @@ export interface IpsetBackendOptions {
   iptables: IptablesRunner;
   ipset: IpsetRunner;
   layout: Layout;
-  /** Default on-his-name-v4, or -v6 for a layout of family 6. */
+  /** Default on-his-name-v4, or -v6 for a layout of family 6; a policy's own: ohn-p-NAME-v4. */
   set?: string;
+  /** A policy's own chain for the set's rules, instead of DOCKER-USER's block. */
+  chain?: string;
   /** The set's maxelem when on-his-name creates it. */
   maxElements?: number;
   /** Wall-clock unix seconds; injectable for tests. */
@@ -45,7 +47,7 @@ export class IpsetBackend implements FirewallBackend {
   }
 
   get where(): string {
-    return `in DOCKER-USER and ipset ${this.set}`;
+    return `in ${this.options.chain ?? 'DOCKER-USER'} and ipset ${this.set}`;
   }
 
   get layout(): Layout {
@@ -70,7 +72,8 @@ export class IpsetBackend implements FirewallBackend {
     } else {
       await ipset.restore(`${createLine(this.set, maxElements, this.family)}\n`);
     }
-    const plan = planSetSync(await iptables.list(), layout, this.set);
+    const listing = await iptables.list();
+    const plan = this.options.chain ? planPolicySetSync(listing, layout, this.options.chain, this.set) : planSetSync(listing, layout, this.set);
     const now = this.now();
     const inSet = adoptedEntries(saved?.elements ?? [], now);
     // Addresses a run of the iptables backend opened move into the set before their rules go.
@@ -112,7 +115,7 @@ export class IpsetBackend implements FirewallBackend {
     this.current = layout;
     this.leaving.delete(layout.bridge);
     const installed = await this.sync();
-    for (const old of this.leaving) {
+    for (const old of this.options.chain ? [] : this.leaving) {
       await removeOwnedRules(this.options.iptables, old);
       this.leaving.delete(old);
     }

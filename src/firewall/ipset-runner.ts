@@ -18,6 +18,8 @@ export interface IpsetRunner {
   restore(script: string): Promise<void>;
   /** `ipset destroy SET`; false when there was no such set. */
   destroy(set: string): Promise<boolean>;
+  /** Every set's name (`ipset list -n`), ours and others'. */
+  names(): Promise<string[]>;
   /** End a long-lived process, if there is one. */
   close(): void;
 }
@@ -66,6 +68,13 @@ export function execIpset(options: IpsetRunnerOptions = {}): IpsetRunner {
         throw explain(err as ExecaError, binary);
       }
     },
+    async names() {
+      try {
+        return (await run(['list', '-n'])).stdout.split('\n').filter(Boolean);
+      } catch (err) {
+        throw explain(err as ExecaError, binary);
+      }
+    },
     close() {},
   };
 }
@@ -87,6 +96,7 @@ export function persistentIpset(options: IpsetRunnerOptions = {}): IpsetRunner {
   return {
     save: (set) => oneShot.save(set),
     destroy: (set) => oneShot.destroy(set),
+    names: () => oneShot.names(),
     async restore(script) {
       if (!script) return;
       let errors: string[];

@@ -52,9 +52,13 @@ export interface SavedSet {
   elements: SetElement[];
 }
 
-export function setFor(family: Family): string {
+export function setFor(family: Family, policy?: string): string {
+  if (policy !== undefined && policy !== 'default') return `${POLICY_SET_PREFIX}${policy}-v${family}`;
   return family === 6 ? SET_V6 : SET_V4;
 }
+
+/** A policy's own sets: `ohn-p-NAME-v4`; ipset takes names of 31 characters, the policy's 22 fit. */
+export const POLICY_SET_PREFIX = 'ohn-p-';
 
 /** ipset's name for the family. */
 function familyWord(family: Family): 'inet' | 'inet6' {

@@ -94,6 +94,10 @@ export class Ledger {
     return [...this.kernel.values()];
   }
 
+  wantedEntries(): Wanted[] {
+    return [...this.wanted.values()];
+  }
+
   /**
    * An answer carried `opening`: open it, or push its expiry later. Returns what happened
    * and the addresses closed to make room (the caller logs and counts them).
@@ -127,6 +131,13 @@ export class Ledger {
       expired.push(this.unwant(top.address)!);
     }
     return expired;
+  }
+
+  /** Stop wanting every address `keep` says no to (a reload took its pattern away). */
+  closeWhere(keep: (entry: Wanted) => boolean): Wanted[] {
+    const closing = [...this.wanted.values()].filter((entry) => !keep(entry));
+    for (const entry of closing) this.unwant(entry.address);
+    return closing;
   }
 
   /** The soonest expiry among wanted addresses, for the timer. */

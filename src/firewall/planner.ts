@@ -11,18 +11,26 @@ import type { Entry } from './backend.js';
 import { findBypasses } from './bypass.js';
 import {
   CHAIN,
+  CLIENTS_CHAIN,
   HOST_CHAIN,
   IPV6_LINK_LOCAL,
   SOURCES_CHAIN,
+  RECORD_CHAIN,
   acceptRule,
+  auditedRule,
   chainOf,
+  clientsRule,
   dropRule,
   establishedRule,
   hostChain,
   hostJumpRule,
   parseOwnedRule,
+  policyDropRule,
+  recordChain,
+  recordRule,
+  routeRule,
   sameNetworkRule,
-  setAcceptRule,
+  setAcceptRules,
   sourceCheckRule,
   sourcesChain,
   type DnsTarget,
@@ -32,7 +40,8 @@ import {
 
 export interface Layout {
   bridge: string;
-  ports: readonly number[];
+  /** Opened for each allowed address: TCP or UDP ports. */
+  ports: readonly PortSpec[];
   /** Address family of the table (iptables 4, ip6tables 6); 4 when absent. */
   family?: 4 | 6;
   /** The network's subnets of this family: the only source addresses the bridge may carry. */
@@ -41,6 +50,10 @@ export interface Layout {
   dns: readonly DnsTarget[];
   /** Host ports opened to the containers on purpose (--host-ports). */
   hostPorts: readonly PortSpec[];
+  /** Audit mode: the last rule lets through what it would drop (after recording it). */
+  audit?: boolean;
+  /** The ipset ON-HIS-NAME-RECORD adds blocked attempts to; absent: nothing is recorded (no ipset). */
+  record?: string;
 }
 
 export type AllowEntry = Entry;
@@ -58,8 +71,9 @@ export interface SyncPlan {
   bypasses: string[];
 }
 
-/** Our block's fixed rules ahead of the accept rules. */
-const HEAD = ['source-check', 'established', 'same-network'] as const;
+/** Our block's fixed rules ahead of the accept rules, and after them. */
+const HEAD = ['source-check', 'established', 'same-network', 'clients', 'audited'] as const;
+const TAIL = ['record', 'drop'] as const;
 
 /**
  * Make the table hold our block for `layout.bridge`, our chains, and our INPUT jump,
@@ -68,7 +82,8 @@ const HEAD = ['source-check', 'established', 'same-network'] as const;
  * it, in the same transaction as the DROP). A block already in order is kept as it is;
  * otherwise all our rules for this bridge are deleted and written again at the top, oldest
  * expiry first, in one atomic restore so that no packet sees a gap. Rules for other
- * bridges and rules that are not ours are never touched.
+ * bridges and rules that are not ours are never touched. A block in order whose last rule
+ * has the other verdict (audit mode switched) has only that rule replaced.
  */
 export function planSync(listing: readonly string[], layout: Layout, carry: readonly AllowEntry[] = []): SyncPlan {
   requireChain(listing, layout);
@@ -76,10 +91,11 @@ export function planSync(listing: readonly string[], layout: Layout, carry: read
   const block = ownBlock(rules, layout.bridge);
   const adopted = withCarried(adoptedAddresses(block.map((o) => o.rule)), carry);
   const accepts = block.filter((o) => o.rule.role === 'accept');
-  const keys = accepts.map((o) => `${o.rule.address}:${o.rule.port}`);
-  const wantedKeys = adopted.flatMap((a) => layout.ports.map((port) => `${a.address}:${port}`));
+  const keys = accepts.map((o) => `${o.rule.address}:${o.rule.protocol}/${o.rule.port}`);
+  const wantedKeys = adopted.flatMap((a) => layout.ports.map((p) => `${a.address}:${p.protocol}/${p.port}`));
   const inOrder =
-    isContiguous(block, [...HEAD, ...accepts.map(() => 'accept' as const), 'drop']) &&
+    isContiguous(block, [...HEAD, ...accepts.map(() => 'accept' as const), ...TAIL]) &&
+    fixedRulesRead(block, layout.bridge) &&
     oneCommentPerAddress(accepts.map((o) => o.rule)) &&
     sameSet(keys, wantedKeys) &&
     dropAheadOfReturn(block, rules);
@@ -88,16 +104,10 @@ export function planSync(listing: readonly string[], layout: Layout, carry: read
   let insertAt = (block[0]?.position ?? 1) + HEAD.length;
   if (!inOrder) {
     lines.push(...block.map((o) => `-D ${CHAIN} ${o.rule.spec}`));
-    const fresh = [
-      sourceCheckRule(layout.bridge),
-      establishedRule(layout.bridge),
-      sameNetworkRule(layout.bridge),
-      ...byExpiry(adopted).flatMap((a) => acceptRules(a, layout)),
-      dropRule(layout.bridge),
-    ];
+    const fresh = [...headRules(layout.bridge), ...byExpiry(adopted).flatMap((a) => acceptRules(a, layout)), ...tailRules(layout)];
     fresh.forEach((spec, i) => lines.push(`-I ${CHAIN} ${i + 1} ${spec}`));
     insertAt = HEAD.length + 1;
-  }
+  } else lines.push(...verdictSwitch(block, layout));
   lines.push(...support.rules);
   const ordered = inOrder ? adopted : byExpiry(adopted);
   return {
@@ -121,24 +131,18 @@ export function planSetSync(listing: readonly string[], layout: Layout, set: str
   const rules = listing.filter((line) => line.startsWith('-A '));
   const block = ownBlock(rules, layout.bridge);
   const adopted = adoptedAddresses(block.map((o) => o.rule));
-  const setRule = block.find((o) => o.rule.role === 'set-accept')?.rule;
+  const setRules = setAcceptRules(layout.bridge, layout.ports, set);
   const inOrder =
-    isContiguous(block, [...HEAD, 'set-accept', 'drop']) &&
-    setRule?.set === set &&
-    setRule.ports === layout.ports.join(',') &&
+    isContiguous(block, [...HEAD, ...setRules.map(() => 'set-accept'), ...TAIL]) &&
+    fixedRulesRead(block, layout.bridge) &&
+    block.slice(HEAD.length, -TAIL.length).every((o, i) => o.rule.spec === setRules[i]) &&
     dropAheadOfReturn(block, rules);
   const support = planSupport(listing, layout);
   const lines = [...support.declarations];
   if (!inOrder) {
-    const fresh = [
-      sourceCheckRule(layout.bridge),
-      establishedRule(layout.bridge),
-      sameNetworkRule(layout.bridge),
-      setAcceptRule(layout.bridge, layout.ports, set),
-      dropRule(layout.bridge),
-    ];
+    const fresh = [...headRules(layout.bridge), ...setRules, ...tailRules(layout)];
     lines.push(...block.map((o) => `-D ${CHAIN} ${o.rule.spec}`), ...fresh.map((spec, i) => `-I ${CHAIN} ${i + 1} ${spec}`));
-  }
+  } else lines.push(...verdictSwitch(block, layout));
   lines.push(...support.rules);
   return {
     script: lines.length ? restoreScript(lines) : undefined,
@@ -177,6 +181,7 @@ export function planApply(
   installed: ReadonlyMap<string, Entry>,
   layout: Layout,
   insertAt: number,
+  chain: string = CHAIN,
 ): CostedScript[] {
   const ports = layout.ports.length;
   const index = new Map<string, number>();
@@ -211,11 +216,11 @@ export function planApply(
     if (old) stepCost += (COST.perDeleteMs + COST.perRuleWalkedMs * positionOf(entry.address)) * ports;
     if (lines.length && cost + stepCost > COST.budgetMs) flush();
     if (old) {
-      lines.push(...acceptRules(old, layout).map((spec) => `-D ${CHAIN} ${spec}`));
+      lines.push(...acceptRules(old, layout).map((spec) => `-D ${chain} ${spec}`));
       count--;
     }
     if (insert) {
-      lines.push(...acceptRules(entry, layout).map((spec, p) => `-I ${CHAIN} ${insertAt + count * ports + p} ${spec}`));
+      lines.push(...acceptRules(entry, layout).map((spec, p) => `-I ${chain} ${insertAt + count * ports + p} ${spec}`));
       count++;
     }
     cost += stepCost;
@@ -228,13 +233,96 @@ export function planApply(
   return scripts;
 }
 
+/**
+ * A policy's own chain (per-address rules): its accept rules, oldest expiry first, then
+ * its DROP. The chain is ours whole: anything else in it, or out of order, and it is
+ * written again in one restore (declaring it flushes it), keeping the addresses it had.
+ */
+export function planPolicySync(listing: readonly string[], layout: Layout, chain: string, carry: readonly AllowEntry[] = []): SyncPlan {
+  const rules = listing.filter((line) => chainOf(line) === chain);
+  const owned = rules.map(parseOwnedRule);
+  const accepts = owned.filter((r): r is OwnedRule => r?.role === 'accept' && r.bridge === layout.bridge);
+  const adopted = withCarried(adoptedAddresses(accepts), carry);
+  const keys = accepts.map((r) => `${r.address}:${r.protocol}/${r.port}`);
+  const wantedKeys = adopted.flatMap((a) => layout.ports.map((p) => `${a.address}:${p.protocol}/${p.port}`));
+  const tail = policyTail(layout);
+  const inOrder =
+    listing.includes(`-N ${chain}`) &&
+    owned.length === rules.length &&
+    owned.slice(0, -tail.length).every((r) => r?.role === 'accept' && r.bridge === layout.bridge) &&
+    sameList(rules.slice(-tail.length), tail.map((spec) => `-A ${chain} ${spec}`)) &&
+    oneCommentPerAddress(accepts) &&
+    sameSet(keys, wantedKeys);
+  if (inOrder) return { script: undefined, adopted, insertAt: 1, rebuilt: false, bypasses: [] };
+  const fresh = [...byExpiry(adopted).flatMap((a) => acceptRules(a, layout)), ...tail];
+  return {
+    script: restoreScript([...recordChainExists(listing), `:${chain} - [0:0]`, ...fresh.map((spec) => `-A ${chain} ${spec}`)]),
+    adopted: byExpiry(adopted),
+    insertAt: 1,
+    rebuilt: true,
+    bypasses: [],
+  };
+}
+
+/** A policy's own chain (ipset backend): one accept rule per protocol matching its set, then its DROP. */
+export function planPolicySetSync(listing: readonly string[], layout: Layout, chain: string, set: string): Omit<SyncPlan, 'insertAt'> {
+  const wanted = [...setAcceptRules(layout.bridge, layout.ports, set), ...policyTail(layout)].map((spec) => `-A ${chain} ${spec}`);
+  const current = listing.filter((line) => chainOf(line) === chain);
+  const inOrder = listing.includes(`-N ${chain}`) && sameList(current, wanted);
+  return { script: inOrder ? undefined : restoreScript([...recordChainExists(listing), `:${chain} - [0:0]`, ...wanted]), adopted: [], rebuilt: !inOrder, bypasses: [] };
+}
+
+/**
+ * ON-HIS-NAME-CLIENTS as `routes` want it: each client with a policy of its own sent to
+ * that policy's chain (RETURN for the default policy: on to DOCKER-USER's own rules),
+ * addresses of containers first, then the file's ranges. Written whole when it differs.
+ */
+export function planRoutes(listing: readonly string[], bridge: string, routes: ReadonlyArray<{ client: string; target: string }>): string | undefined {
+  const wanted = routes.map((r) => `-A ${CLIENTS_CHAIN} ${routeRule(bridge, r.client, r.target)}`);
+  const current = listing.filter((line) => chainOf(line) === CLIENTS_CHAIN);
+  if (listing.includes(`-N ${CLIENTS_CHAIN}`) && sameList(current, wanted)) return undefined;
+  return restoreScript([`:${CLIENTS_CHAIN} - [0:0]`, ...wanted]);
+}
+
+/** A policy chain jumps to the record chain, which the default policy's block fills: it must exist first. */
+function recordChainExists(listing: readonly string[]): string[] {
+  return listing.includes(`-N ${RECORD_CHAIN}`) ? [] : [`-N ${RECORD_CHAIN}`];
+}
+
+/** Our block's fixed rules ahead of its accept rules. */
+export function headRules(bridge: string): string[] {
+  return [sourceCheckRule(bridge), establishedRule(bridge), sameNetworkRule(bridge), clientsRule(bridge), auditedRule(bridge)];
+}
+
+/** Our block's last rules: the record jump and the verdict. */
+export function tailRules(layout: Pick<Layout, 'bridge' | 'audit'>): string[] {
+  return [recordRule(layout.bridge), dropRule(layout.bridge, layout.audit)];
+}
+
+function policyTail(layout: Layout): string[] {
+  return [recordRule(layout.bridge), policyDropRule(layout.bridge, layout.audit)];
+}
+
+/** The block's rules other than accepts and its verdict read exactly as we write them. */
+function fixedRulesRead(block: ReadonlyArray<{ rule: OwnedRule }>, bridge: string): boolean {
+  const head = headRules(bridge);
+  return block.slice(0, HEAD.length).every((o, i) => o.rule.spec === head[i]) && block.at(-2)?.rule.spec === recordRule(bridge);
+}
+
+/** The verdict of a block in order, replaced in place when audit mode switched: no other rule moves. */
+function verdictSwitch(block: ReadonlyArray<{ rule: OwnedRule; position: number }>, layout: Layout): string[] {
+  const last = block.at(-1)!;
+  const wanted = dropRule(layout.bridge, layout.audit);
+  return last.rule.spec === wanted ? [] : [`-R ${CHAIN} ${last.position} ${wanted}`];
+}
+
 function acceptRules(entry: Entry, layout: Layout): string[] {
   return layout.ports.map((port) => acceptRule(layout.bridge, entry.address, port, entry.name, entry.expiresAt));
 }
 
 /** Delete the given rules of ours; used by `on-his-name reset` and when a bridge is left. */
 export function planRemoval(owned: readonly OwnedRule[]): string | undefined {
-  return owned.length ? restoreScript(owned.map((r) => `-D ${r.role === 'host-jump' ? 'INPUT' : CHAIN} ${r.spec}`)) : undefined;
+  return owned.length ? restoreScript(owned.map((r) => `-D ${r.role === 'host-jump' ? 'INPUT' : (r.chain ?? CHAIN)} ${r.spec}`)) : undefined;
 }
 
 /** Our rules in DOCKER-USER and INPUT, every bridge. */
@@ -265,8 +353,10 @@ function planSupport(listing: readonly string[], layout: Layout): { declarations
   const want = new Map<string, string[]>([
     [SOURCES_CHAIN, sourcesChain(layout.bridge, family === 6 ? [...layout.subnets, IPV6_LINK_LOCAL] : layout.subnets)],
     [HOST_CHAIN, hostChain(layout.bridge, { family, dns: layout.dns, hostPorts: layout.hostPorts })],
+    [RECORD_CHAIN, recordChain(layout.record)],
   ]);
-  const declarations: string[] = [];
+  // The clients chain is the routes' to fill (planRoutes); here it only has to exist.
+  const declarations: string[] = listing.includes(`-N ${CLIENTS_CHAIN}`) ? [] : [`-N ${CLIENTS_CHAIN}`];
   const rules: string[] = [];
   for (const [chain, specs] of want) {
     const current = listing.filter((line) => chainOf(line) === chain);

@@ -6,10 +6,20 @@
  *   -i BR                                            -j ON-HIS-NAME-SOURCES   forged source addresses are dropped there
  *   -i BR -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN   replies and established flows
  *   -i BR -o BR                                      -j RETURN   containers of the same network
+ *   -i BR                                            -j ON-HIS-NAME-CLIENTS   a client with a policy of its own goes (-g) to its chain
+ *   -i BR -m mark --mark 0x10000000/0x10000000       -j RETURN   a policy chain in audit mode let it through
  *   -i BR -d IP/32 -p tcp --dport PORT               -j ACCEPT   one per allowed address and port (/128 in ip6tables), oldest first
- *   -i BR                                            -j DROP     everything else from BR
- * and two chains of our own, which we rewrite whole whenever they differ from what we want:
+ *   -i BR                                            -j ON-HIS-NAME-RECORD    what is about to be blocked is recorded
+ *   -i BR                                            -j DROP     everything else from BR (in audit mode: RETURN, to Docker's rules)
+ * and chains of our own, which we rewrite whole whenever they differ from what we want:
  *   ON-HIS-NAME-SOURCES  -s SUBNET -i BR -j RETURN (one per subnet of the network), then -i BR -j DROP
+ *   ON-HIS-NAME-RECORD   adds (client, protocol:port, destination) to the ipset ohn-blocked-v4
+ *                        (-v6), with a timeout and counters, for the blocked view; empty without ipset
+ *   ON-HIS-NAME-CLIENTS  -s CLIENT -i BR -g OHN-P-NAME, one per client with a policy of its own
+ *   OHN-P-NAME           a policy's accept rules, then the record jump and its DROP; in audit
+ *                        mode the last rule marks the packet instead, and the goto's return
+ *                        lands on the marked RETURN above: on to Docker's own rules, never to
+ *                        the default policy's accepts or a second record
  *   ON-HIS-NAME-INPUT    what a container may send to the host itself, jumped to from INPUT
  *                        (-i BR -j ON-HIS-NAME-INPUT): neighbour discovery (IPv6), the source
  *                        check, established flows, DNS to the gateway, the host ports opened on
@@ -27,11 +37,28 @@
 export const CHAIN = 'DOCKER-USER';
 export const SOURCES_CHAIN = 'ON-HIS-NAME-SOURCES';
 export const HOST_CHAIN = 'ON-HIS-NAME-INPUT';
-/** Chains that are ours from top to bottom: `on-his-name reset` flushes and deletes them. */
-export const OWN_CHAINS = [SOURCES_CHAIN, HOST_CHAIN] as const;
+/** Where a client with a policy of its own is sent to its policy's chain. */
+export const CLIENTS_CHAIN = 'ON-HIS-NAME-CLIENTS';
+/** Where what is about to be blocked is recorded (the blocked view), before each DROP. */
+export const RECORD_CHAIN = 'ON-HIS-NAME-RECORD';
+/** Chains that are ours from top to bottom: `on-his-name reset` flushes and deletes them, and every policy chain. */
+export const OWN_CHAINS = [SOURCES_CHAIN, HOST_CHAIN, CLIENTS_CHAIN, RECORD_CHAIN] as const;
+/**
+ * The packet mark bit a policy chain in audit mode sets so that DOCKER-USER lets the packet
+ * on to Docker's rules. A container cannot set it: a packet's mark is cleared as it leaves
+ * the container's namespace. Another program on the host that uses this bit would collide.
+ */
+export const AUDIT_MARK = '0x10000000/0x10000000';
+/** A policy's own chain: its accept rules, then a DROP. iptables takes chain names of 28 characters: the policy's 22 fit. */
+export const POLICY_CHAIN_PREFIX = 'OHN-P-';
 export const TAG = 'on-his-name';
 
-export type Role = 'source-check' | 'established' | 'same-network' | 'accept' | 'set-accept' | 'drop' | 'host-jump';
+export function policyChain(policy: string): string {
+  return `${POLICY_CHAIN_PREFIX}${policy}`;
+}
+
+/** 'drop' is the last rule of a block or a policy chain, whatever its verdict (DROP, or audit mode's RETURN or MARK). */
+export type Role = 'source-check' | 'established' | 'same-network' | 'clients' | 'audited' | 'accept' | 'set-accept' | 'record' | 'drop' | 'host-jump' | 'route';
 
 export type Protocol = 'tcp' | 'udp';
 
@@ -46,6 +73,7 @@ export interface OwnedRule {
   /** For accept rules. */
   address?: string;
   port?: number;
+  protocol?: Protocol;
   /** For set-accept rules: the ipset matched and the ports as listed (e.g. "80,443"). */
   set?: string;
   ports?: string;
@@ -55,6 +83,8 @@ export interface OwnedRule {
   expiresAt?: number;
   /** The rule spec as listed by `iptables -S`, without the leading `-A CHAIN`. */
   spec: string;
+  /** The chain it is in, when not DOCKER-USER. */
+  chain?: string;
 }
 
 /** The chain a `-A CHAIN …` line is in, or undefined for any other line. */
@@ -67,6 +97,50 @@ export function sourceCheckRule(bridge: string): string {
   return `-i ${bridge} -m comment --comment "${TAG} source-check" -j ${SOURCES_CHAIN}`;
 }
 
+/** In DOCKER-USER, after same-network: a client with a policy of its own leaves for its policy's chain there. */
+export function clientsRule(bridge: string): string {
+  return `-i ${bridge} -m comment --comment "${TAG} clients" -j ${CLIENTS_CHAIN}`;
+}
+
+/**
+ * In ON-HIS-NAME-CLIENTS: `client` (an address or a range) goes to `target`, a policy chain
+ * (by goto: its return goes back to DOCKER-USER, not on to the next route), or RETURN for
+ * the default policy.
+ */
+export function routeRule(bridge: string, client: string, target: string): string {
+  const bits = client.includes('/') ? '' : client.includes(':') ? '/128' : '/32';
+  return `-s ${client}${bits} -i ${bridge} -m comment --comment "${TAG} client" ${target === 'RETURN' ? '-j' : '-g'} ${target}`;
+}
+
+/** In DOCKER-USER, after the clients rule: a packet a policy chain in audit mode marked leaves for Docker's rules. */
+export function auditedRule(bridge: string): string {
+  return `-i ${bridge} -m mark --mark ${AUDIT_MARK} -m comment --comment "${TAG} audited" -j RETURN`;
+}
+
+/** Ahead of each DROP: record what is about to be blocked. */
+export function recordRule(bridge: string): string {
+  return `-i ${bridge} -m comment --comment "${TAG} record" -j ${RECORD_CHAIN}`;
+}
+
+/**
+ * What ON-HIS-NAME-RECORD holds: add (client, protocol:port, destination) of TCP and UDP to
+ * `set` (refreshing its timeout), then match it, which counts the packet in the element.
+ * Without a set (no ipset here) it is empty, and the jump to it costs nothing more.
+ */
+export function recordChain(set: string | undefined): string[] {
+  if (set === undefined) return [];
+  return [
+    ...(['tcp', 'udp'] as const).map((protocol) => `-p ${protocol} -m comment --comment "${TAG} record" -j SET --add-set ${set} src,dst,dst --exist`),
+    `-m set --match-set ${set} src,dst,dst -m comment --comment "${TAG} count"`,
+  ];
+}
+
+/** The end of a policy chain: whatever its accepts did not take is dropped, or in audit mode marked and let through. */
+export function policyDropRule(bridge: string, audit = false): string {
+  if (audit) return `-i ${bridge} -m comment --comment "${TAG} policy-audit" -j MARK --set-xmark ${AUDIT_MARK}`;
+  return `-i ${bridge} -m comment --comment "${TAG} policy-drop" -j DROP`;
+}
+
 export function establishedRule(bridge: string): string {
   return `-i ${bridge} -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "${TAG} established" -j RETURN`;
 }
@@ -75,16 +149,28 @@ export function sameNetworkRule(bridge: string): string {
   return `-i ${bridge} -o ${bridge} -m comment --comment "${TAG} same-network" -j RETURN`;
 }
 
-export function acceptRule(bridge: string, address: string, port: number, name?: string, expiresAt?: number): string {
-  return `-d ${address}/${address.includes(':') ? 128 : 32} -i ${bridge} -p tcp -m tcp --dport ${port} -m comment --comment "${acceptComment(name, expiresAt)}" -j ACCEPT`;
+/** `port` as a bare number is TCP, as --ports reads it. */
+export function acceptRule(bridge: string, address: string, port: PortSpec | number, name?: string, expiresAt?: number): string {
+  const { protocol, port: number } = typeof port === 'number' ? { protocol: 'tcp' as const, port } : port;
+  return `-d ${address}/${address.includes(':') ? 128 : 32} -i ${bridge} -p ${protocol} -m ${protocol} --dport ${number} -m comment --comment "${acceptComment(name, expiresAt)}" -j ACCEPT`;
 }
 
-/** The one accept rule of the ipset backend: new TCP connections to PORTS of an address in SET. */
-export function setAcceptRule(bridge: string, ports: readonly number[], set: string): string {
-  return `-i ${bridge} -p tcp -m multiport --dports ${ports.join(',')} -m set --match-set ${set} dst -m comment --comment "${TAG} allowed-set" -j ACCEPT`;
+/** The ipset backend's accept rule for one protocol: new connections to PORTS of an address in SET. */
+export function setAcceptRule(bridge: string, protocol: Protocol, ports: readonly number[], set: string): string {
+  return `-i ${bridge} -p ${protocol} -m multiport --dports ${ports.join(',')} -m set --match-set ${set} dst -m comment --comment "${TAG} allowed-set" -j ACCEPT`;
 }
 
-export function dropRule(bridge: string): string {
+/** The ipset backend's accept rules: one per protocol among `ports`, TCP first. */
+export function setAcceptRules(bridge: string, ports: readonly PortSpec[], set: string): string[] {
+  return (['tcp', 'udp'] as const)
+    .map((protocol) => ({ protocol, numbers: ports.filter((p) => p.protocol === protocol).map((p) => p.port) }))
+    .filter(({ numbers }) => numbers.length > 0)
+    .map(({ protocol, numbers }) => setAcceptRule(bridge, protocol, numbers, set));
+}
+
+/** The end of our block: everything else from the bridge is dropped, or in audit mode returned to Docker's rules. */
+export function dropRule(bridge: string, audit = false): string {
+  if (audit) return `-i ${bridge} -m comment --comment "${TAG} audit" -j RETURN`;
   return `-i ${bridge} -m comment --comment "${TAG} default-drop" -j DROP`;
 }
 
@@ -168,12 +254,14 @@ export function splitRule(line: string): string[] {
 }
 
 /**
- * Recognise one of our rules in an `iptables -S` line of DOCKER-USER or INPUT; undefined
- * for anything that is not ours (or not a rule), which we then never touch.
+ * Recognise one of our rules in an `iptables -S` line of DOCKER-USER, INPUT, a policy
+ * chain or the clients chain; undefined for anything that is not ours (or not a rule),
+ * which we then never touch.
  */
 export function parseOwnedRule(line: string): OwnedRule | undefined {
   const words = splitRule(line);
-  if (words[0] !== '-A' || (words[1] !== CHAIN && words[1] !== 'INPUT')) return undefined;
+  const chain = words[1] ?? '';
+  if (words[0] !== '-A' || (chain !== CHAIN && chain !== 'INPUT' && chain !== CLIENTS_CHAIN && !chain.startsWith(POLICY_CHAIN_PREFIX))) return undefined;
   const option = (name: string): string | undefined => {
     const at = words.indexOf(name, 2);
     return at >= 0 ? words[at + 1] : undefined;
@@ -183,19 +271,25 @@ export function parseOwnedRule(line: string): OwnedRule | undefined {
   const bridge = option('-i');
   if (bridge === undefined) return undefined;
   const spec = line.trim().replace(/^-A\s+\S+\s+/, '');
+  const where = chain === CHAIN ? {} : { chain };
   const target = option('-j');
-  if (words[1] === 'INPUT') return target === HOST_CHAIN ? { role: 'host-jump', bridge, spec } : undefined;
-  if (target === SOURCES_CHAIN) return { role: 'source-check', bridge, spec };
-  if (target === 'DROP') return { role: 'drop', bridge, spec };
-  if (target === 'RETURN' && option('--ctstate') !== undefined) return { role: 'established', bridge, spec };
-  if (target === 'RETURN' && option('-o') === bridge) return { role: 'same-network', bridge, spec };
+  if (chain === 'INPUT') return target === HOST_CHAIN ? { role: 'host-jump', bridge, spec } : undefined;
+  if (chain === CLIENTS_CHAIN) return { role: 'route', bridge, spec, ...where };
+  if (target === SOURCES_CHAIN) return { role: 'source-check', bridge, spec, ...where };
+  if (target === CLIENTS_CHAIN) return { role: 'clients', bridge, spec, ...where };
+  if (target === RECORD_CHAIN) return { role: 'record', bridge, spec, ...where };
+  if (target === 'DROP' || target === 'MARK' || (target === 'RETURN' && comment === `${TAG} audit`)) return { role: 'drop', bridge, spec, ...where };
+  if (target === 'RETURN' && comment === `${TAG} audited`) return { role: 'audited', bridge, spec, ...where };
+  if (target === 'RETURN' && option('--ctstate') !== undefined) return { role: 'established', bridge, spec, ...where };
+  if (target === 'RETURN' && option('-o') === bridge) return { role: 'same-network', bridge, spec, ...where };
   const set = option('--match-set');
-  if (target === 'ACCEPT' && set !== undefined) return { role: 'set-accept', bridge, set, ports: option('--dports') ?? '', spec };
+  if (target === 'ACCEPT' && set !== undefined) return { role: 'set-accept', bridge, set, ports: option('--dports') ?? '', spec, ...where };
   if (target === 'ACCEPT') {
     const address = option('-d')?.replace(/\/(32|128)$/, '');
     const port = Number(option('--dport'));
+    const protocol = option('-p');
     const details = parseAcceptComment(comment.slice(TAG.length + 1));
-    if (address && Number.isInteger(port)) return { role: 'accept', bridge, address, port, spec, ...details };
+    if (address && Number.isInteger(port) && (protocol === 'tcp' || protocol === 'udp')) return { role: 'accept', bridge, address, port, protocol, spec, ...where, ...details };
   }
   return undefined;
 }

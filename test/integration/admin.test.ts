@@ -86,14 +86,14 @@ describe.skipIf(!canUseNamespaces()).each(['iptables', 'ipset'])(`on-his-name --
     const result = await status();
     expect(result.exitCode).toBe(0);
     const lines = result.stdout.split('\n');
-    expect(lines[0]).toMatch(/^ADDRESS\s+NAME\s+CLIENT\s+EXPIRES IN\s+PACKETS\s+BYTES$/);
+    expect(lines[0]).toMatch(/^ADDRESS\s+NAME\s+POLICY\s+CLIENT\s+CONTAINER\s+EXPIRES IN\s+PACKETS\s+BYTES$/);
     const row = lines.find((l) => l.startsWith('198.51.100.10 '))!.split(/\s{2,}/);
-    expect(row.slice(0, 3)).toEqual(['198.51.100.10', 'allowed.test.', '192.0.2.10']);
-    expect(row[3]).toMatch(/^1[45]m \d\ds$/);
-    expect(Number(row[4])).toBeGreaterThanOrEqual(2);
-    expect(row[5]).toMatch(/^\d+ B$/);
-    expect(result.stdout).toMatch(/^allowed\.test\.\s+1$/m);
-    expect(result.stdout).toMatch(/^\*\*\.deep\.test\.\s+0$/m);
+    expect(row.slice(0, 5)).toEqual(['198.51.100.10', 'allowed.test.', 'default', '192.0.2.10', '-']);
+    expect(row[5]).toMatch(/^1[45]m \d\ds$/);
+    expect(Number(row[6])).toBeGreaterThanOrEqual(2);
+    expect(row[7]).toMatch(/^\d+ B$/);
+    expect(result.stdout).toMatch(/^default\s+allowed\.test\.\s+1$/m);
+    expect(result.stdout).toMatch(/^default\s+\*\*\.deep\.test\.\s+0$/m);
     console.info(`on-his-name status (--backend ${backend}):\n${result.stdout}`);
   });
 
@@ -110,11 +110,11 @@ describe.skipIf(!canUseNamespaces()).each(['iptables', 'ipset'])(`on-his-name --
     expect(value('on_his_name_decisions_total{outcome="allow"}')).toBe(1);
     expect(value('on_his_name_decisions_total{outcome="deny"}')).toBe(deniedBefore + 1);
     expect(value('on_his_name_dnstap_frames_total')).toBeGreaterThanOrEqual(2);
-    expect(value('on_his_name_addresses_installed{family="4"}')).toBe(1);
+    expect(value('on_his_name_addresses_installed{family="4",policy="default"}')).toBe(1);
     expect(value('on_his_name_rule_latency_seconds_count{family="4"}')).toBe(1);
     console.info(metrics.body.split('\n').filter((l) => l.startsWith('on_his_name_') && !l.includes('_bucket')).join('\n'));
     expect(await getJson<MatchersView>('/api/matchers')).toEqual({
-      matchers: [{ pattern: 'allowed.test.', allows: 1 }, { pattern: '**.deep.test.', allows: 0 }],
+      matchers: [{ policy: 'default', pattern: 'allowed.test.', allows: 1 }, { policy: 'default', pattern: '**.deep.test.', allows: 0 }],
       decisions: { allow: 1, deny: deniedBefore + 1, skip: expect.any(Number) },
     });
     expect(await get('/healthz')).toMatchObject({ status: 200 });

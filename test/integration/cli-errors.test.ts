@@ -22,7 +22,7 @@ describe('user errors from the real CLI', () => {
     [['foo?.test'], /bad pattern "foo\?\.test"/],
     [['*'], /--allow-all/],
     [[], /no pattern given/],
-    [['--ports', '80,http', 'a.test'], /--ports "80,http"/],
+    [['--ports', '80,http', 'a.test'], /--ports "http" is not a port/],
   ])('%j', async (args, message) => {
     expectOneLine(await cli(args), message);
   });

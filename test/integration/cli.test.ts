@@ -117,10 +117,13 @@ describe.skipIf(!canUseNamespaces())(`on-his-name --interface with unbound in na
   it('reset removes every rule it owns, says which, and leaves the rest', async () => {
     await daemon.stop();
     const result = await execa('ip', ['netns', 'exec', lab.host.name, process.execPath, CLI, 'reset']);
-    expect(result.stdout).toMatch(/^removed 13 rule\(s\) and 2 chain\(s\) owned by on-his-name from iptables$/m);
-    expect(result.stdout.split('\n').filter((l) => l.startsWith('removed: -A DOCKER-USER'))).toHaveLength(12);
+    expect(result.stdout).toMatch(/^removed 16 rule\(s\) and 4 chain\(s\) owned by on-his-name from iptables$/m);
+    expect(result.stdout.split('\n').filter((l) => l.startsWith('removed: -A DOCKER-USER'))).toHaveLength(15);
     expect(result.stdout.split('\n').filter((l) => l.startsWith('removed: -A INPUT'))).toHaveLength(1);
     expect(result.stdout).toMatch(/^removed: chain ON-HIS-NAME-SOURCES \(\d+ rule\(s\)\)$/m);
+    expect(result.stdout).toMatch(/^removed: chain ON-HIS-NAME-CLIENTS \(0 rule\(s\)\)$/m);
+    expect(result.stdout).toMatch(/^removed: chain ON-HIS-NAME-RECORD \(3 rule\(s\)\)$/m);
+    expect(result.stdout).toMatch(/^removed: ipset ohn-blocked-v4$/m);
     expect(await lab.rules()).toEqual(['-N DOCKER-USER', FOREIGN_RULE, '-A DOCKER-USER -j RETURN']);
     expect(await lab.iptables('-S')).not.toMatch(/on-his-name/i);
     expect(await lab.connect('203.0.113.10', 80)).toBe(true);

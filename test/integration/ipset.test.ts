@@ -65,7 +65,7 @@ describe.skipIf(!canUseNamespaces() || !hasIpset)(
     it('installs the set and its one rule ahead of the RETURN; nothing is reachable yet', async () => {
       expect(await newBackend().sync()).toEqual({ adopted: [], rebuilt: true, bypasses: [] });
       const rules = await lab.rules();
-      expect(rules.filter((l) => l.includes('on-his-name'))).toHaveLength(5);
+      expect(rules.filter((l) => l.includes('on-his-name'))).toHaveLength(8);
       expect(rules.findIndex((l) => l.includes('--match-set on-his-name-v4 dst'))).toBeLessThan(rules.indexOf('-A DOCKER-USER -j RETURN'));
       expect(rules).toContain(FOREIGN_RULE);
       expect((await saved())?.header).toMatchObject({ type: 'hash:ip', maxelem: 1024, timeout: 0, counters: true, comment: true });
@@ -128,7 +128,7 @@ describe.skipIf(!canUseNamespaces() || !hasIpset)(
     });
 
     it('reset removes the rule and the set; rules and sets of others survive', async () => {
-      expect((await removeOwnedRules(iptables)).map((r) => r.role)).toEqual(['host-jump', 'source-check', 'established', 'same-network', 'set-accept', 'drop']);
+      expect((await removeOwnedRules(iptables)).map((r) => r.role)).toEqual(['host-jump', 'source-check', 'established', 'same-network', 'clients', 'audited', 'set-accept', 'record', 'drop']);
       expect(await destroyOwnedSet(ipset)).toBe(true);
       expect(await lab.rules()).toEqual(['-N DOCKER-USER', FOREIGN_RULE, '-A DOCKER-USER -j RETURN']);
       expect(await ipset.save(SET_V4)).toBeUndefined();

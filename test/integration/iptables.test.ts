@@ -67,8 +67,8 @@ describe.skipIf(!canUseNamespaces())(`firewall on real iptables in a namespace${
 
   it('reset removes every rule it owns, its chains and its INPUT jump, and nothing else', async () => {
     const removed = await removeOwned(runner);
-    expect(removed.rules).toHaveLength(400 + 4 + 1);
-    expect(removed.chains.map((c) => c.chain).sort()).toEqual(['ON-HIS-NAME-INPUT', 'ON-HIS-NAME-SOURCES']);
+    expect(removed.rules).toHaveLength(400 + 7 + 1);
+    expect(removed.chains.map((c) => c.chain).sort()).toEqual(['ON-HIS-NAME-CLIENTS', 'ON-HIS-NAME-INPUT', 'ON-HIS-NAME-RECORD', 'ON-HIS-NAME-SOURCES']);
     expect(await listing()).toEqual(['-N DOCKER-USER', '-A DOCKER-USER -j RETURN', foreign]);
     expect((await inNs('iptables', ['-S'])).stdout).not.toMatch(/on-his-name|ON-HIS-NAME/i);
   });

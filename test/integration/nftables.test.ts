@@ -112,7 +112,7 @@ describe.skipIf(!canUseNamespaces() || !hasNft)(`the nftables backend on a host 
     daemon = undefined;
     const result = await execa('ip', ['netns', 'exec', lab.host.name, process.execPath, CLI, 'reset'], { reject: false });
     expect(result.exitCode, String(result.stderr)).toBe(0);
-    expect(result.stdout).toMatch(/^removed: table inet on-his-name \(allow4: 3 addresses, allow6: 0 addresses, 4 chain\(s\)\)$/m);
+    expect(result.stdout).toMatch(/^removed: table inet on-his-name \(allow4: 3 addresses, allow6: 0 addresses, p-refused-4: 0 addresses, p-refused-6: 0 addresses, 6 chain\(s\)\)$/m);
     expect((await execa('ip', ['netns', 'exec', lab.host.name, 'nft', 'list', 'table', 'inet', 'on-his-name'], { reject: false })).exitCode).not.toBe(0);
     expect(await lab.connect('203.0.113.10', 80, QUICK)).toBe(true);
   });

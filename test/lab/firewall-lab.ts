@@ -25,8 +25,8 @@ export const CONTAINERS = ['192.0.2.10', '192.0.2.11'] as const;
 export const ZONE = 'test.';
 export { INTERNET, PORTS, UPLINK } from './internet.js';
 /** The firewall layout the daemon would build for this lab's bridge: its subnet, DNS on the gateway, no host port. */
-export function labLayout(ports: readonly number[], bridge = BRIDGE): Layout {
-  return { bridge, ports, subnets: ['192.0.2.0/24'], dns: [{ address: GATEWAY, port: 53 }], hostPorts: [] };
+export function labLayout(tcpPorts: readonly number[], bridge = BRIDGE): Layout {
+  return { bridge, ports: tcpPorts.map((port) => ({ protocol: 'tcp' as const, port })), subnets: ['192.0.2.0/24'], dns: [{ address: GATEWAY, port: 53 }], hostPorts: [] };
 }
 
 /** The rule "someone else" owns in DOCKER-USER, as `iptables -S` prints it. */

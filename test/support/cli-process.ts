@@ -2,12 +2,21 @@
 import { execa, type ResultPromise } from 'execa';
 import { fileURLToPath } from 'node:url';
 
-export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+/** The CLI under test: this checkout's build, or another one's (ON_HIS_NAME_CLI=/path/to/dist/cli.js), e.g. an older release to show a test fails there. */
+export const CLI = process.env.ON_HIS_NAME_CLI || fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 
 export interface CliProcess {
+  /** The CLI's own process (`ip netns exec` execs it). */
+  pid: number | undefined;
   lines: Array<Record<string, unknown> & { msg: string }>;
   output: () => string;
   waitFor(predicate: (line: Record<string, unknown> & { msg: string }) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** Resolves with the exit code once it has exited (undefined when a signal ended it). */
+  exited: Promise<number | undefined>;
+  /** What it wrote to stderr (the one-line user errors go there). */
+  stderr(): string;
+  /** Send `signal` (SIGHUP: read the policy file again); false once it has exited. */
+  signal(signal: NodeJS.Signals): boolean;
   stop(): Promise<number | undefined>;
 }
 
@@ -36,11 +45,14 @@ export function startCli(namespace: string, args: string[], env: Record<string, 
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   let exited: number | undefined | null = null;
-  const done = child.then((r) => (exited = r.exitCode));
+  const done = child.then((r) => (exited = r.exitCode ?? undefined));
 
   return {
+    pid: child.pid,
     lines,
     output: () => `${lines.map((l) => JSON.stringify(l)).join('\n')}\n${stderr}`,
+    exited: done,
+    stderr: () => stderr,
     async waitFor(predicate, timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
@@ -51,6 +63,7 @@ export function startCli(namespace: string, args: string[], env: Record<string, 
         await new Promise((r) => setTimeout(r, 20));
       }
     },
+    signal: (signal) => exited === null && child.kill(signal),
     async stop() {
       if (exited === null) child.kill('SIGTERM');
       await done;

@@ -42,6 +42,9 @@ export function fakeIpset(initial: Record<string, { create: string; adds?: strin
     async destroy(set) {
       return sets.delete(set);
     },
+    async names() {
+      return [...sets.keys()];
+    },
     close() {},
   };
   return { runner, sets, scripts, failNext: (n: number) => (failuresLeft = n) };

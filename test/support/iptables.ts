@@ -72,10 +72,10 @@ export function fakeIptables(initial: string[] = ['-N DOCKER-USER', '-A DOCKER-U
           rules.splice(at, 1);
         }
       }
-      // Rules may only jump to chains that exist.
+      // Rules may only jump (or go) to chains that exist.
       for (const line of [...t.values()].flat()) {
-        const target = /-j (\S+)/.exec(line)?.[1];
-        if (target && /^[A-Z][A-Z0-9-]+$/.test(target) && !['ACCEPT', 'DROP', 'RETURN', 'REJECT'].includes(target) && !t.has(target)) fail(line, `Couldn't load target \`${target}'`);
+        const target = /-[jg] (\S+)/.exec(line)?.[1];
+        if (target && /^[A-Za-z][A-Za-z0-9_-]*$/.test(target) && !['ACCEPT', 'DROP', 'RETURN', 'REJECT', 'SET', 'MARK'].includes(target) && !t.has(target)) fail(line, `Couldn't load target \`${target}'`);
       }
       chain.splice(1, chain.length - 1, ...t.get('DOCKER-USER')!);
       others.clear();

@@ -7,12 +7,14 @@
 import type { Counters, Entry, FirewallBackend, SyncResult } from '../backend.js';
 import type { Layout } from '../planner.js';
 import type { NftListing } from './listing.js';
-import { SETS, renderElements, renderReplace } from './render.js';
+import { DEFAULT_POLICY, renderElements, renderReplace, setName } from './render.js';
 import type { NftTable } from './table.js';
 
 export interface NftBackendOptions {
   table: NftTable;
   family: 4 | 6;
+  /** Whose addresses: the default policy's (sets allow4, allow6) unless named. */
+  policy?: string;
   /** Wall-clock unix seconds; injectable for tests. */
   nowSeconds?: () => number;
 }
@@ -23,23 +25,28 @@ function timeoutFor(elements: number): number {
 }
 
 export class NftablesBackend implements FirewallBackend {
-  readonly where = 'in table inet on-his-name';
+  get where(): string {
+    return `in table inet on-his-name (set ${setName(this.policy, this.family)})`;
+  }
   private readonly family: 4 | 6;
   private readonly now: () => number;
   /** Addresses the set holds, as last read or written: a refresh of one of them re-adds it. */
   private readonly installed = new Set<string>();
 
+  private readonly policy: string;
+
   constructor(private readonly options: NftBackendOptions) {
     this.family = options.family;
+    this.policy = options.policy ?? DEFAULT_POLICY;
     this.now = options.nowSeconds ?? (() => Date.now() / 1000);
   }
 
-  /** The family's layout as the rest of the firewall reads it (bridge, ports, subnets). */
+  /** The family's layout as the rest of the firewall reads it (bridge, its policy's ports, subnets). */
   get layout(): Layout {
     const nft = this.options.table.layout;
     return {
       bridge: nft.bridge,
-      ports: nft.ports.filter((p) => p.protocol === 'tcp').map((p) => p.port),
+      ports: this.policy === DEFAULT_POLICY ? nft.ports : (nft.policies?.find((p) => p.name === this.policy)?.ports ?? []),
       family: this.family,
       subnets: nft[this.family].subnets,
       dns: nft[this.family].dns,
@@ -60,7 +67,7 @@ export class NftablesBackend implements FirewallBackend {
     const inPlace = await this.options.table.updatesTimeoutInPlace();
     const refresh = inPlace ? [] : add.filter((e) => this.installed.has(e.address));
     const fresh = inPlace ? add : add.filter((e) => !this.installed.has(e.address));
-    const script = renderElements(this.family, fresh, remove, now) + renderReplace(this.family, refresh, now);
+    const script = renderElements(this.family, fresh, remove, now, this.policy) + renderReplace(this.family, refresh, now, this.policy);
     await this.options.table.runner.apply(script, { timeoutMs: timeoutFor(add.length + remove.length) });
     for (const entry of remove) this.installed.delete(entry.address);
     for (const entry of add) this.installed.add(entry.address);
@@ -68,7 +75,7 @@ export class NftablesBackend implements FirewallBackend {
 
   async counters(): Promise<Map<string, Counters>> {
     const counters = new Map<string, Counters>();
-    for (const element of (await this.options.table.read()).sets.get(SETS[this.family])?.elements ?? []) {
+    for (const element of (await this.options.table.read()).sets.get(setName(this.policy, this.family))?.elements ?? []) {
       if (element.packets !== undefined && element.bytes !== undefined) counters.set(element.address, { packets: element.packets, bytes: element.bytes });
     }
     return counters;
@@ -82,7 +89,7 @@ export class NftablesBackend implements FirewallBackend {
 
   private adopted(listing: NftListing): Entry[] {
     const now = this.now();
-    return (listing.sets.get(SETS[this.family])?.elements ?? []).map((e) => ({
+    return (listing.sets.get(setName(this.policy, this.family))?.elements ?? []).map((e) => ({
       address: e.address,
       ...(e.comment ? { name: e.comment } : {}),
       ...(e.expires !== undefined ? { expiresAt: Math.floor(now) + e.expires } : {}),

@@ -21,12 +21,14 @@ export interface NftListing {
   chains: Map<string, string[]>;
   /** Set name → its type and elements. */
   sets: Map<string, { type: string; flags: string[]; elements: NftElement[] }>;
+  /** Verdict map name → its elements: a client (address, prefix or range, as nft takes it back) and the chain it jumps to. */
+  maps: Map<string, Array<{ key: string; target: string }>>;
 }
 
 type Json = Record<string, unknown>;
 
 export function parseListing(json: string): NftListing {
-  const listing: NftListing = { chains: new Map(), sets: new Map() };
+  const listing: NftListing = { chains: new Map(), sets: new Map(), maps: new Map() };
   let items: unknown;
   try {
     items = (JSON.parse(json) as { nftables?: unknown }).nftables;
@@ -51,8 +53,26 @@ export function parseListing(json: string): NftListing {
         elements: Array.isArray(set.elem) ? (set.elem as unknown[]).map(element).filter((e): e is NftElement => e !== undefined) : [],
       });
     }
+    const map = item.map as Json | undefined;
+    if (map && map.table === TABLE && typeof map.name === 'string') {
+      listing.maps.set(map.name, Array.isArray(map.elem) ? (map.elem as unknown[]).map(route).filter((r): r is { key: string; target: string } => r !== undefined) : []);
+    }
   }
   return listing;
+}
+
+/** A verdict map's element, [key, { jump: { target } }], with its key as `nft delete element` takes it. */
+function route(raw: unknown): { key: string; target: string } | undefined {
+  if (!Array.isArray(raw) || raw.length !== 2) return undefined;
+  const [key, verdict] = raw as [unknown, Json | undefined];
+  const target = ((verdict?.jump ?? verdict?.goto) as Json | undefined)?.target;
+  if (typeof target !== 'string') return undefined;
+  const prefix = (key as Json | undefined)?.prefix as { addr?: unknown; len?: unknown } | undefined;
+  const range = (key as Json | undefined)?.range as unknown[] | undefined;
+  if (typeof key === 'string') return { key, target };
+  if (typeof prefix?.addr === 'string' && typeof prefix.len === 'number') return { key: `${prefix.addr}/${prefix.len}`, target };
+  if (Array.isArray(range) && typeof range[0] === 'string' && typeof range[1] === 'string') return { key: `${range[0]}-${range[1]}`, target };
+  return undefined;
 }
 
 function element(raw: unknown): NftElement | undefined {

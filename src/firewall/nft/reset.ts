@@ -8,6 +8,7 @@ export async function removeTable(runner: NftRunner): Promise<string | undefined
   if (text === undefined) return undefined;
   const listing = parseListing(text);
   if (!(await runner.deleteTable())) return undefined;
-  const sets = [...listing.sets].map(([name, set]) => `${name}: ${set.elements.length} address${set.elements.length === 1 ? '' : 'es'}`);
+  // The blocked sets hold a few seconds of attempts, not addresses: not worth a word.
+  const sets = [...listing.sets].filter(([name]) => !name.startsWith('blocked')).map(([name, set]) => `${name}: ${set.elements.length} address${set.elements.length === 1 ? '' : 'es'}`);
   return [...sets, `${listing.chains.size} chain(s)`].join(', ');
 }

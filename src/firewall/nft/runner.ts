@@ -22,6 +22,8 @@ import { FAMILY, TABLE } from './render.js';
 export interface NftRunner {
   /** `nft -j list table inet on-his-name`, or undefined when there is no such table. */
   list(): Promise<string | undefined>;
+  /** `nft -j list set inet on-his-name SET`, or undefined when there is no such set. */
+  listSet(set: string): Promise<string | undefined>;
   /** All of `script` (nft -f syntax) in one transaction, failing after `timeoutMs`. Throws ApplyError. */
   apply(script: string, options?: { timeoutMs?: number }): Promise<void>;
   /** `delete table inet on-his-name`; false when there was none. */
@@ -78,15 +80,17 @@ export function nftRunner(options: NftRunnerOptions = {}): NftRunner {
       return line;
     }
   };
+  const listing = async (what: string[]) => {
+    try {
+      return (await run(['-j', 'list', ...what])).stdout;
+    } catch (err) {
+      if (NO_SUCH_TABLE.test(String((err as ExecaError).stderr))) return undefined;
+      throw explain(err as ExecaError, binary);
+    }
+  };
   return {
-    async list() {
-      try {
-        return (await run(['-j', 'list', 'table', FAMILY, TABLE])).stdout;
-      } catch (err) {
-        if (NO_SUCH_TABLE.test(String((err as ExecaError).stderr))) return undefined;
-        throw explain(err as ExecaError, binary);
-      }
-    },
+    list: () => listing(['table', FAMILY, TABLE]),
+    listSet: (set) => listing(['set', FAMILY, TABLE, set]),
     async apply(script, applyOptions = {}) {
       if (!script) return;
       const timeoutMs = applyOptions.timeoutMs ?? DEFAULT_TIMEOUT_MS;

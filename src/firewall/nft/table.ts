@@ -7,7 +7,8 @@
  */
 import type { NftRunner } from './runner.js';
 import { parseListing, type NftListing } from './listing.js';
-import { FAMILY, TABLE, chainsFor, renderTable, rulesFor, type FamilyView, type NftLayout } from './render.js';
+import type { PortSpec } from '../rules.js';
+import { DEFAULT_POLICY, FAMILY, REFUSING_POLICY, TABLE, chainsFor, renderRoutes, renderTable, rulesFor, type FamilyView, type NftLayout } from './render.js';
 
 export class NftTable {
   private probe: Promise<boolean> | undefined;
@@ -15,10 +16,29 @@ export class NftTable {
   constructor(
     readonly runner: NftRunner,
     private current: NftLayout,
-  ) {}
+  ) {
+    this.usePolicies(current.policies ?? []);
+  }
 
   get layout(): NftLayout {
     return this.current;
+  }
+
+  /**
+   * The policies (their chains and sets follow at the next ensure()): the default one's
+   * ports are the table's own, and the refusing one, where a container whose labels were
+   * refused is sent, is always there.
+   */
+  usePolicies(policies: ReadonlyArray<{ name: string; ports: readonly PortSpec[]; audit?: boolean }>): void {
+    const own = policies.find((p) => p.name === DEFAULT_POLICY);
+    const others = policies.filter((p) => p.name !== DEFAULT_POLICY).map((p) => ({ name: p.name, ports: p.ports, audit: p.audit ?? false }));
+    const refusing = others.some((p) => p.name === REFUSING_POLICY) ? [] : [{ name: REFUSING_POLICY, ports: [], audit: false }];
+    this.current = { ...this.current, ...(own ? { ports: own.ports, audit: own.audit ?? false } : {}), policies: [...others, ...refusing] };
+  }
+
+  /** Send each client with a policy of its own to that policy's chain: the maps, emptied and filled in one transaction. */
+  async route(routes: ReadonlyArray<{ client: string; policy: string }>): Promise<void> {
+    await this.runner.apply(renderRoutes(routes));
   }
 
   /** One family's side of the layout changed (the network was re-created): the chains follow at the next ensure(). */
@@ -31,7 +51,8 @@ export class NftTable {
     const text = await this.runner.list();
     const listing = parseListing(text ?? '{}');
     if (text !== undefined && this.chainsMatch(listing)) return { listing, rebuilt: false };
-    await this.runner.apply(renderTable(this.current, [...listing.chains.keys()]));
+    const routes = [...listing.maps].flatMap(([map, elements]) => elements.map((e) => ({ map, ...e })));
+    await this.runner.apply(renderTable(this.current, { chains: [...listing.chains.keys()], sets: [...listing.sets.keys()], routes }));
     return { listing, rebuilt: true };
   }
 

@@ -123,8 +123,8 @@ describe('the daemon with --admin-listen, in process', () => {
     expect(response.headers.get('content-type')).toBe('application/json; charset=utf-8');
     const body = (await response.json()) as AcceptedView;
     expect(body.addresses).toEqual([
-      { address: '198.51.100.10', family: 4, name: 'allowed.test.', client: '192.0.2.10', expiresAt: expect.any(String), expiresInSeconds: expect.any(Number), packets: 4, bytes: 240 },
-      { address: '198.51.100.12', family: 4, name: 'www.cdn.test.', client: '192.0.2.11', expiresAt: expect.any(String), expiresInSeconds: expect.any(Number), packets: 0, bytes: 0 },
+      { address: '198.51.100.10', family: 4, name: 'allowed.test.', policy: 'default', client: '192.0.2.10', container: null, expiresAt: expect.any(String), expiresInSeconds: expect.any(Number), packets: 4, bytes: 240 },
+      { address: '198.51.100.12', family: 4, name: 'www.cdn.test.', policy: 'default', client: '192.0.2.11', container: null, expiresAt: expect.any(String), expiresInSeconds: expect.any(Number), packets: 0, bytes: 0 },
     ]);
     const first = body.addresses[0]!;
     expect(Date.parse(first.expiresAt!)).toBeGreaterThanOrEqual(Math.floor(before / 1000) * 1000 + 600_000);
@@ -142,9 +142,9 @@ describe('the daemon with --admin-listen, in process', () => {
     ]);
     expect((await (await get('/api/matchers')).json()) as MatchersView).toEqual({
       matchers: [
-        { pattern: 'allowed.test.', allows: 2 },
-        { pattern: '*.cdn.test.', allows: 1 },
-        { pattern: 'never.test.', allows: 0 },
+        { policy: 'default', pattern: 'allowed.test.', allows: 2 },
+        { policy: 'default', pattern: '*.cdn.test.', allows: 1 },
+        { policy: 'default', pattern: 'never.test.', allows: 0 },
       ],
       decisions: { allow: 3, deny: 1, skip: 0 },
     });
@@ -167,15 +167,15 @@ describe('the daemon with --admin-listen, in process', () => {
     expect(value('on_his_name_decisions_total{outcome="allow"}')).toBe(1);
     expect(value('on_his_name_decisions_total{outcome="deny"}')).toBe(1);
     expect(value('on_his_name_decisions_total{outcome="skip"}')).toBe(0);
-    expect(value('on_his_name_pattern_allows_total{pattern="allowed.test."}')).toBe(1);
-    expect(value('on_his_name_addresses_installed{family="4"}')).toBe(2);
-    expect(value('on_his_name_addresses_tracked{family="4"}')).toBe(2);
-    expect(value('on_his_name_addresses_opened_total{family="4"}')).toBe(2);
-    expect(value('on_his_name_applies_total{family="4"}')).toBe(1);
+    expect(value('on_his_name_pattern_allows_total{policy="default",pattern="allowed.test."}')).toBe(1);
+    expect(value('on_his_name_addresses_installed{family="4",policy="default"}')).toBe(2);
+    expect(value('on_his_name_addresses_tracked{family="4",policy="default"}')).toBe(2);
+    expect(value('on_his_name_addresses_opened_total{family="4",policy="default"}')).toBe(2);
+    expect(value('on_his_name_applies_total{family="4",policy="default"}')).toBe(1);
     expect(value('on_his_name_rule_latency_seconds_count{family="4"}')).toBe(2);
     expect(value('on_his_name_rule_latency_seconds_bucket{le="+Inf",family="4"}')).toBe(2);
-    expect(value('on_his_name_queue_dropped_total{family="4"}')).toBe(0);
-    expect(value('on_his_name_queue_peak_pending{family="4"}')).toBe(2);
+    expect(value('on_his_name_queue_dropped_total{family="4",policy="default"}')).toBe(0);
+    expect(value('on_his_name_queue_peak_pending{family="4",policy="default"}')).toBe(2);
     expect(text).toMatch(/^process_resident_memory_bytes \d+/m);
   });
 
@@ -184,7 +184,7 @@ describe('the daemon with --admin-listen, in process', () => {
     const { get } = await start(['--reconcile-interval', '0', 'allowed.test.'], kernel);
     const healthy = await get('/healthz');
     expect(healthy.status).toBe(200);
-    expect(await healthy.json()).toEqual({ status: 'ok', reasons: [], addresses: 0, waiting: 0 } satisfies HealthView);
+    expect(await healthy.json()).toEqual({ status: 'ok', reasons: [], mode: 'enforcing', warnings: [], addresses: 0, waiting: 0 } satisfies HealthView);
 
     kernel.failNext(1_000);
     daemon!.firewall.allow('198.51.100.10');
@@ -201,6 +201,23 @@ describe('the daemon with --admin-listen, in process', () => {
     expect(gone.status).toBe(503);
     expect(((await gone.json()) as HealthView).reasons).toEqual([`the dnstap socket ${socketPath()} is gone, so no DNS server can connect: restart on-his-name`]);
   }, 20_000);
+
+  it('is unhealthy with the reason while a rule above ours lets the bridge past them, and healthy again once it is gone', async () => {
+    const kernel = fakeIptables();
+    const { get, lines } = await start(['--reconcile-interval', '0', 'allowed.test.'], kernel);
+    expect((await get('/healthz')).status).toBe(200);
+    kernel.chain.splice(1, 0, '-A DOCKER-USER -j ACCEPT');
+    await daemon!.firewall.reconcile();
+    const bypassed = await get('/healthz');
+    expect(bypassed.status).toBe(503);
+    expect(((await bypassed.json()) as HealthView).reasons).toEqual([
+      expect.stringMatching(/^IPv4 egress is NOT filtered: a rule above on-his-name's block in DOCKER-USER lets traffic from br0 past on-his-name: "-A DOCKER-USER -j ACCEPT"/),
+    ]);
+    expect(lines.filter((l) => l.level === 50 && l.msg.startsWith('egress from br0 is NOT filtered'))).toHaveLength(1);
+    kernel.chain.splice(1, 1);
+    await daemon!.firewall.reconcile();
+    expect((await get('/healthz')).status).toBe(200);
+  });
 
   it('listens on nothing without --admin-listen, and stops listening on close', async () => {
     const { get } = await start(['allowed.test.']);

@@ -3,6 +3,20 @@ import { parseConfig } from '../../../src/config/config.js';
 import { ConfigError } from '../../../src/util/errors.js';
 
 describe('parseConfig', () => {
+  it('takes audit mode and the blocked view interval from flags or the environment', () => {
+    expect(parseConfig(['--audit', 'a.test'], {}).audit).toBe(true);
+    expect(parseConfig(['a.test'], { AUDIT: '1' }).audit).toBe(true);
+    expect(parseConfig(['--blocked-interval', '0', 'a.test'], {}).blockedInterval).toBe(0);
+    expect(parseConfig(['a.test'], { BLOCKED_INTERVAL: '30' }).blockedInterval).toBe(30);
+    expect(() => parseConfig(['--blocked-interval', 'soon', 'a.test'], {})).toThrow(/--blocked-interval/);
+  });
+
+  it('reads suggest as a command of the admin API, like status', () => {
+    expect(parseConfig(['suggest', '--admin-listen', '9090'], {})).toMatchObject({ command: 'suggest', adminListen: { host: '127.0.0.1', port: 9090 } });
+    expect(() => parseConfig(['suggest'], {})).toThrow(/suggest reads the admin API, and no address was given/);
+    expect(() => parseConfig(['suggest', 'a.test', '--admin-listen', '9090'], {})).toThrow(/"suggest" takes no pattern/);
+  });
+
   it('has defaults a user can run with', () => {
     expect(parseConfig(['example.com.'], {})).toEqual({
       command: 'run',
@@ -11,7 +25,7 @@ describe('parseConfig', () => {
       listen: { transport: 'unix', path: '/run/on-his-name/dnstap.sock' },
       connect: [],
       network: 'on-his-name',
-      ports: [80, 443],
+      ports: [{ protocol: 'tcp', port: 80 }, { protocol: 'tcp', port: 443 }],
       allowCidrs: [],
       minTtl: 300,
       ttlGrace: 600,
@@ -23,6 +37,8 @@ describe('parseConfig', () => {
       logFormat: 'auto',
       backend: 'auto',
       waitForNetwork: false,
+      audit: false,
+      blockedInterval: 5,
     });
   });
 
@@ -67,7 +83,7 @@ describe('parseConfig', () => {
       ['--interface', 'br0', '--ports', '443, 8443,443', '--log-level', 'debug', '--log-format', 'json', '--allow-all', '--socket-gid', '5', '--listen', 'unix:///run/x.sock', '*'],
       {},
     );
-    expect(config).toMatchObject({ interface: 'br0', ports: [443, 8443], logLevel: 'debug', logFormat: 'json', allowAll: true, socketGid: 5, listen: { transport: 'unix', path: '/run/x.sock' }, patterns: ['*'] });
+    expect(config).toMatchObject({ interface: 'br0', ports: [{ protocol: 'tcp', port: 443 }, { protocol: 'tcp', port: 8443 }], logLevel: 'debug', logFormat: 'json', allowAll: true, socketGid: 5, listen: { transport: 'unix', path: '/run/x.sock' }, patterns: ['*'] });
   });
 
   it('takes --allow-cidr repeated or comma-separated, and ALLOW_CIDR', () => {
@@ -83,7 +99,8 @@ describe('parseConfig', () => {
 
   it.each([
     [['--bogus', 'a.test'], /--bogus.*on-his-name --help/],
-    [['--ports', '80,http'], /--ports "80,http".*1 to 65535/],
+    [['--ports', '80,http'], /--ports "http" is not a port from 1 to 65535, optionally with its protocol: 443, tcp\/443, udp\/443/],
+    [['--ports', 'sctp/80'], /--ports "sctp\/80" is not a port/],
     [['--ports', '0'], /--ports/],
     [['--ports', '70000'], /--ports/],
     [['--socket-uid', 'coredns'], /id -u/],
@@ -94,7 +111,7 @@ describe('parseConfig', () => {
     [['--listen', 'relative.sock'], /Unix socket path/],
     [['reset', 'a.test'], /takes no pattern/],
     [['--backend', 'nft', 'a.test'], /--backend "nft" is not one of auto, iptables, ipset, nftables/],
-    [['--backend', 'ipset', '--ports', Array.from({ length: 16 }, (_, i) => 8000 + i).join(','), 'a.test'], /at most 15 ports \(got 16\).*--backend iptables/],
+    [['--backend', 'ipset', '--ports', Array.from({ length: 16 }, (_, i) => 8000 + i).join(','), 'a.test'], /at most 15 tcp ports \(got 16\).*another backend/],
     [['--allow-cidr', '10.0.0.0/33', 'a.test'], /--allow-cidr "10.0.0.0\/33" is not an IPv4 or IPv6 range/],
     [['--allow-cidr', '2001:db8::/200', 'a.test'], /--allow-cidr "2001:db8::\/200" is not an IPv4 or IPv6 range/],
     [['--min-ttl', '0', 'a.test'], /--min-ttl "0" must be a whole number from 1 to 604800 \(seconds\)/],

@@ -100,9 +100,9 @@ describe('the daemon follows its Docker network', () => {
     await daemon!.follower!.idle();
 
     expect(bridgesIn(v4.chain)).toEqual([NEW]);
-    expect(roles(v4.chain, NEW)).toEqual(['source-check', 'established', 'same-network', '198.51.100.10:80', '198.51.100.10:443', 'drop']);
+    expect(roles(v4.chain, NEW)).toEqual(['source-check', 'established', 'same-network', 'clients', 'audited', '198.51.100.10:80', '198.51.100.10:443', 'record', 'drop']);
     expect(bridgesIn(v6.chain)).toEqual([NEW]);
-    expect(roles(v6.chain, NEW)).toEqual(['source-check', 'established', 'same-network', '2001:db8::10:80', '2001:db8::10:443', 'drop']);
+    expect(roles(v6.chain, NEW)).toEqual(['source-check', 'established', 'same-network', 'clients', 'audited', '2001:db8::10:80', '2001:db8::10:443', 'record', 'drop']);
     // Every state in between had a whole block for one bridge or the other.
     for (const state of [...v4.states.slice(v4From - 1), ...v6.states.slice(v6From - 1)]) {
       const present = bridgesIn(state);
@@ -154,8 +154,8 @@ describe('the daemon follows its Docker network', () => {
     await back;
     await until(() => roles(v4.chain, OLD).includes('198.51.100.10:80'), 'the reconcile');
     const restored = roles(v4.chain, OLD);
-    expect([restored[0], restored[1], restored[2], restored.at(-1)]).toEqual(['source-check', 'established', 'same-network', 'drop']);
-    expect(restored.slice(3, -1).sort()).toEqual(['198.51.100.10:443', '198.51.100.10:80']);
+    expect([...restored.slice(0, 5), ...restored.slice(-2)]).toEqual(['source-check', 'established', 'same-network', 'clients', 'audited', 'record', 'drop']);
+    expect(restored.slice(5, -2).sort()).toEqual(['198.51.100.10:443', '198.51.100.10:80']);
   });
 
   it('exits with the fix when the network is missing at start, and waits for it with --wait-for-network', async () => {
@@ -178,7 +178,7 @@ describe('the daemon follows its Docker network', () => {
     await clock.advance(1_000); // the next poll finds it
     daemon = await starting;
     expect(daemon.bridge).toBe('br-cccccccccccc');
-    expect(roles(v4.chain, 'br-cccccccccccc')).toEqual(['source-check', 'established', 'same-network', 'drop']);
+    expect(roles(v4.chain, 'br-cccccccccccc')).toEqual(['source-check', 'established', 'same-network', 'clients', 'audited', 'record', 'drop']);
   });
 
   it('inline mode on the gateway: the DNS proxy moves to a re-created network\'s new gateway, after the firewall, and keeps counting', async () => {

@@ -4,8 +4,9 @@ import { holdUntilOpen } from '../../../src/pipeline/hold.js';
 import { startDnsProxy, type DnsProxy } from '../../../src/dns-proxy/server.js';
 import type { Entry, FirewallBackend } from '../../../src/firewall/backend.js';
 import { Firewall } from '../../../src/firewall/firewall.js';
-import { Pipeline } from '../../../src/pipeline/pipeline.js';
-import { Policy } from '../../../src/policy/policy.js';
+import { Pipeline, sameFirewalls } from '../../../src/pipeline/pipeline.js';
+import { onePolicy } from '../../../src/pipeline/decision.js';
+import { Patterns } from '../../../src/policy/patterns.js';
 import { AddressGuard } from '../../../src/policy/special-addresses.js';
 import { answerData, answerTo, askTcp, askUdp, rcodeOf, query, startFakeUpstream, type FakeUpstream, type Script } from '../../support/dns.js';
 import { recordingLogger } from '../../support/log.js';
@@ -65,7 +66,7 @@ async function start(
   const recorder = recordingLogger();
   firewall = new Firewall({ backend: kernel.backend, log: recorder.log });
   await firewall.start();
-  const pipeline = new Pipeline(Policy.compile(['allowed.test', '*.big.test', 'big.test']), new AddressGuard(), { 4: firewall }, recorder.log);
+  const pipeline = new Pipeline(onePolicy(Patterns.compile(['allowed.test', '*.big.test', 'big.test'])), new AddressGuard(), sameFirewalls({ 4: firewall }), recorder.log);
   const hold = holdUntilOpen({ pipeline, holdMs: options.holdMs ?? 5_000, denyNxdomain: options.denyNxdomain ?? false, log: recorder.log });
   upstream = await startFakeUpstream(options.script ?? zoneScript);
   proxy = await startDnsProxy({

@@ -1,14 +1,14 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decide } from '../../../src/pipeline/decision.js';
+import { decide, onePolicy } from '../../../src/pipeline/decision.js';
 import { decodeDnstap } from '../../../src/dnstap/decode.js';
 import { DecodeError } from '../../../src/util/errors.js';
-import { Policy } from '../../../src/policy/policy.js';
+import { Patterns } from '../../../src/policy/patterns.js';
 import { DnstapType, addressBytes, dnsResponse, dnstapFrame } from '../../support/dnstap.js';
 import { PROPERTY_RUNS, mutated } from '../../support/mutate.js';
 
-const allowAll = Policy.compile(['*'], { allowAll: true });
-const some = Policy.compile(['*.test.']);
+const allowAll = onePolicy(Patterns.compile(['*'], { allowAll: true }));
+const some = onePolicy(Patterns.compile(['*.test.']));
 
 const client = fc.oneof(
   fc.tuple(fc.nat(255), fc.nat(255)).map(([a, b]) => addressBytes(`192.0.${a}.${b}`)),
@@ -88,7 +88,7 @@ describe('dnstap decoding and decide() on random and hostile bytes', () => {
 /**
  * The hand-written wire reader against protobufjs's generic decoder of proto/dnstap.proto,
  * on frames with every field of the schema set at random (varints up to 64 bits, fixed32,
- * bytes, the nested Policy): the same fields out, whatever else is in the way.
+ * bytes, the nested Patterns): the same fields out, whatever else is in the way.
  */
 describe('decodeDnstap agrees with protobufjs', () => {
   const bytes = (max: number) => fc.uint8Array({ maxLength: max }).map((b) => Buffer.from(b));

@@ -241,7 +241,7 @@ describe('Firewall expiry, refresh, limits and reconcile', () => {
     await first.firewall.settled();
     first.firewall.stop();
     // A rule written by a version without expiry.
-    await kernel.runner.restore(`*filter\n-I DOCKER-USER 4 ${acceptRule('br0', '198.51.100.3', 80, 'old.test.')}\n-I DOCKER-USER 4 ${acceptRule('br0', '198.51.100.3', 443, 'old.test.')}\nCOMMIT\n`);
+    await kernel.runner.restore(`*filter\n-I DOCKER-USER 6 ${acceptRule('br0', '198.51.100.3', 80, 'old.test.')}\n-I DOCKER-USER 6 ${acceptRule('br0', '198.51.100.3', 443, 'old.test.')}\nCOMMIT\n`);
 
     const clock = { now: T0 + 1000 };
     const second = new Firewall({ runner: kernel.runner, layout, log: recordingLogger().log, clock: () => clock.now, minTtl: 60, ttlGrace: 120 });

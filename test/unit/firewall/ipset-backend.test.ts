@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ApplyError, ConfigError } from '../../../src/util/errors.js';
 import { IpsetBackend, destroyOwnedSet } from '../../../src/firewall/ipset-backend.js';
-import { acceptRule, dropRule, establishedRule, sameNetworkRule, setAcceptRule, sourceCheckRule } from '../../../src/firewall/rules.js';
+import { headRules, tailRules } from '../../../src/firewall/planner.js';
+import { acceptRule, dropRule, establishedRule, sameNetworkRule, setAcceptRule } from '../../../src/firewall/rules.js';
 import { fakeIptables } from '../../support/iptables.js';
 import { fakeIpset } from '../../support/ipset.js';
 import { testLayout } from '../../support/layout.js';
@@ -22,11 +23,9 @@ describe('IpsetBackend', () => {
     expect(ipset.scripts).toEqual([`create ${SET} hash:ip family inet counters timeout 0 comment maxelem 1000\n`]);
     expect(iptables.chain).toEqual([
       '-N DOCKER-USER',
-      `-A DOCKER-USER ${sourceCheckRule('br0')}`,
-      `-A DOCKER-USER ${establishedRule('br0')}`,
-      `-A DOCKER-USER ${sameNetworkRule('br0')}`,
-      `-A DOCKER-USER ${setAcceptRule('br0', [80, 443], SET)}`,
-      `-A DOCKER-USER ${dropRule('br0')}`,
+      ...headRules('br0').map((spec) => `-A DOCKER-USER ${spec}`),
+      `-A DOCKER-USER ${setAcceptRule('br0', 'tcp', [80, 443], SET)}`,
+      ...tailRules({ bridge: 'br0' }).map((spec) => `-A DOCKER-USER ${spec}`),
       '-A DOCKER-USER -j RETURN',
     ]);
   });

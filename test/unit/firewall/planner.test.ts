@@ -1,9 +1,19 @@
 import { describe, expect, it } from 'vitest';
-import { COST, planApply, planRemoval, planSetSync, planSync, ownedRules } from '../../../src/firewall/planner.js';
+import { COST, headRules, planApply, planPolicySync, planRemoval, planSetSync, planSync, ownedRules, tailRules } from '../../../src/firewall/planner.js';
 import {
+  AUDIT_MARK,
+  CLIENTS_CHAIN,
   HOST_CHAIN,
+  RECORD_CHAIN,
+  auditedRule,
+  parseOwnedRule,
+  policyDropRule,
+  recordChain,
+  recordRule,
+  routeRule,
   SOURCES_CHAIN,
   acceptRule,
+  clientsRule,
   dropRule,
   establishedRule,
   hostChain,
@@ -18,10 +28,14 @@ import { testLayout } from '../../support/layout.js';
 const layout = testLayout();
 const A = (spec: string) => `-A DOCKER-USER ${spec}`;
 const foreign = '-A DOCKER-USER -d 203.0.113.99/32 -m comment --comment someone-else -j REJECT --reject-with icmp-port-unreachable';
-const ourBlock = (...accepts: string[]) => [A(sourceCheckRule('br0')), A(establishedRule('br0')), A(sameNetworkRule('br0')), ...accepts.map(A), A(dropRule('br0'))];
+const head = (bridge = 'br0') => headRules(bridge);
+const tail = (bridge = 'br0') => tailRules({ bridge });
+const ourBlock = (...accepts: string[]) => [...head().map(A), ...accepts.map(A), ...tail().map(A)];
 /** Our chains and INPUT jump as the planner wants them for `layout`. */
 const support = [
+  `-N ${CLIENTS_CHAIN}`,
   `-N ${HOST_CHAIN}`,
+  `-N ${RECORD_CHAIN}`,
   `-N ${SOURCES_CHAIN}`,
   `-A INPUT ${hostJumpRule('br0')}`,
   ...sourcesChain('br0', layout.subnets).map((spec) => `-A ${SOURCES_CHAIN} ${spec}`),
@@ -38,12 +52,11 @@ describe('planSync', () => {
     expect(plan.script).toBe(
       [
         '*filter',
+        `-N ${CLIENTS_CHAIN}`,
         `:${SOURCES_CHAIN} - [0:0]`,
         `:${HOST_CHAIN} - [0:0]`,
-        `-I DOCKER-USER 1 ${sourceCheckRule('br0')}`,
-        `-I DOCKER-USER 2 ${establishedRule('br0')}`,
-        `-I DOCKER-USER 3 ${sameNetworkRule('br0')}`,
-        `-I DOCKER-USER 4 ${dropRule('br0')}`,
+        `:${RECORD_CHAIN} - [0:0]`,
+        ...[...head(), ...tail()].map((spec, i) => `-I DOCKER-USER ${i + 1} ${spec}`),
         ...sourcesChain('br0', ['192.0.2.0/24']).map((spec) => `-A ${SOURCES_CHAIN} ${spec}`),
         ...hostChain('br0', { family: 4, dns: [{ address: '192.0.2.1', port: 53 }], hostPorts: [] }).map((spec) => `-A ${HOST_CHAIN} ${spec}`),
         `-I INPUT 1 ${hostJumpRule('br0')}`,
@@ -51,7 +64,7 @@ describe('planSync', () => {
         '',
       ].join('\n'),
     );
-    expect(plan).toMatchObject({ adopted: [], insertAt: 4, rebuilt: true, bypasses: [] });
+    expect(plan).toMatchObject({ adopted: [], insertAt: 6, rebuilt: true, bypasses: [] });
   });
 
   it('adopts a block left by a previous run without changing anything', () => {
@@ -59,7 +72,7 @@ describe('planSync', () => {
     const plan = planSync(listing, layout);
     expect(plan.script).toBeUndefined();
     expect(plan.adopted).toEqual([{ address: '198.51.100.7', name: 'a.test.' }]);
-    expect(plan.insertAt).toBe(4);
+    expect(plan.insertAt).toBe(6);
     expect(plan.rebuilt).toBe(false);
   });
 
@@ -96,10 +109,10 @@ describe('planSync', () => {
     expect(plan.rebuilt).toBe(true);
     expect(plan.adopted.map((a) => a.address)).toEqual(['198.51.100.7', '198.51.100.8']);
     expect(inserts(plan.script).filter((l) => l.includes('ACCEPT'))).toEqual([
-      `-I DOCKER-USER 4 ${acceptRule('br0', '198.51.100.7', 80, 'a.test.', 200)}`,
-      `-I DOCKER-USER 5 ${acceptRule('br0', '198.51.100.7', 443, 'a.test.', 200)}`,
-      `-I DOCKER-USER 6 ${acceptRule('br0', '198.51.100.8', 80, 'b.test.', 300)}`,
-      `-I DOCKER-USER 7 ${acceptRule('br0', '198.51.100.8', 443, 'b.test.', 300)}`,
+      `-I DOCKER-USER 6 ${acceptRule('br0', '198.51.100.7', 80, 'a.test.', 200)}`,
+      `-I DOCKER-USER 7 ${acceptRule('br0', '198.51.100.7', 443, 'a.test.', 200)}`,
+      `-I DOCKER-USER 8 ${acceptRule('br0', '198.51.100.8', 80, 'b.test.', 300)}`,
+      `-I DOCKER-USER 9 ${acceptRule('br0', '198.51.100.8', 443, 'b.test.', 300)}`,
     ]);
   });
 
@@ -107,25 +120,24 @@ describe('planSync', () => {
     const plan = planSync(table(['-A DOCKER-USER -j RETURN', ...ourBlock(acceptRule('br0', '198.51.100.7', 80, 'a.test.'), acceptRule('br0', '198.51.100.7', 443, 'a.test.'))]), layout);
     expect(plan.rebuilt).toBe(true);
     const lines = plan.script!.split('\n');
-    expect(lines.filter((l) => l.startsWith('-D'))).toHaveLength(6);
+    expect(lines.filter((l) => l.startsWith('-D'))).toHaveLength(9);
     expect(inserts(plan.script)).toEqual([
-      `-I DOCKER-USER 1 ${sourceCheckRule('br0')}`,
-      `-I DOCKER-USER 2 ${establishedRule('br0')}`,
-      `-I DOCKER-USER 3 ${sameNetworkRule('br0')}`,
-      `-I DOCKER-USER 4 ${acceptRule('br0', '198.51.100.7', 80, 'a.test.')}`,
-      `-I DOCKER-USER 5 ${acceptRule('br0', '198.51.100.7', 443, 'a.test.')}`,
-      `-I DOCKER-USER 6 ${dropRule('br0')}`,
+      ...head().map((spec, i) => `-I DOCKER-USER ${i + 1} ${spec}`),
+      `-I DOCKER-USER 6 ${acceptRule('br0', '198.51.100.7', 80, 'a.test.')}`,
+      `-I DOCKER-USER 7 ${acceptRule('br0', '198.51.100.7', 443, 'a.test.')}`,
+      ...tail().map((spec, i) => `-I DOCKER-USER ${i + 8} ${spec}`),
     ]);
     expect(plan.script).not.toMatch(/-D DOCKER-USER -j RETURN/);
   });
 
   it.each([
-    ['the DROP is missing', [A(sourceCheckRule('br0')), A(establishedRule('br0')), A(sameNetworkRule('br0'))]],
-    ['an accept sits below the DROP', [A(sourceCheckRule('br0')), A(establishedRule('br0')), A(sameNetworkRule('br0')), A(dropRule('br0')), A(acceptRule('br0', '198.51.100.7', 80))]],
+    ['the DROP is missing', head().map(A)],
+    ['an accept sits below the DROP', [...head().map(A), A(dropRule('br0')), A(acceptRule('br0', '198.51.100.7', 80))]],
     ['a rule is there twice', ourBlock(acceptRule('br0', '198.51.100.7', 80), acceptRule('br0', '198.51.100.7', 80))],
-    ['the base rules are swapped', [A(sourceCheckRule('br0')), A(sameNetworkRule('br0')), A(establishedRule('br0')), A(dropRule('br0'))]],
-    ['the source check is missing (a block written before it existed)', [A(establishedRule('br0')), A(sameNetworkRule('br0')), A(dropRule('br0'))]],
-    ["someone else's rule sits inside the block", [A(sourceCheckRule('br0')), A(establishedRule('br0')), foreign, A(sameNetworkRule('br0')), A(dropRule('br0'))]],
+    ['the base rules are swapped', [A(sourceCheckRule('br0')), A(sameNetworkRule('br0')), A(establishedRule('br0')), A(clientsRule('br0')), A(dropRule('br0'))]],
+    ['the source check is missing (a block written before it existed)', [A(establishedRule('br0')), A(sameNetworkRule('br0')), A(clientsRule('br0')), A(dropRule('br0'))]],
+    ['the clients jump is missing (a block written before policies)', [A(sourceCheckRule('br0')), A(establishedRule('br0')), A(sameNetworkRule('br0')), A(dropRule('br0'))]],
+    ["someone else's rule sits inside the block", [A(sourceCheckRule('br0')), A(establishedRule('br0')), foreign, A(sameNetworkRule('br0')), A(clientsRule('br0')), A(dropRule('br0'))]],
   ])('rebuilds when %s', (_, listing) => {
     const plan = planSync(table(listing), layout);
     expect(plan.rebuilt).toBe(true);
@@ -193,6 +205,59 @@ describe('bypasses', () => {
   });
 });
 
+describe('audit mode and the record chain', () => {
+  const audited = { ...layout, audit: true };
+
+  it('ends the block with the record jump and a RETURN to Docker\'s rules instead of the DROP', () => {
+    expect(tailRules(audited)).toEqual([recordRule('br0'), '-i br0 -m comment --comment "on-his-name audit" -j RETURN']);
+    expect(inserts(planSync(dockerDefault, audited).script).slice(-2)).toEqual([`-I DOCKER-USER 6 ${recordRule('br0')}`, '-I DOCKER-USER 7 -i br0 -m comment --comment "on-his-name audit" -j RETURN']);
+  });
+
+  it('switching mode replaces the last rule in place: no accept rule moves, none is rewritten', () => {
+    const accepts = [acceptRule('br0', '198.51.100.7', 80, 'a.test.'), acceptRule('br0', '198.51.100.7', 443, 'a.test.')];
+    const enforcing = table([...ourBlock(...accepts), '-A DOCKER-USER -j RETURN']);
+    const toAudit = planSync(enforcing, audited);
+    expect(toAudit.rebuilt).toBe(false);
+    expect(toAudit.script).toBe(`*filter\n-R DOCKER-USER 9 ${dropRule('br0', true)}\nCOMMIT\n`);
+    const auditing = table([...head().map(A), ...accepts.map(A), ...tailRules(audited).map(A), '-A DOCKER-USER -j RETURN']);
+    expect(planSync(auditing, layout).script).toBe(`*filter\n-R DOCKER-USER 9 ${dropRule('br0')}\nCOMMIT\n`);
+    expect(planSync(auditing, audited).script).toBeUndefined();
+  });
+
+  it('the same for the ipset backend\'s block', () => {
+    const SET = 'on-his-name-v4';
+    const block = [...head().map(A), A(setAcceptRule('br0', 'tcp', [80, 443], SET)), ...tail().map(A)];
+    expect(planSetSync(table(block), audited, SET).script).toBe(`*filter\n-R DOCKER-USER 8 ${dropRule('br0', true)}\nCOMMIT\n`);
+  });
+
+  it('a policy chain in audit mode marks what it would drop, for the head\'s marked RETURN to let on to Docker\'s rules', () => {
+    expect(policyDropRule('br0', true)).toBe(`-i br0 -m comment --comment "on-his-name policy-audit" -j MARK --set-xmark ${AUDIT_MARK}`);
+    expect(head()).toContain(`-i br0 -m mark --mark ${AUDIT_MARK} -m comment --comment "on-his-name audited" -j RETURN`);
+    expect(head().indexOf(auditedRule('br0'))).toBe(head().indexOf(clientsRule('br0')) + 1);
+    const chain = planPolicySync(['-N DOCKER-USER', '-N ON-HIS-NAME-RECORD'], audited, 'OHN-P-ci').script!;
+    expect(chain.split('\n').slice(-4, -2)).toEqual([`-A OHN-P-ci ${recordRule('br0')}`, `-A OHN-P-ci ${policyDropRule('br0', true)}`]);
+    expect(parseOwnedRule(`-A OHN-P-ci ${policyDropRule('br0', true)}`)?.role).toBe('drop');
+    expect(parseOwnedRule(`-A DOCKER-USER ${dropRule('br0', true)}`)?.role).toBe('drop');
+    expect(parseOwnedRule(`-A DOCKER-USER ${auditedRule('br0')}`)?.role).toBe('audited');
+  });
+
+  it('fills the record chain with the set when there is one, and leaves it empty without', () => {
+    expect(recordChain('ohn-blocked-v4')).toEqual([
+      '-p tcp -m comment --comment "on-his-name record" -j SET --add-set ohn-blocked-v4 src,dst,dst --exist',
+      '-p udp -m comment --comment "on-his-name record" -j SET --add-set ohn-blocked-v4 src,dst,dst --exist',
+      '-m set --match-set ohn-blocked-v4 src,dst,dst -m comment --comment "on-his-name count"',
+    ]);
+    const script = planSync(dockerDefault, { ...layout, record: 'ohn-blocked-v4' }).script!;
+    expect(script).toContain(`-A ${RECORD_CHAIN} -p tcp -m comment --comment "on-his-name record" -j SET --add-set ohn-blocked-v4 src,dst,dst --exist`);
+    expect(planSync(dockerDefault, layout).script).not.toContain(`-A ${RECORD_CHAIN}`);
+  });
+
+  it('routes a client to its policy chain by goto, so that the chain returns to DOCKER-USER, not to the next route', () => {
+    expect(routeRule('br0', '192.0.2.5', 'OHN-P-ci')).toBe('-s 192.0.2.5/32 -i br0 -m comment --comment "on-his-name client" -g OHN-P-ci');
+    expect(routeRule('br0', '192.0.2.0/28', 'RETURN')).toBe('-s 192.0.2.0/28 -i br0 -m comment --comment "on-his-name client" -j RETURN');
+  });
+});
+
 describe('planRemoval', () => {
   it('deletes exactly our rules, of every bridge, in DOCKER-USER and INPUT', () => {
     const listing = table([foreign, ...ourBlock(acceptRule('br0', '198.51.100.7', 80)), A(dropRule('br1')), '-A DOCKER-USER -j RETURN']);
@@ -231,8 +296,8 @@ describe('expiry in the kernel', () => {
     expect(plan.rebuilt).toBe(true);
     expect(plan.adopted).toEqual([{ address: '198.51.100.7', name: 'a.test.', expiresAt: 200 }]);
     expect(inserts(plan.script).filter((l) => l.includes('ACCEPT'))).toEqual([
-      `-I DOCKER-USER 4 ${acceptRule('br0', '198.51.100.7', 80, 'a.test.', 200)}`,
-      `-I DOCKER-USER 5 ${acceptRule('br0', '198.51.100.7', 443, 'a.test.', 200)}`,
+      `-I DOCKER-USER 6 ${acceptRule('br0', '198.51.100.7', 80, 'a.test.', 200)}`,
+      `-I DOCKER-USER 7 ${acceptRule('br0', '198.51.100.7', 443, 'a.test.', 200)}`,
     ]);
   });
 });
@@ -244,15 +309,15 @@ describe('planApply', () => {
   ]);
 
   it('refreshes by deleting the rules as installed and inserting the new ones at the bottom, in one transaction', () => {
-    const scripts = planApply([{ address: '198.51.100.7', name: 'a.test.', expiresAt: 500 }], [], installed, layout, 4);
+    const scripts = planApply([{ address: '198.51.100.7', name: 'a.test.', expiresAt: 500 }], [], installed, layout, 5);
     expect(scripts.map((s) => s.script)).toEqual([
       [
         '*filter',
         `-D DOCKER-USER ${acceptRule('br0', '198.51.100.7', 80, 'a.test.', 100)}`,
         `-D DOCKER-USER ${acceptRule('br0', '198.51.100.7', 443, 'a.test.', 100)}`,
-        // Rules 4 and 5 are b.test.'s now: the refreshed address goes below them, above the DROP.
-        `-I DOCKER-USER 6 ${acceptRule('br0', '198.51.100.7', 80, 'a.test.', 500)}`,
-        `-I DOCKER-USER 7 ${acceptRule('br0', '198.51.100.7', 443, 'a.test.', 500)}`,
+        // Rules 5 and 6 are b.test.'s now: the refreshed address goes below them, above the DROP.
+        `-I DOCKER-USER 7 ${acceptRule('br0', '198.51.100.7', 80, 'a.test.', 500)}`,
+        `-I DOCKER-USER 8 ${acceptRule('br0', '198.51.100.7', 443, 'a.test.', 500)}`,
         'COMMIT',
         '',
       ].join('\n'),
@@ -282,9 +347,8 @@ describe('planApply', () => {
 
 describe('planSetSync', () => {
   const SET = 'on-his-name-v4';
-  const setBlock = (ports = [80, 443]) => [A(sourceCheckRule('br0')), A(establishedRule('br0')), A(sameNetworkRule('br0')), A(setAcceptRule('br0', ports, SET)), A(dropRule('br0'))];
-  const installs = (ports = [80, 443]) =>
-    [sourceCheckRule('br0'), establishedRule('br0'), sameNetworkRule('br0'), setAcceptRule('br0', ports, SET), dropRule('br0')].map((spec, i) => `-I DOCKER-USER ${i + 1} ${spec}`);
+  const setBlock = (ports = [80, 443]) => [...head().map(A), A(setAcceptRule('br0', 'tcp', ports, SET)), ...tail().map(A)];
+  const installs = (ports = [80, 443]) => [...head(), setAcceptRule('br0', 'tcp', ports, SET), ...tail()].map((spec, i) => `-I DOCKER-USER ${i + 1} ${spec}`);
 
   it('installs the source check, established, same-network, one set rule and the DROP at the top', () => {
     const plan = planSetSync(table(['-A DOCKER-USER -j RETURN']), layout, SET);
@@ -299,7 +363,7 @@ describe('planSetSync', () => {
     ['other ports', [...setBlock([80]), '-A DOCKER-USER -j RETURN']],
     ['behind a RETURN', ['-A DOCKER-USER -j RETURN', ...setBlock()]],
     ['the set rule missing', [...setBlock().filter((l) => !l.includes('match-set')), '-A DOCKER-USER -j RETURN']],
-    ['the set rule twice', [...setBlock().slice(0, 4), A(setAcceptRule('br0', [80, 443], SET)), A(dropRule('br0'))]],
+    ['the set rule twice', [...setBlock().slice(0, 6), A(setAcceptRule('br0', 'tcp', [80, 443], SET)), ...tail().map(A)]],
   ])('rewrites the block with %s, keeping foreign rules', (_, listing) => {
     const plan = planSetSync(table([...listing, foreign]), layout, SET);
     const owned = listing.filter((l) => l.includes('on-his-name'));
@@ -311,13 +375,13 @@ describe('planSetSync', () => {
     const listing = table([...ourBlock(acceptRule('br0', '198.51.100.7', 443, 'x.test.'), acceptRule('br0', '198.51.100.7', 80, 'x.test.')), '-A DOCKER-USER -j RETURN']);
     const plan = planSetSync(listing, layout, SET);
     expect(plan.adopted).toEqual([{ address: '198.51.100.7', name: 'x.test.' }]);
-    expect(plan.script?.split('\n').filter((l) => l.startsWith('-D'))).toHaveLength(6);
-    expect(plan.script).toContain(`-I DOCKER-USER 4 ${setAcceptRule('br0', [80, 443], SET)}`);
+    expect(plan.script?.split('\n').filter((l) => l.startsWith('-D'))).toHaveLength(9);
+    expect(plan.script).toContain(`-I DOCKER-USER 6 ${setAcceptRule('br0', 'tcp', [80, 443], SET)}`);
   });
 
   it('and the iptables backend rewrites a set block back into per-address rules', () => {
     const plan = planSync(table([...setBlock(), '-A DOCKER-USER -j RETURN']), layout);
     expect(plan.rebuilt).toBe(true);
-    expect(plan.script).toContain(`-D DOCKER-USER ${setAcceptRule('br0', [80, 443], SET)}`);
+    expect(plan.script).toContain(`-D DOCKER-USER ${setAcceptRule('br0', 'tcp', [80, 443], SET)}`);
   });
 });

@@ -6,9 +6,9 @@ import { describe, expect, it } from 'vitest';
 import { Firewall } from '../../../src/firewall/firewall.js';
 import { IpsetBackend } from '../../../src/firewall/ipset-backend.js';
 import { IptablesBackend } from '../../../src/firewall/iptables-backend.js';
-import { planSync } from '../../../src/firewall/planner.js';
+import { headRules, planSync, tailRules } from '../../../src/firewall/planner.js';
 import { removeOwnedRules } from '../../../src/firewall/reset.js';
-import { acceptRule, chainOf, dropRule, establishedRule, parseOwnedRule, sameNetworkRule, setAcceptRule, sourceCheckRule } from '../../../src/firewall/rules.js';
+import { acceptRule, chainOf, parseOwnedRule, setAcceptRule } from '../../../src/firewall/rules.js';
 import { fakeIpset } from '../../support/ipset.js';
 import { fakeIptables } from '../../support/iptables.js';
 import { recordingLogger } from '../../support/log.js';
@@ -18,18 +18,22 @@ const OLD = 'br-0ld0ld0ld0ld';
 const NEW = 'br-9e9e9e9e9e9e';
 const layout = testLayout(OLD);
 const A = (spec: string) => `-A DOCKER-USER ${spec}`;
-const block = (bridge: string, ...accepts: string[]) => [A(sourceCheckRule(bridge)), A(establishedRule(bridge)), A(sameNetworkRule(bridge)), ...accepts.map(A), A(dropRule(bridge))];
+const head = (bridge: string) => headRules(bridge);
+const tail = (bridge: string) => tailRules({ bridge });
+const block = (bridge: string, ...accepts: string[]) => [...head(bridge).map(A), ...accepts.map(A), ...tail(bridge).map(A)];
 const foreign = '-A DOCKER-USER -d 203.0.113.99/32 -m comment --comment someone-else -j REJECT --reject-with icmp-port-unreachable';
 
-/** For one bridge in a listing: absent, or a whole block (source check, established, same-network, accepts or one set rule, DROP ahead of the RETURN) and which addresses it opens. */
+/** For one bridge in a listing: absent, or a whole block (its head, accepts or one set rule, record and DROP ahead of the RETURN) and which addresses it opens. */
 function blockOf(listing: readonly string[], bridge: string): 'absent' | 'broken' | { addresses: string[] } {
   const rules = listing.filter((l) => chainOf(l) === 'DOCKER-USER');
   const owned = rules.map(parseOwnedRule).filter((r) => r?.bridge === bridge);
   if (owned.length === 0) return 'absent';
   const roles = owned.map((r) => r!.role);
-  const middle = roles.slice(3, -1);
+  const middle = roles.slice(5, -2);
   const whole =
-    roles[0] === 'source-check' && roles[1] === 'established' && roles[2] === 'same-network' && roles.at(-1) === 'drop' &&
+    ['source-check', 'established', 'same-network', 'clients', 'audited'].every((role, i) => roles[i] === role) &&
+    roles.at(-2) === 'record' &&
+    roles.at(-1) === 'drop' &&
     (middle.every((r) => r === 'accept') || (middle.length === 1 && middle[0] === 'set-accept'));
   const dropAt = rules.findIndex((l) => l === A(owned.at(-1)!.spec));
   const returnAt = rules.indexOf('-A DOCKER-USER -j RETURN');
@@ -53,12 +57,10 @@ describe('planning a move', () => {
     const listing = ['-N DOCKER-USER', '-A FORWARD -j DOCKER-USER', ...block(OLD, acceptRule(OLD, '198.51.100.7', 80, 'a.test.', 1_800_000_000)), '-A DOCKER-USER -j RETURN'];
     const plan = planSync(listing, { ...layout, bridge: NEW }, [{ address: '198.51.100.7', name: 'a.test.', expiresAt: 1_800_000_000 }]);
     expect(plan.script!.split('\n').filter((l) => l.startsWith('-I DOCKER-USER'))).toEqual([
-      `-I DOCKER-USER 1 ${sourceCheckRule(NEW)}`,
-      `-I DOCKER-USER 2 ${establishedRule(NEW)}`,
-      `-I DOCKER-USER 3 ${sameNetworkRule(NEW)}`,
-      `-I DOCKER-USER 4 ${acceptRule(NEW, '198.51.100.7', 80, 'a.test.', 1_800_000_000)}`,
-      `-I DOCKER-USER 5 ${acceptRule(NEW, '198.51.100.7', 443, 'a.test.', 1_800_000_000)}`,
-      `-I DOCKER-USER 6 ${dropRule(NEW)}`,
+      ...head(NEW).map((spec, i) => `-I DOCKER-USER ${i + 1} ${spec}`),
+      `-I DOCKER-USER 6 ${acceptRule(NEW, '198.51.100.7', 80, 'a.test.', 1_800_000_000)}`,
+      `-I DOCKER-USER 7 ${acceptRule(NEW, '198.51.100.7', 443, 'a.test.', 1_800_000_000)}`,
+      ...tail(NEW).map((spec, i) => `-I DOCKER-USER ${i + 8} ${spec}`),
     ]);
     expect(plan.script).not.toMatch(/^-D /m);
     expect(plan.adopted).toEqual([{ address: '198.51.100.7', name: 'a.test.', expiresAt: 1_800_000_000 }]);
@@ -69,10 +71,10 @@ describe('planning a move', () => {
     const plan = planSync(listing, { ...layout, bridge: NEW }, [{ address: '198.51.100.7', expiresAt: 200 }, { address: '198.51.100.8', expiresAt: 200 }]);
     expect(plan.adopted).toEqual([{ address: '198.51.100.7', name: 'a.test.', expiresAt: 100 }, { address: '198.51.100.8', expiresAt: 200 }]);
     expect(plan.script?.split('\n').filter((l) => l.startsWith('-I DOCKER-USER') && l.includes('ACCEPT'))).toEqual([
-      `-I DOCKER-USER 4 ${acceptRule(NEW, '198.51.100.7', 80, 'a.test.', 100)}`,
-      `-I DOCKER-USER 5 ${acceptRule(NEW, '198.51.100.7', 443, 'a.test.', 100)}`,
-      `-I DOCKER-USER 6 ${acceptRule(NEW, '198.51.100.8', 80, undefined, 200)}`,
-      `-I DOCKER-USER 7 ${acceptRule(NEW, '198.51.100.8', 443, undefined, 200)}`,
+      `-I DOCKER-USER 6 ${acceptRule(NEW, '198.51.100.7', 80, 'a.test.', 100)}`,
+      `-I DOCKER-USER 7 ${acceptRule(NEW, '198.51.100.7', 443, 'a.test.', 100)}`,
+      `-I DOCKER-USER 8 ${acceptRule(NEW, '198.51.100.8', 80, undefined, 200)}`,
+      `-I DOCKER-USER 9 ${acceptRule(NEW, '198.51.100.8', 443, undefined, 200)}`,
     ]);
   });
 
@@ -163,11 +165,9 @@ describe('Firewall.moveTo', () => {
     const setScripts = ipset.scripts.length;
     await firewall.moveTo(NEW);
     expect(kernel.chain.filter((l) => l.includes('on-his-name'))).toEqual([
-      A(sourceCheckRule(NEW)),
-      A(establishedRule(NEW)),
-      A(sameNetworkRule(NEW)),
-      A(setAcceptRule(NEW, [80, 443], 'on-his-name-v4')),
-      A(dropRule(NEW)),
+      ...head(NEW).map(A),
+      A(setAcceptRule(NEW, 'tcp', [80, 443], 'on-his-name-v4')),
+      ...tail(NEW).map(A),
     ]);
     expectNoWindow(kernel.states.slice(from - 1), [], false);
     // The addresses never left the set (a rewrite of an element's timeout may follow the re-read).

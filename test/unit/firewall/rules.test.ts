@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_COMMENT_BYTES, acceptComment, acceptRule, dropRule, establishedRule, parseAcceptComment, parseOwnedRule, sameNetworkRule, setAcceptRule, splitRule } from '../../../src/firewall/rules.js';
+import { MAX_COMMENT_BYTES, acceptComment, acceptRule, dropRule, establishedRule, parseAcceptComment, parseOwnedRule, sameNetworkRule, setAcceptRule, setAcceptRules, splitRule } from '../../../src/firewall/rules.js';
 
 describe('rule specs', () => {
   it('renders our four kinds of rule, each tagged with a comment', () => {
@@ -59,7 +59,7 @@ describe('parseOwnedRule', () => {
   it('recognises the ipset backend\'s one accept rule, as iptables-nft lists it', () => {
     const listed =
       '-A DOCKER-USER -i br0 -p tcp -m multiport --dports 80,443 -m set --match-set on-his-name-v4 dst -m comment --comment "on-his-name allowed-set" -j ACCEPT';
-    expect(`-A DOCKER-USER ${setAcceptRule('br0', [80, 443], 'on-his-name-v4')}`).toBe(listed);
+    expect(`-A DOCKER-USER ${setAcceptRule('br0', 'tcp', [80, 443], 'on-his-name-v4')}`).toBe(listed);
     expect(parseOwnedRule(listed)).toEqual({
       role: 'set-accept',
       bridge: 'br0',
@@ -97,5 +97,17 @@ describe('accept comments with an expiry', () => {
     const fits = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(35)}.`;
     expect(acceptComment(fits, 9_999_999_999)).toHaveLength(MAX_COMMENT_BYTES);
     expect(acceptComment(fits, 9_999_999_999).endsWith(fits)).toBe(true);
+  });
+});
+
+describe('UDP ports (HTTP/3, NTP)', () => {
+  it('renders and reads back a UDP accept rule, and one set rule per protocol', () => {
+    const spec = acceptRule('br0', '198.51.100.7', { protocol: 'udp', port: 443 }, 'h3.test.', 1764000000);
+    expect(spec).toBe('-d 198.51.100.7/32 -i br0 -p udp -m udp --dport 443 -m comment --comment "on-his-name exp=1764000000 h3.test." -j ACCEPT');
+    expect(parseOwnedRule(`-A DOCKER-USER ${spec}`)).toMatchObject({ role: 'accept', address: '198.51.100.7', port: 443, protocol: 'udp' });
+    expect(setAcceptRules('br0', [{ protocol: 'udp', port: 443 }, { protocol: 'tcp', port: 80 }, { protocol: 'tcp', port: 443 }], 'on-his-name-v4')).toEqual([
+      '-i br0 -p tcp -m multiport --dports 80,443 -m set --match-set on-his-name-v4 dst -m comment --comment "on-his-name allowed-set" -j ACCEPT',
+      '-i br0 -p udp -m multiport --dports 443 -m set --match-set on-his-name-v4 dst -m comment --comment "on-his-name allowed-set" -j ACCEPT',
+    ]);
   });
 });
