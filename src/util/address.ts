@@ -130,6 +130,50 @@ export function parseRange(cidr: string): Range | undefined {
   };
 }
 
+/**
+ * A range as the kernel tools print it back: the network address (host bits cleared), IPv6
+ * in RFC 5952's shortest form, the prefix; a bare address stays bare. Undefined when unreadable.
+ */
+export function canonicalRange(cidr: string): string | undefined {
+  const range = parseRange(cidr);
+  if (!range) return undefined;
+  const [text = '', bits] = cidr.split('/');
+  const bare = bits === undefined;
+  const v4 = parseIPv4(text);
+  if (v4 !== undefined) {
+    const mask = range.bits === 0 ? 0 : (0xffffffff << (32 - range.bits)) >>> 0;
+    const base = (v4 & mask) >>> 0;
+    const dotted = [base >>> 24, (base >>> 16) & 255, (base >>> 8) & 255, base & 255].join('.');
+    return bare ? dotted : `${dotted}/${range.bits}`;
+  }
+  const words = parseIPv6(text)!;
+  const groups = words.flatMap((w, i) => {
+    const left = Math.min(32, Math.max(0, range.bits - 32 * i));
+    const masked = left === 0 ? 0 : (w & ((0xffffffff << (32 - left)) >>> 0)) >>> 0;
+    return [masked >>> 16, masked & 0xffff];
+  });
+  const text6 = formatIPv6(groups);
+  return bare ? text6 : `${text6}/${range.bits}`;
+}
+
+/** Eight 16-bit groups in RFC 5952's form: lower case, no leading zeros, the longest run of two or more zero groups as "::". */
+function formatIPv6(groups: readonly number[]): string {
+  let best = { at: -1, length: 0 };
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > best.length && j - i >= 2) best = { at: i, length: j - i };
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (best.at < 0) return hex.join(':');
+  return `${hex.slice(0, best.at).join(':')}::${hex.slice(best.at + best.length).join(':')}`;
+}
+
 /** Ranges, tested narrowest first: which holds an address, and whether any does. */
 export class AddressRanges<T = undefined> {
   private readonly ranges: Array<{ range: Range; value: T }>;

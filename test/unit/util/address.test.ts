@@ -1,7 +1,7 @@
 import { BlockList, isIP } from 'node:net';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { AddressRanges, parseAddress, parseIPv4, parseIPv6, parseRange } from '../../../src/util/address.js';
+import { AddressRanges, canonicalRange, parseAddress, parseIPv4, parseIPv6, parseRange } from '../../../src/util/address.js';
 
 const ipv4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((o) => o.join('.'));
 const ipv6 = fc.array(fc.nat(0xffff), { minLength: 8, maxLength: 8 }).map((g) => {
@@ -76,5 +76,27 @@ describe('ranges', () => {
     expect(ranges.find('fd00:18::5')?.value).toBe('six');
     expect(ranges.find('10.0.0.1')).toBeUndefined();
     expect(ranges.find('not an address')).toBeUndefined();
+  });
+});
+
+describe('canonicalRange', () => {
+  it('writes a range as iptables and nft print it back: network address, shortest IPv6, a bare address bare', () => {
+    expect(canonicalRange('172.18.0.20/28')).toBe('172.18.0.16/28');
+    expect(canonicalRange('172.18.0.5')).toBe('172.18.0.5');
+    expect(canonicalRange('0.0.0.0/0')).toBe('0.0.0.0/0');
+    expect(canonicalRange('FD00:0018:0000:0000:0000:0000:0000:0005/64')).toBe('fd00:18::/64');
+    expect(canonicalRange('2001:db8:0:0:1:0:0:1')).toBe('2001:db8::1:0:0:1');
+    expect(canonicalRange('2001:0:0:1::1')).toBe('2001:0:0:1::1');
+    expect(canonicalRange('::')).toBe('::');
+    expect(canonicalRange('nope/8')).toBeUndefined();
+  });
+
+  it('agrees with the WHATWG URL parser on IPv6 text (RFC 5952)', () => {
+    fc.assert(
+      fc.property(ipv6, (address) => {
+        expect(canonicalRange(address)).toBe(new URL(`http://[${address}]/`).hostname.slice(1, -1));
+      }),
+      { numRuns: 2_000 },
+    );
   });
 });
