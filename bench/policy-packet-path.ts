@@ -20,13 +20,15 @@
  * What it guards against: a layout in which a packet walks every policy's addresses, or
  * every policy in turn, instead of going straight to its own. The "bench only" row is
  * that bad result for per-address rules: the 50 policies' 100,000 rules in one chain that
- * every SYN walks (each rule `-s CLIENT -d ADDRESS`), which costs what the 10,000-address
- * rows of bench/packet-path.ts cost and more. With policy chains, the iptables row must
- * stay where the default policy's 1,000 addresses are; a set backend's 50-policy row must
- * stay where its default row is (a lookup that grew with the number of policies or of
- * elements would show there as it does in that row).
+ * every SYN walks (each rule `-s CLIENT -d ADDRESS`), which costs about what the
+ * 10,000-address rows of bench/packet-path.ts cost (2026-11-30: 91 % of the connection
+ * rate, about half the default policy's row and a seventh of the 50-policy row). With
+ * policy chains, the iptables 50-policy row must stay at or above the default policy's
+ * 1,000-address row; a set backend's 50-policy row must stay level with its default row
+ * (50 set lookups in turn, or a lookup that grew with the 50,000 elements, would drag it
+ * towards the per-address rows).
  *
- *   sudo npx tsx bench/policy-packet-path.ts [runs=5] [seconds=4]      (about 8 minutes)
+ *   sudo npx tsx bench/policy-packet-path.ts [runs=5] [seconds=4]      (about 10 minutes)
  *
  * VARIANTS=0,1,2 runs only those rows (0 is the baseline); POLICIES=50 and PER_POLICY=1000
  * change the layout; CONNECTIONS=32 sets wrk's parallel connections.
