@@ -3,9 +3,10 @@
  * directly by an upstream, and through on-his-name's proxy (--dns-listen) in front of it,
  * for names it denies (passed through), for allowed names whose addresses are already open
  * (passed through, nothing to wait for) and for fresh allowed names (each answer held until
- * its ACCEPT rules are in the kernel). Inside a network namespace this script creates and
- * removes, with real iptables and the CLI's long-lived iptables-restore; the daemon runs
- * the compiled dist/ in this process, the upstream and the load generator in their own
+ * its addresses are in the kernel), with each backend in turn: --backend iptables, ipset and
+ * nftables, each from an empty kernel, with the CLI's long-lived iptables-restore, ipset and
+ * nft. Inside a network namespace this script creates and removes; the daemon runs the
+ * compiled dist/ in this process, the upstream and the load generator in their own
  * (bench/dns-load.mjs), 8 clients with one query in flight each.
  *
  *   sudo npx tsx bench/dns-proxy.ts [queries=20000] [fresh names=1000]
@@ -33,45 +34,52 @@ interface Load {
 
 async function inside(): Promise<void> {
   const fromDist = (path: string): Promise<unknown> => import(new URL(`../dist/${path}`, import.meta.url).href);
-  const { parseConfig } = (await fromDist('config.js')) as typeof import('../src/config/config.js');
-  const { startDaemon } = (await fromDist('daemon.js')) as typeof import('../src/daemon/daemon.js');
+  const { parseConfig } = (await fromDist('config/config.js')) as typeof import('../src/config/config.js');
+  const { startDaemon } = (await fromDist('daemon/daemon.js')) as typeof import('../src/daemon/daemon.js');
   const { iptablesRunner } = (await fromDist('firewall/iptables.js')) as typeof import('../src/firewall/iptables.js');
   const { persistentIpset } = (await fromDist('firewall/ipset-runner.js')) as typeof import('../src/firewall/ipset-runner.js');
+  const { nftRunner } = (await fromDist('firewall/nft/runner.js')) as typeof import('../src/firewall/nft/runner.js');
 
   await execa('ip', ['link', 'set', 'lo', 'up']);
   await execa('iptables', ['-N', 'DOCKER-USER']);
-  await execa('iptables', ['-A', 'DOCKER-USER', '-j', 'RETURN']);
+  await execa('iptables', ['-A', 'FORWARD', '-j', 'DOCKER-USER']);
   const upstream = execa(process.execPath, [LOAD, 'serve']);
   const dir = await mkdtemp(join(tmpdir(), 'ohn-dns-bench-'));
   try {
     const upstreamPort = await firstLine(upstream);
-    const runner = iptablesRunner({ persistent: true });
     const args = ['--interface', 'br0', '--listen', join(dir, 'dnstap.sock'), '--max-ips', '100000'];
     const dns = ['--dns-listen', `127.0.0.1:${PROXY_PORT}`, '--dns-upstream', `127.0.0.1:${upstreamPort}`];
-    const daemon = await startDaemon(parseConfig([...args, ...dns, 'open*.test.', 'fresh*.test.'], {}), { runner, log: pino({ level: 'silent' }) });
+    /** A daemon on `backend` from an empty kernel, its runners closed after `measure`. */
+    const withDaemon = async (backend: string, patterns: string[], measure: () => Promise<void>) => {
+      await execa('iptables', ['-F', 'DOCKER-USER']);
+      await execa('iptables', ['-A', 'DOCKER-USER', '-j', 'RETURN']);
+      const runner = iptablesRunner({ persistent: true });
+      const ipset = persistentIpset();
+      const nft = nftRunner({ persistent: true });
+      const config = parseConfig([...args, '--backend', backend, ...dns, ...patterns], {});
+      const daemon = await startDaemon(config, { runner, ipset: () => ipset, nft: () => nft, log: pino({ level: 'silent' }) });
+      try {
+        await measure();
+      } finally {
+        await daemon.close();
+        for (const r of [runner, ipset, nft]) r.close?.();
+      }
+    };
     const rows: string[][] = [];
-    try {
+    // Fresh names from FRESH on: their addresses are none of the open names' (dns-load.mjs numbers them), nor each other's.
+    await withDaemon('iptables', ['open*.test.', 'fresh*.test.'], async () => {
       rows.push(row('directly to the upstream (no on-his-name)', await load(Number(upstreamPort), 'denied', 1000, QUERIES)));
       rows.push(row('through on-his-name, denied names (passed through)', await load(PROXY_PORT, 'denied', 1000, QUERIES)));
       await load(PROXY_PORT, 'open', 100, 100); // open them once
       rows.push(row('through on-his-name, allowed names already open (100 names)', await load(PROXY_PORT, 'open', 100, QUERIES)));
-      rows.push(row(`through on-his-name, ${FRESH} fresh allowed names (each held until its rules are in)`, await load(PROXY_PORT, 'fresh', FRESH, FRESH)));
-    } finally {
-      await daemon.close();
-      runner.close?.();
-    }
-    // The same fresh names into an ipset, from an empty chain and set.
-    await execa('iptables', ['-F', 'DOCKER-USER']);
-    await execa('iptables', ['-A', 'DOCKER-USER', '-j', 'RETURN']);
-    const ipset = persistentIpset();
-    const runner2 = iptablesRunner({ persistent: true });
-    const withSet = await startDaemon(parseConfig([...args, '--backend', 'ipset', ...dns, 'fresh*.test.'], {}), { runner: runner2, ipset: () => ipset, log: pino({ level: 'silent' }) });
-    try {
-      rows.push(row(`through on-his-name --backend ipset, ${FRESH} other fresh allowed names`, await load(PROXY_PORT, 'fresh', FRESH, FRESH, FRESH)));
-    } finally {
-      await withSet.close();
-      runner2.close?.();
-    }
+      rows.push(row(`through on-his-name --backend iptables, ${FRESH} fresh allowed names (each held until its rules are in)`, await load(PROXY_PORT, 'fresh', FRESH, FRESH, FRESH)));
+    });
+    await withDaemon('ipset', ['fresh*.test.'], async () => {
+      rows.push(row(`through on-his-name --backend ipset, ${FRESH} other fresh allowed names`, await load(PROXY_PORT, 'fresh', FRESH, FRESH, 2 * FRESH)));
+    });
+    await withDaemon('nftables', ['fresh*.test.'], async () => {
+      rows.push(row(`through on-his-name --backend nftables, ${FRESH} other fresh allowed names`, await load(PROXY_PORT, 'fresh', FRESH, FRESH, 3 * FRESH)));
+    });
     printTable(['queries', 'answered/s', 'p50', 'p99', 'max', 'lost'], rows);
   } finally {
     upstream.kill();

@@ -13,7 +13,7 @@ import { pathToFileURL } from 'node:url';
 
 const [mode, dist, ...rest] = process.argv.slice(2);
 const from = (path) => import(pathToFileURL(resolve(dist, path)).href);
-const { decide } = await from('pipeline/decision.js');
+const { decide, onePolicy } = await from('pipeline/decision.js');
 const { Patterns } = await from('policy/patterns.js');
 /** Enough calls for the JIT to settle before the clock starts. */
 const WARM_UP = 100_000;
@@ -22,7 +22,7 @@ if (mode === 'socket') {
   const [socket, ...patterns] = rest;
   const { listenFrameStreams } = await from('framestream/listener.js');
   const { pino } = await import('pino');
-  const policy = Patterns.compile(patterns);
+  const policy = onePolicy(Patterns.compile(patterns));
   const counts = { allow: 0, deny: 0, skip: 0 };
   const listener = await listenFrameStreams({ path: socket, log: pino({ level: 'silent' }), onData: (payload) => counts[decide(payload, policy).outcome]++ });
   process.once('SIGTERM', () => {
@@ -37,7 +37,7 @@ if (mode === 'socket') {
   const block = readFileSync(blockFile);
   const frames = [];
   for (let at = 0; at < block.length; at += 4 + block.readUInt32BE(at)) frames.push(block.subarray(at + 4, at + 4 + block.readUInt32BE(at)));
-  const policy = Patterns.compile(patterns);
+  const policy = onePolicy(Patterns.compile(patterns));
   const counts = { allow: 0, deny: 0, skip: 0 };
   for (let i = 0; i < WARM_UP; i++) counts[decide(frames[i % frames.length], policy).outcome]++;
   const started = process.hrtime.bigint();

@@ -33,6 +33,8 @@ export interface ApplyLoopOptions {
 
 export class ApplyLoop {
   private running: Promise<void> | undefined;
+  /** A kick since the current step began: work the step may not have seen. */
+  private kicked = false;
   private stopped = false;
   private readonly abort = new AbortController();
 
@@ -40,12 +42,9 @@ export class ApplyLoop {
 
   /** Make sure a run is under way or about to start. */
   kick(): void {
+    this.kicked = true;
     if (this.running || this.stopped) return;
-    this.running = new Promise<void>((resolve) => setImmediate(resolve))
-      .then(() => this.run())
-      .finally(() => {
-        this.running = undefined;
-      });
+    this.running = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.run());
   }
 
   /** Resolves when no run is under way (after stop(), once the current step has ended). */
@@ -62,21 +61,33 @@ export class ApplyLoop {
     this.abort.abort();
   }
 
+  /**
+   * A step that finds nothing to do resolves a few microtasks after it looked: a kick in
+   * between (an answer decided in another promise chain) would find the loop still running
+   * and leave its work for the next kick. So each step starts by clearing `kicked`, the loop
+   * only ends when no kick came since, and it is marked ended in that same microtask.
+   */
   private async run(): Promise<void> {
     let attempt = 0;
-    while (!this.stopped) {
-      try {
-        const result = await this.options.step();
-        if (result === 'idle') {
-          this.options.onIdle?.();
-          return;
+    try {
+      while (!this.stopped) {
+        this.kicked = false;
+        try {
+          const result = await this.options.step();
+          if (result === 'idle') {
+            if (this.kicked) continue;
+            this.options.onIdle?.();
+            return;
+          }
+          if (result === 'changed') attempt = 0;
+        } catch (err) {
+          const delay = reconnectDelay(attempt, this.options.backoff, this.options.random);
+          this.options.onFailure(err, ++attempt, delay);
+          await wait(this.options.clock ?? systemClock, delay, this.abort.signal);
         }
-        if (result === 'changed') attempt = 0;
-      } catch (err) {
-        const delay = reconnectDelay(attempt, this.options.backoff, this.options.random);
-        this.options.onFailure(err, ++attempt, delay);
-        await wait(this.options.clock ?? systemClock, delay, this.abort.signal);
       }
+    } finally {
+      this.running = undefined;
     }
   }
 }

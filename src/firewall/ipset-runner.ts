@@ -83,9 +83,11 @@ export function execIpset(options: IpsetRunnerOptions = {}): IpsetRunner {
 export function persistentIpset(options: IpsetRunnerOptions = {}): IpsetRunner {
   const binary = options.ipset ?? 'ipset';
   const oneShot = execIpset(options);
-  // Interactive mode prints nothing on success and buffers stdout: stdbuf unbuffers it.
+  // Interactive mode buffers stdout and writes a prompt for every line it reads. Line-buffered
+  // (stdbuf -oL), the prompts go out with the next newline, the `version` answer: one write
+  // per batch instead of one per line, which we would each have to wake up for.
   const pipe = new AckedPipe({
-    argv: [...(options.prefix ?? []), 'stdbuf', '-o0', binary, '-exist', '-'],
+    argv: [...(options.prefix ?? []), 'stdbuf', '-oL', binary, '-exist', '-'],
     ackRequest: () => 'version',
     isAck: (line) => ACK.test(line),
     noise: PROMPT,

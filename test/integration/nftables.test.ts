@@ -182,3 +182,34 @@ describe.skipIf(!canUseNamespaces() || !hasNft)(`expiry in the kernel with the n
     expect(await listed()).not.toContain('198.51.100.7');
   });
 });
+
+describe.skipIf(!canUseNamespaces() || !hasNft)(`the long-lived nft with batches long enough to go as an included file${note}`, () => {
+  const ns = `ohn-nfti-${process.pid}`;
+  const prefix = ['ip', 'netns', 'exec', ns];
+  const set = 'inet on-his-name allow4';
+  const nft = (args: string, input?: string) => execa('ip', ['netns', 'exec', ns, 'nft', ...args.split(' ')], input === undefined ? {} : { input });
+  const held = async () => (await nft(`list set ${set}`)).stdout.match(/198\.18\.\d+\.\d+/g) ?? [];
+  const elements = (from: number, count: number) =>
+    Array.from({ length: count }, (_, i) => `198.18.${(from + i) >> 8}.${(from + i) & 255} timeout 600s comment "host${from + i}.test"`).join(', ');
+  afterAll(async () => {
+    await execa('ip', ['netns', 'del', ns]).catch(() => undefined);
+  });
+
+  it('runs a long batch as one transaction, and fails one with its error line without changing anything', async () => {
+    await execa('ip', ['netns', 'add', ns]);
+    await nft('-f -', `add table inet on-his-name\nadd set ${set} { type ipv4_addr; flags timeout; counter; }\n`);
+    const runner = nftRunner({ prefix, persistent: true });
+    try {
+      await runner.apply(`add element ${set} { ${elements(0, 1000)} }\n`);
+      expect(await held()).toHaveLength(1000);
+      // Deleting an element that is not there fails the whole transaction: none of the 100 is added.
+      const failing = runner.apply(`add element ${set} { ${elements(1000, 100)} }\ndelete element ${set} { 10.9.9.9 }\n`);
+      await expect(failing).rejects.toThrow(/nft failed: .*Error: Could not process rule/);
+      expect(await held()).toHaveLength(1000);
+      await runner.apply(`add element ${set} { ${elements(2000, 100)} }\n`);
+      expect(await held()).toHaveLength(1100);
+    } finally {
+      runner.close();
+    }
+  });
+});

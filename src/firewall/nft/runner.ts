@@ -3,10 +3,18 @@
  * changes go to one long-lived `nft -i` (interactive: each input line is one transaction),
  * each batch followed by `describe meta mark`, whose fixed answer comes back only once the
  * line before it ran (acked-pipe.ts), or with `persistent: false` to one `nft -f -` per batch.
- * bench/RESULTS.md ("nftables: long-lived or one exec per batch") says why the default is
- * the long-lived process.
+ *
+ * nft -i reads its input through libedit, one read() a byte: about 45 µs an element, so a
+ * batch of more than a few elements is written to a file of its own in a private directory
+ * and the line sent is `include "FILE"`, which nft reads whole and still runs as one
+ * transaction. bench/RESULTS.md ("The three backends side by side") has the figures and
+ * says why the default is the long-lived process.
  */
 import { execa, type ExecaError } from 'execa';
+import { rmSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ApplyError, ConfigError } from '../../util/errors.js';
 import { AckedPipe } from '../acked-pipe.js';
 import { FAMILY, TABLE } from './render.js';
@@ -34,6 +42,12 @@ const ACK_REQUEST = 'describe meta mark';
 const ACK = /^meta expression, datatype mark/;
 const DEFAULT_TIMEOUT_MS = 5_000;
 const NO_SUCH_TABLE = /No such file or directory/;
+/**
+ * Longer batches go to nft -i as an included file: read a byte at a time, a line costs about
+ * 0.75 µs a byte; an include costs about half a millisecond more than a short line, and
+ * nothing a byte (bench/RESULTS.md).
+ */
+const INCLUDE_ABOVE_BYTES = 1024;
 
 export function nftRunner(options: NftRunnerOptions = {}): NftRunner {
   const binary = options.nft ?? 'nft';
@@ -46,6 +60,26 @@ export function nftRunner(options: NftRunnerOptions = {}): NftRunner {
   const pipe = options.persistent
     ? new AckedPipe({ argv: [...prefix, 'stdbuf', '-oL', binary, '-i'], ackRequest: () => ACK_REQUEST, isAck: (line) => ACK.test(line) })
     : undefined;
+  // Made on the first long batch, mode 0700: nobody else may write what nft will run.
+  let batchDir: Promise<string> | undefined;
+  let dir: string | undefined;
+  let batches = 0;
+  /** The line that makes nft -i run `script` as one transaction, and the file to remove once it has. */
+  const lineFor = async (script: string): Promise<{ line: string; file?: string }> => {
+    // One line, one transaction: the commands of a short batch are joined with ';'.
+    const line = { line: script.split('\n').filter(Boolean).join('; ') };
+    if (script.length <= INCLUDE_ABOVE_BYTES) return line;
+    try {
+      dir ??= await (batchDir ??= mkdtemp(join(tmpdir(), 'on-his-name-nft-')));
+      // A file per batch: the IPv4 and IPv6 firewalls share this runner and may send at once.
+      const file = join(dir, `batch-${++batches}.nft`);
+      await writeFile(file, script, { mode: 0o600 });
+      return { line: `include "${file}"`, file };
+    } catch {
+      [dir, batchDir] = [undefined, undefined]; // no room for a file (a read-only /tmp?): slower, but the same transaction
+      return line;
+    }
+  };
   const listing = async (what: string[]) => {
     try {
       return (await run(['-j', 'list', ...what])).stdout;
@@ -68,15 +102,18 @@ export function nftRunner(options: NftRunnerOptions = {}): NftRunner {
         }
         return;
       }
-      // One line, one transaction: the commands of a batch are joined with ';'.
-      const line = script.split('\n').filter(Boolean).join('; ');
+      const { line, file } = await lineFor(script);
       let errors: string[];
       try {
         errors = await pipe.send(line, timeoutMs);
       } catch (err) {
         throw new ApplyError(`${binary} failed: ${(err as Error).message}`, { cause: err });
+      } finally {
+        if (file) await rm(file, { force: true });
       }
-      if (errors.length) throw new ApplyError(`${binary} failed: ${errors[0]}`, { stderr: errors.join('\n') });
+      // From an included file nft says "In file included from …" first: the error is the line after.
+      const error = errors.find((e) => e.includes('Error:')) ?? errors[0];
+      if (errors.length) throw new ApplyError(`${binary} failed: ${error}`, { stderr: errors.join('\n') });
     },
     async deleteTable() {
       try {
@@ -87,7 +124,11 @@ export function nftRunner(options: NftRunnerOptions = {}): NftRunner {
         throw explain(err as ExecaError, binary);
       }
     },
-    close: () => pipe?.close(),
+    close() {
+      pipe?.close();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+      [dir, batchDir] = [undefined, undefined];
+    },
   };
 }
 
