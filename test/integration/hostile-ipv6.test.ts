@@ -59,7 +59,8 @@ describe.skipIf(!canUseNamespaces()).each(BACKENDS)(`IPv6 and forged sources fro
     await hostile?.close();
   });
 
-  it.skipIf(backend.ipv6Always)('refuses to start when the bridge has a global IPv6 address and ip6tables has no DOCKER-USER chain', async () => {
+  // Only a backend that needs ip6tables' DOCKER-USER can lack it (nftables filters IPv6 in its own table: the test after this one).
+  if (!backend.ipv6Always) it('refuses to start when the bridge has a global IPv6 address and ip6tables has no DOCKER-USER chain', async () => {
     const outcome = await hostile.startOrExit([...backend.args, 'six.test.']);
     if ('running' in outcome) {
       const reached = await everyProtocol(OPENED6);
