@@ -16,7 +16,7 @@ import { removeTable } from './firewall/nft/reset.js';
 import { nftRunner } from './firewall/nft/runner.js';
 import { nftMonitor } from './host/ruleset-watch.js';
 import { destroyOwnedSet } from './firewall/ipset-backend.js';
-import { OWNED_SETS, POLICY_SET_PREFIX } from './firewall/ipset.js';
+import { GROW_SET_PREFIX, OWNED_SETS, POLICY_SET_PREFIX } from './firewall/ipset.js';
 import { execIpset, persistentIpset } from './firewall/ipset-runner.js';
 import { createLogger, type Logger } from './util/log.js';
 
@@ -105,7 +105,7 @@ async function reset(log: Logger): Promise<number> {
   // After the rules: the kernel refuses to destroy a set that a rule still names.
   const ipset = execIpset();
   const policySets = await ipset.names().then(
-    (names) => names.filter((name) => name.startsWith(POLICY_SET_PREFIX)),
+    (names) => names.filter((name) => name.startsWith(POLICY_SET_PREFIX) || name.startsWith(GROW_SET_PREFIX)),
     (err: Error) => {
       log.debug({ err: err.message }, 'no ipset sets to remove');
       return [];

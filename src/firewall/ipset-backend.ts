@@ -10,7 +10,8 @@ import { ConfigError } from '../util/errors.js';
 import type { Counters, Entry, FirewallBackend, SyncResult } from './backend.js';
 import { setCounters } from './counters.js';
 import type { IptablesRunner } from './iptables.js';
-import { DEFAULT_MAX_ELEMENTS, SET_V4, adoptedEntries, createLine, incompatibility, parseSave, renderApply, setFor, type Family } from './ipset.js';
+import { createHash } from 'node:crypto';
+import { DEFAULT_MAX_ELEMENTS, GROW_SET_PREFIX, SET_V4, adoptedEntries, createLine, incompatibility, parseSave, renderApply, setFor, type Family } from './ipset.js';
 import type { IpsetRunner } from './ipset-runner.js';
 import { planPolicySetSync, planSetSync, type Layout } from './planner.js';
 import { removeOwnedRules } from './reset.js';
@@ -90,7 +91,7 @@ export class IpsetBackend implements FirewallBackend {
    */
   private async grow(elements: number, maxElements: number): Promise<void> {
     const { ipset } = this.options;
-    const spare = `${this.set}-grow`;
+    const spare = `${GROW_SET_PREFIX}${createHash('sha256').update(this.set).digest('hex').slice(0, 16)}`;
     const saved = (await ipset.save(this.set)) ?? '';
     const copy = saved
       .split('\n')

@@ -59,6 +59,8 @@ export function setFor(family: Family, policy?: string): string {
 
 /** A policy's own sets: `ohn-p-NAME-v4`; ipset takes names of 31 characters, the policy's 22 fit. */
 export const POLICY_SET_PREFIX = 'ohn-p-';
+/** The spare a set grows through (`ohn-grow-` and a hash of its name): `NAME-grow` would not fit 31 characters for a long policy name. */
+export const GROW_SET_PREFIX = 'ohn-grow-';
 
 /** ipset's name for the family. */
 function familyWord(family: Family): 'inet' | 'inet6' {

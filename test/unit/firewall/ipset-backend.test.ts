@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ApplyError, ConfigError } from '../../../src/util/errors.js';
 import { IpsetBackend, destroyOwnedSet } from '../../../src/firewall/ipset-backend.js';
@@ -83,20 +84,33 @@ describe('IpsetBackend', () => {
     const small = 'create on-his-name-v4 hash:ip family inet hashsize 1024 maxelem 10 timeout 0 counters comment bucketsize 12 initval 0x1';
     const ipset = fakeIpset({ [SET]: { create: small, adds: ['198.51.100.7 timeout 120 packets 4 bytes 240 comment "x.test."'] } });
     const { backend: b } = backend(ipset);
+    const spare = `ohn-grow-${createHash('sha256').update(SET).digest('hex').slice(0, 16)}`;
     expect((await b.sync()).adopted).toEqual([{ address: '198.51.100.7', name: 'x.test.', expiresAt: NOW + 120 }]);
     expect(ipset.scripts[0]).toBe(
       [
-        `create ${SET}-grow hash:ip family inet counters timeout 0 comment maxelem 1000`,
-        `add ${SET}-grow 198.51.100.7 timeout 120 packets 4 bytes 240 comment "x.test."`,
-        `swap ${SET}-grow ${SET}`,
-        `destroy ${SET}-grow`,
+        `create ${spare} hash:ip family inet counters timeout 0 comment maxelem 1000`,
+        `add ${spare} 198.51.100.7 timeout 120 packets 4 bytes 240 comment "x.test."`,
+        `swap ${spare} ${SET}`,
+        `destroy ${spare}`,
         '',
       ].join('\n'),
     );
     expect(ipset.sets.get(SET)?.create).toContain('maxelem 1000');
     expect(ipset.sets.get(SET)?.members.has('198.51.100.7')).toBe(true);
-    expect(ipset.sets.has(`${SET}-grow`)).toBe(false);
+    expect(ipset.sets.has(`${spare}`)).toBe(false);
   });
+  it("grows a long policy's set through a spare whose name ipset takes (31 characters at most)", async () => {
+    const set = `ohn-p-${'a'.repeat(22)}-v4`;
+    const small = `create ${set} hash:ip family inet hashsize 1024 maxelem 10 timeout 0 counters comment bucketsize 12 initval 0x1`;
+    const ipset = fakeIpset({ [set]: { create: small, adds: [] } });
+    const b = new IpsetBackend({ ipset: ipset.runner, iptables: fakeIptables().runner, layout, set, nowSeconds: () => NOW, maxElements: 1000 });
+    await b.sync();
+    const created = ipset.scripts[0]!.split('\n')[0]!.split(' ')[1]!;
+    expect(created).toMatch(/^ohn-grow-[0-9a-f]{16}$/);
+    expect(created.length).toBeLessThanOrEqual(31);
+    expect(ipset.sets.get(set)?.create).toContain('maxelem 1000');
+  });
+
 
   it('reset destroys the set, and says so only when there was one', async () => {
     const { ipset, backend: b } = backend();
