@@ -48,7 +48,11 @@ export class AddressGuard {
   private readonly specialV6: AddressRanges<string>;
   private readonly allowedV6: AddressRanges;
 
-  /** `allowCidrs` open ranges on purpose; `networks` are the Docker networks' own subnets, always refused. */
+  /**
+   * `allowCidrs` open ranges on purpose, checked first; `networks` are the Docker networks' own
+   * subnets, refused like the special ranges (an --allow-cidr covering them opens nothing more:
+   * traffic within the network never meets our drop, and the host's protection is apart).
+   */
   constructor(allowCidrs: readonly string[] = [], networks: readonly string[] = []) {
     this.allowed = allowCidrs.map((cidr) => parseCidr(cidr, '--allow-cidr'));
     this.special = [
