@@ -160,6 +160,29 @@ describe.skipIf(!canUseNamespaces()).each(MODES)(`policies per container on a re
     expect(stdout).toContain('Container typo opens nothing: on-his-name.policy=cii names no policy of the policy file (ci).');
   });
 
+  it('shows in /api/blocked what each container was stopped from reaching: its container, its policy, the port, and the name that resolved there, or none', async () => {
+    // web tries an address no answer ever carried: a hard-coded one.
+    await expectReach('web', { 'http://203.0.113.99/': TIMED_OUT });
+    type Attempt = { client: string; container: string | null; policy: string; address: string; protocol: string; port: number; name: string | null; nameAllowed: boolean | null; count: number };
+    const read = async () => {
+      const { stdout } = await execa('ip', ['netns', 'exec', lab.host.name, 'curl', '-sf', `http://127.0.0.1:${ADMIN_PORT}/api/blocked`]);
+      return (JSON.parse(stdout) as { blocked: Attempt[] }).blocked;
+    };
+    // The kernel's record is read every --blocked-interval (5 s): wait for web's attempt, the latest.
+    let blocked: Attempt[] = [];
+    for (const end = Date.now() + 30_000; Date.now() < end && !blocked.some((b) => b.address === '203.0.113.99'); await new Promise((r) => setTimeout(r, 500))) blocked = await read();
+    const webPolicy = `c-${(await lab.dockerd.docker(['inspect', '-f', '{{.Id}}', 'web'])).stdout.trim().slice(0, 12)}`;
+    const attempt = (container: string, address: string, port: number) => blocked.find((b) => b.container === container && b.address === address && b.port === port);
+    expect(attempt('web', '203.0.113.99', 80)).toMatchObject({ policy: webPolicy, protocol: 'tcp', name: null, nameAllowed: null });
+    // ci resolved allowed.test (not its policy's) and registry.test (allowed, but on port 80 only).
+    expect(attempt('ci', '198.51.100.10', 80)).toMatchObject({ policy: 'ci', protocol: 'tcp', name: 'allowed.test.', nameAllowed: false });
+    expect(attempt('ci', '198.51.100.11', 443)).toMatchObject({ policy: 'ci', protocol: 'tcp', name: 'registry.test.', nameAllowed: true });
+    expect(attempt('plain', '198.51.100.11', 80)).toMatchObject({ policy: 'default', name: 'registry.test.', nameAllowed: false });
+    // A container that opens nothing is seen too, under the refusing policy.
+    expect(attempt('typo', '198.51.100.12', 80)).toMatchObject({ policy: 'refused' });
+    for (const b of blocked) expect(b.count, `${b.container} → ${b.address}:${b.port}`).toBeGreaterThan(0);
+  }, 60_000);
+
   it("keeps the old policy's addresses closed to a container that takes its address, from its first command", async () => {
     await start('before', ['on-his-name.policy=ci'], { ip: REUSED });
     await expectReach('before', { 'http://registry.test/': OK });
