@@ -18,8 +18,8 @@ export interface ApiSources extends MetricsSources {
   policies: () => PoliciesView;
   /** The blocked view, when it is on. */
   blocked?: BlockedView;
-  /** The container Docker knows at an address, if any. */
-  containerAt?: (address: string) => { id: string; name: string } | undefined;
+  /** The container Docker knows at an address, if any, and the policy that address has now. */
+  containerAt?: (address: string) => { id: string; name: string; policy: string } | undefined;
   /** The dnstap Unix socket, if there is one: producers cannot connect once it is gone. */
   socketPath?: string;
   /** Wall-clock milliseconds; injectable for tests. */
@@ -34,7 +34,10 @@ export interface AcceptedAddress {
   policy: string;
   /** The container address that last asked, since this run started. */
   client: string | null;
-  /** The container at that address, where Docker knows it. */
+  /**
+   * The container at that address, where Docker knows it and it has this policy: a
+   * container that took the address since, under another policy, did not ask.
+   */
   container: string | null;
   expiresAt: string | null;
   expiresInSeconds: number | null;
@@ -101,13 +104,14 @@ export async function acceptedView(sources: ApiSources): Promise<AcceptedView> {
     for (const entry of firewall.entries()) {
       const count: Counters | undefined = counters?.get(entry.address);
       const client = firewall.clientOf(entry.address);
+      const there = client !== undefined ? sources.containerAt?.(client) : undefined;
       addresses.push({
         address: entry.address,
         family,
         name: entry.name ?? null,
         policy: policy.name,
         client: client ?? null,
-        container: (client !== undefined ? sources.containerAt?.(client)?.name : undefined) ?? null,
+        container: there?.policy === policy.name ? there.name : null,
         expiresAt: entry.expiresAt === undefined ? null : new Date(entry.expiresAt * 1000).toISOString(),
         expiresInSeconds: entry.expiresAt === undefined ? null : Math.max(0, Math.round(entry.expiresAt - nowMs / 1000)),
         packets: count?.packets ?? null,

@@ -82,7 +82,7 @@ export function group(names: ReadonlyMap<string, number>): SuggestedPattern[] {
   // Candidate parents, deepest first: the narrowest group wins a name.
   const parents = [...new Set([...left].flatMap(ancestors))].filter(groupable).sort((a, b) => labels(b) - labels(a) || a.localeCompare(b));
   for (const parent of parents) {
-    const below = [...left].filter((n) => n.endsWith(`.${parent}`));
+    const below = [...left].filter((n) => n.endsWith(`.${parent}`) && !n.includes('\\'));
     if (below.length < 2) continue;
     const depths = new Set(below.map((n) => labels(n) - labels(parent)));
     const pattern = depths.size === 1 && depths.has(1) ? `*.${parent}` : depths.size > 1 ? `**.${parent}` : undefined;

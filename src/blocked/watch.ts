@@ -44,7 +44,8 @@ export function watchBlocked(options: BlockedWatchOptions): BlockedWatch {
   const { view, answers, clock, log } = options;
   let timer: Timer | undefined;
   let stopped = false;
-  let failing = false;
+  // Per family: one family failing must not hide the other's recovery, nor repeat itself.
+  const failing = new Set<number>();
   let reading: Promise<void> | undefined;
 
   /** New destinations no answer named yet, with when they were first read. */
@@ -61,11 +62,10 @@ export function watchBlocked(options: BlockedWatchOptions): BlockedWatch {
           if (entry?.answer) fresh.push(entry);
           else if (entry) unnamed.push({ entry, since: now });
         }
-        if (failing) log.info({ family: reader.family }, 'reading blocked attempts again');
-        failing = false;
+        if (failing.delete(reader.family)) log.info({ family: reader.family }, 'reading blocked attempts again');
       } catch (err) {
-        if (!failing) log.warn({ family: reader.family, err: (err as Error).message }, 'cannot read the blocked attempts; retrying every interval');
-        failing = true;
+        if (!failing.has(reader.family)) log.warn({ family: reader.family, err: (err as Error).message }, 'cannot read the blocked attempts; retrying every interval');
+        failing.add(reader.family);
       }
     }
     const now = clock.now();

@@ -56,9 +56,11 @@ import { followBridge } from './bridge-follower.js';
 import { Closers } from './closers.js';
 import { clientsOf, filteredBridge, type Family, type FilteredBridge } from './filtered-bridge.js';
 import { startInlineDns, type InlineDnsService } from './inline-dns.js';
-import { kernelsFor, type Route } from './kernels.js';
+import { kernelsFor } from './kernels.js';
 import { PolicyFirewalls } from './policy-firewalls.js';
+import { logChanges, routesOf } from './policy-changes.js';
 import { Reloads, watchFile, type ReloadResult } from './reloads.js';
+import { watchRuleset, type RulesetMonitor } from '../host/ruleset-watch.js';
 
 export interface DaemonDeps {
   runner: IptablesRunner;
@@ -77,6 +79,8 @@ export interface DaemonDeps {
   log: Logger;
   /** Time for the dnstap sources and for following Docker (backoff, deadlines, polls); the real clock unless a test moves it. */
   clock?: Clock;
+  /** Watches the kernel's ruleset (nft monitor) to reconcile as soon as someone changes it; none: the reconcile interval only. */
+  rulesetMonitor?: RulesetMonitor;
 }
 
 export interface Daemon {
@@ -131,17 +135,24 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
   });
   closers.add('firewalls', () => firewalls.stop(SHUTDOWN_GRACE_MS, deps.log));
   const containers = found.docker && found.network && hasContainers(found.docker) ? found.docker : undefined;
+  const policyLog = deps.log.child({ component: 'policy' });
   // Before the first rule: a container with a policy of its own never passes for a default client.
-  if (containers) clients.replaceContainers(await listContainers(containers, found.network!, deps.log));
+  const known = containers ? clients.replaceContainers(await listContainers(containers, found.network!, deps.log)) : [];
   const policies = clients.policySet;
   await closers.step(() => firewalls.start(policies.defaultPolicy, clients.policiesInUse().filter((p) => p.name !== DEFAULT_POLICY), routesOf(clients)));
-  const reloads = new Reloads(config, clients, firewalls, deps.log.child({ component: 'policy' }));
+  logChanges(known, policyLog);
+  const reloads = new Reloads(config, clients, firewalls, policyLog);
   const clock = deps.clock ?? systemClock;
+  // --reconcile-interval 0 means "never touch what I changed": the watch would undo it too.
+  if (deps.rulesetMonitor && config.reconcileInterval > 0) {
+    const watch = watchRuleset({ spawn: deps.rulesetMonitor, onChange: () => firewalls.reconcile(), log: deps.log.child({ component: 'firewall' }), clock });
+    closers.add('ruleset watch', () => watch.stop());
+  }
   const blocked = kernels.blocked().length ? { view: new BlockedView(), answers: new RecentAnswers() } : undefined;
 
   // Read at each query: after the network is re-created, its new subnets are the clients.
   let onNetwork = clientsOf(view);
-  const pipeline = new Pipeline(clients, guardFor(config, view), firewalls, deps.log.child({ component: 'policy' }), {
+  const pipeline = new Pipeline(clients.decisions, guardFor(config, view), firewalls, policyLog, {
     onNetwork: (a) => onNetwork(a) && !isLoopbackHost(a),
     ...(blocked ? { onAnswer: (client, name, addresses, allowed) => blocked.answers.record(client, name, addresses, allowed, clock.now()) } : {}),
   });
@@ -185,7 +196,10 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
           ...(listener?.endpoint.transport === 'unix' ? { socketPath: listener.endpoint.path } : {}),
           ...(dns ? { dns } : {}),
           firewalls: () => firewalls.list(),
-          containerAt: (address) => clients.forClient(address).container,
+          containerAt: (address) => {
+            const { policy, container } = clients.forClient(address);
+            return container ? { ...container, policy: policy.name } : undefined;
+          },
           ...(blocked ? { blocked: blocked.view } : {}),
         }, deps.log),
       )
@@ -210,8 +224,13 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
         docker: containers,
         network: () => ({ name: found.network!.name, id: follower?.network.id ?? found.network!.id }),
         onContainers: async (list) => {
-          clients.replaceContainers(list.map(asContainer));
-          await firewalls.update(clients.policiesInUse(), routesOf(clients));
+          const changes = clients.replaceContainers(list.map(asContainer));
+          try {
+            await firewalls.update(clients.policiesInUse(), routesOf(clients), clients.snapshot());
+          } finally {
+            // Once the routes are in (or the kernel refused them, which is logged too).
+            logChanges(changes, policyLog);
+          }
         },
         log: deps.log.child({ component: 'docker' }),
         ...(deps.clock ? { clock: deps.clock } : {}),
@@ -259,11 +278,6 @@ export async function startDaemon(config: Config, deps: DaemonDeps): Promise<Dae
       for (const { what, err } of await closers.closeAll()) deps.log.warn({ what, err: (err as Error).message }, 'stopping: could not close cleanly');
     },
   };
-}
-
-/** Each client with a policy of its own, as the kernel routes it. */
-function routesOf(clients: Clients): Route[] {
-  return clients.routes().map((r) => ({ client: r.client, policy: r.policy.name }));
 }
 
 function asContainer(c: AttachedContainer): Container {

@@ -13,9 +13,8 @@ import type { BridgeNetwork } from '../docker/network.js';
 import type { Layout } from '../firewall/planner.js';
 import type { DnsTarget, PortSpec } from '../firewall/rules.js';
 import { subnetOf, type BridgeFacts } from '../host/bridge.js';
-import { BlockList, isIP } from 'node:net';
+import { AddressRanges, isLoopback, parseAddress } from '../util/address.js';
 import { ConfigError } from '../util/errors.js';
-import { isLoopbackHost } from '../util/host-port.js';
 
 export type Family = 4 | 6;
 
@@ -63,17 +62,13 @@ export function filteredBridge(
   return { bridge, 4: view(4), 6: view(6), ipv6Because };
 }
 
-/** Who may ask the inline DNS proxy: the network's own addresses, and this host. */
+/** Who may ask the inline DNS proxy: the network's own addresses, and this host. Once per query and per answer: integer arithmetic. */
 export function clientsOf(view: FilteredBridge): (address: string) => boolean {
-  const list = new BlockList();
-  for (const subnet of [...view[4].subnets, ...view[6].subnets]) {
-    const [address = '', bits = ''] = subnet.split('/');
-    list.addSubnet(address, Number(bits), isIP(address) === 6 ? 'ipv6' : 'ipv4');
-  }
+  const subnets = new AddressRanges([...view[4].subnets, ...view[6].subnets]);
   return (address) => {
-    const plain = address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
-    const family = isIP(plain);
-    return family !== 0 && (isLoopbackHost(plain) || list.check(plain, family === 6 ? 'ipv6' : 'ipv4'));
+    const parsed = parseAddress(address);
+    if (!parsed) return false;
+    return subnets.has(parsed) || isLoopback(parsed);
   };
 }
 

@@ -39,7 +39,7 @@ export class PolicyFirewalls implements Firewalls {
   private families: Family[] = [];
   private routes: Route[] = [];
   /** What the last update asked for, while the kernel has refused it: the next reconcile tries again. */
-  private refused: { policies: readonly Policy[]; routes: readonly Route[] } | undefined;
+  private refused: { policies: readonly Policy[]; routes: readonly Route[]; commit?: (() => void) | undefined } | undefined;
   private timer: NodeJS.Timeout | undefined;
   /** One change at a time: a reload, a container event and a reconcile never interleave. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -90,17 +90,25 @@ export class PolicyFirewalls implements Firewalls {
 
   /**
    * The policies in use and the routes are now these: new policies get their firewalls,
-   * changed ones their new ports and patterns (addresses no longer allowed close), the
-   * routes are written, and policies no longer in use go, their addresses closed.
+   * changed ones their new ports and patterns (addresses no longer allowed close), then
+   * `commit` makes the decisions follow (no decision names a policy before its firewall
+   * exists: its answer would open nothing, silently), the routes are written, and policies
+   * no longer in use go, their addresses closed. A change the kernel refused is made again,
+   * commit included, by the next reconcile, unless a later change came meanwhile.
    */
-  update(policies: readonly Policy[], routes: readonly Route[]): Promise<void> {
+  update(policies: readonly Policy[], routes: readonly Route[], commit?: () => void): Promise<void> {
     return this.serially(async () => {
+      let pending = commit;
+      const once = () => {
+        pending?.();
+        pending = undefined;
+      };
       try {
-        await this.apply(policies, routes);
+        await this.apply(policies, routes, once);
         this.refused = undefined;
       } catch (err) {
         // Until it is made, a client may still be routed to the policy its address had before.
-        this.refused = { policies, routes };
+        this.refused = { policies, routes, commit: pending };
         throw err;
       }
     });
@@ -110,7 +118,7 @@ export class PolicyFirewalls implements Firewalls {
   reconcile(): Promise<void> {
     return this.serially(async () => {
       if (this.refused) {
-        await this.apply(this.refused.policies, this.refused.routes);
+        await this.apply(this.refused.policies, this.refused.routes, this.refused.commit);
         this.refused = undefined;
       }
       for (const { firewall } of this.list()) await firewall.reconcile();
@@ -145,7 +153,7 @@ export class PolicyFirewalls implements Firewalls {
     await Promise.all(all.map((f) => f.settled()));
   }
 
-  private async apply(policies: readonly Policy[], routes: readonly Route[]): Promise<void> {
+  private async apply(policies: readonly Policy[], routes: readonly Route[], commit?: () => void): Promise<void> {
     const { kernels } = this.options;
     const wanted = new Set(policies.map((p) => p.name));
     const leaving = [...this.byPolicy.values()].filter(({ policy }) => !wanted.has(policy.name) && policy.name !== DEFAULT_POLICY);
@@ -156,7 +164,8 @@ export class PolicyFirewalls implements Firewalls {
       if (known) await this.change(known, policy);
       else await this.open(policy);
     }
-    // …then the routes…
+    // …then the decisions and the routes…
+    commit?.();
     this.routes = [...routes];
     await kernels.route(this.routes, this.families);
     // …and only then the policies no one is routed to any more.

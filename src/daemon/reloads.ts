@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import { loadPolicies } from '../config/policies.js';
 import type { Clients } from '../policy/clients.js';
+import { logChanges, routesOf } from './policy-changes.js';
 import { systemClock, type Clock, type Timer } from '../util/clock.js';
 import type { PolicyFirewalls } from './policy-firewalls.js';
 
@@ -64,10 +65,11 @@ export class Reloads {
     const at = new Date(this.now()).toISOString();
     try {
       const policies = await loadPolicies(this.config);
-      this.clients.usePolicies(policies);
-      await this.firewalls.update(this.clients.policiesInUse(), this.clients.routes().map((r) => ({ client: r.client, policy: r.policy.name })));
+      const changes = this.clients.usePolicies(policies);
+      await this.firewalls.update(this.clients.policiesInUse(), routesOf(this.clients), this.clients.snapshot());
       this.last = { at, ok: true, why };
       this.log.info({ why, policies: [...policies.named.keys()], file: this.config.policyFile }, 'policies reloaded');
+      logChanges(changes, this.log);
     } catch (err) {
       this.last = { at, ok: false, why, error: (err as Error).message };
       this.log.error({ why, err: (err as Error).message }, 'policy reload refused: the running policies stay');

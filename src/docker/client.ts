@@ -23,7 +23,7 @@ import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { ConfigError } from '../util/errors.js';
 import type { ContainerInspect, ContainerSummary, DockerContainers } from './containers.js';
-import type { DockerEndpoint } from './endpoint.js';
+import { dockerEndpoint, type DockerEndpoint } from './endpoint.js';
 import type { DockerEvents } from './events.js';
 import type { DockerInfo, DockerSystem } from './info.js';
 import type { DockerNetworks, NetworkInspect } from './network.js';
@@ -173,4 +173,9 @@ function tlsFiles(certPath: string): { ca: Buffer; cert: Buffer; key: Buffer } {
     }
   };
   return { ca: read('ca.pem'), cert: read('cert.pem'), key: read('key.pem') };
+}
+
+/** Docker where the environment says (DOCKER_HOST, as the docker CLI reads it), or at `endpoint`. */
+export function dockerClient(endpoint: DockerEndpoint = dockerEndpoint(process.env)): DockerClient {
+  return new DockerClient(endpoint);
 }

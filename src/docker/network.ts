@@ -4,8 +4,7 @@
  */
 import { ConfigError } from '../util/errors.js';
 import { formatHostPort } from '../util/host-port.js';
-import { DockerClient } from './client.js';
-import { DEFAULT_SOCKET, dockerEndpoint, type DockerEndpoint } from './endpoint.js';
+import { DEFAULT_SOCKET } from './endpoint.js';
 
 export interface BridgeNetwork {
   name: string;
@@ -38,10 +37,6 @@ export interface NetworkInspect {
 const BRIDGE_NAME_OPTION = 'com.docker.network.bridge.name';
 const BRIDGE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
 
-/** Docker where the environment says (DOCKER_HOST, as the docker CLI reads it), or at `endpoint`. */
-export function dockerClient(endpoint: DockerEndpoint = dockerEndpoint(process.env)): DockerClient {
-  return new DockerClient(endpoint);
-}
 
 export async function resolveBridgeNetwork(docker: DockerNetworks, name: string): Promise<BridgeNetwork> {
   let info: NetworkInspect;

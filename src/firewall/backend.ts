@@ -4,7 +4,7 @@
  * fits the same shape). A backend keeps no policy: it installs what it is told and
  * reports what the kernel holds, which is the single source of truth.
  */
-import type { Layout } from './planner.js';
+import type { Layout } from './layout.js';
 
 export interface Entry {
   address: string;

@@ -109,7 +109,9 @@ export function clientsRule(bridge: string): string {
  */
 export function routeRule(bridge: string, client: string, target: string): string {
   const bits = client.includes('/') ? '' : client.includes(':') ? '/128' : '/32';
-  return `-s ${client}${bits} -i ${bridge} -m comment --comment "${TAG} client" ${target === 'RETURN' ? '-j' : '-g'} ${target}`;
+  // iptables lists a match of every source as no match at all.
+  const source = /\/0$/.test(client) ? '' : `-s ${client}${bits} `;
+  return `${source}-i ${bridge} -m comment --comment "${TAG} client" ${target === 'RETURN' ? '-j' : '-g'} ${target}`;
 }
 
 /** In DOCKER-USER, after the clients rule: a packet a policy chain in audit mode marked leaves for Docker's rules. */

@@ -7,12 +7,14 @@
  *   anyone else                         ─┘   (the default policy)
  *
  * An address Docker gives to a new container carries the new container's policy from the
- * moment Docker says so (setContainer), never the old one's. Lookups are once per answer:
+ * moment Docker says so (setContainer), never the old one's; decisions follow once the
+ * kernel is ready for it (decisions, snapshot). What changes (a container new, or with a
+ * new policy) is returned, for the log. Lookups are once per answer:
  * a container's address is one Map lookup; ranges, longest prefix first, are asked once
  * per address and remembered (up to MAX_CACHED_CLIENTS) until something changes.
  */
 import { isIP } from 'node:net';
-import { range } from '../util/cidr.js';
+import { AddressRanges } from '../util/address.js';
 import { PolicySet, type Policy } from './policies.js';
 
 /**
@@ -30,6 +32,13 @@ export interface Container {
   labels: Readonly<Record<string, string>>;
 }
 
+/** A container Docker has just told us of, or whose policy a reload changed, and the policy it has now. */
+export interface PolicyChange {
+  container: Container;
+  /** Undefined for a container without labels: its address's range of the file, or the default policy. */
+  policy: Policy | undefined;
+}
+
 export interface ClientPolicy {
   policy: Policy;
   /** The container at that address, when Docker knows one. */
@@ -39,7 +48,7 @@ export interface ClientPolicy {
 export class Clients {
   private readonly containers = new Map<string, Container & { policy: Policy | undefined }>();
   private readonly byAddress = new Map<string, string>();
-  private ranges: Array<{ policy: Policy; check: (address: string) => boolean; bits: number }> = [];
+  private ranges: AddressRanges<Policy>;
   private readonly cache = new Map<string, ClientPolicy>();
 
   constructor(private policies: PolicySet) {
@@ -50,12 +59,39 @@ export class Clients {
     return this.policies;
   }
 
-  /** A new policy file: every container's labels and every range are read again. */
-  usePolicies(policies: PolicySet): void {
+  /** A new policy file: every container's labels and every range are read again. Returns the containers whose policy changed. */
+  usePolicies(policies: PolicySet): PolicyChange[] {
     this.policies = policies;
     this.ranges = rangesOf(policies);
-    for (const container of this.containers.values()) container.policy = policies.forLabels(container.labels, container.id);
+    const changes: PolicyChange[] = [];
+    for (const known of this.containers.values()) {
+      const before = known.policy;
+      known.policy = policies.forLabels(known.labels, known.id);
+      if (!samePolicy(before, known.policy)) changes.push({ container: withoutPolicy(known), policy: known.policy });
+    }
     this.cache.clear();
+    return changes;
+  }
+
+  /**
+   * What decisions read: the state as of the last snapshot made effective, or this one
+   * until there is one. A change is made here first and decided on only once the kernel
+   * has the firewalls of its policies (daemon/policy-firewalls.ts update()); before that,
+   * an answer naming a policy with no firewall would open nothing, and silently.
+   */
+  readonly decisions: { forClient(address: string | undefined): ClientPolicy } = {
+    forClient: (address) => (this.decided ?? this).forClient(address),
+  };
+  private decided: Clients | undefined;
+
+  /** The state as it is now; calling the result makes it what decisions read. */
+  snapshot(): () => void {
+    const copy = new Clients(this.policies);
+    for (const [id, known] of this.containers) copy.containers.set(id, { ...known });
+    for (const [address, id] of this.byAddress) copy.byAddress.set(address, id);
+    return () => {
+      this.decided = copy;
+    };
   }
 
   /** Docker says this container is on the network with these addresses (start, connect, or at start-up). */
@@ -77,10 +113,16 @@ export class Clients {
     this.cache.clear();
   }
 
-  /** The containers Docker reports, to replace what was known (after a reconnect). */
-  replaceContainers(containers: readonly Container[]): void {
+  /** The containers Docker reports, to replace what was known. Returns those that are new, or have a new policy or address. */
+  replaceContainers(containers: readonly Container[]): PolicyChange[] {
     for (const id of [...this.containers.keys()]) if (!containers.some((c) => c.id === id)) this.removeContainer(id);
-    for (const container of containers) this.setContainer(container);
+    const changes: PolicyChange[] = [];
+    for (const container of containers) {
+      const before = this.containers.get(container.id);
+      const policy = this.setContainer(container);
+      if (!before || !samePolicy(before.policy, policy) || before.addresses.join() !== container.addresses.join()) changes.push({ container, policy });
+    }
+    return changes;
   }
 
   forClient(address: string | undefined): ClientPolicy {
@@ -133,21 +175,34 @@ export class Clients {
     const container = id === undefined ? undefined : this.containers.get(id);
     const who = container ? { container: { id: container.id, name: container.name } } : {};
     if (container?.policy) return { policy: container.policy, ...who };
-    const ranged = this.ranges.find((r) => r.check(address));
-    return { policy: ranged?.policy ?? this.policies.defaultPolicy, ...who };
+    const ranged = this.ranges.find(address)?.value;
+    return { policy: ranged ?? this.policies.defaultPolicy, ...who };
   }
 }
 
-/** The file's ranges, longest prefix first: a narrower range is the more specific claim. */
-function rangesOf(policies: PolicySet): Array<{ policy: Policy; check: (address: string) => boolean; bits: number }> {
-  return policies.all
-    .flatMap((policy) =>
-      policy.clients.map((cidr) => {
-        const r = range(cidr)!;
-        return { policy, bits: r.bits, check: (address: string) => isIP(address) === (r.family === 'ipv4' ? 4 : 6) && r.list.check(address, r.family) };
-      }),
-    )
-    .sort((a, b) => b.bits - a.bits);
+/**
+ * The log line for a change: a container with a policy of its own says which; one refused
+ * says why it opens nothing (a typo in a label must be seen); one without labels is only
+ * worth a debug line.
+ */
+export function describeChange({ container, policy }: PolicyChange): { level: 'debug' | 'info' | 'warn'; fields: Record<string, unknown>; msg: string } {
+  const fields = { container: container.name, id: container.id.slice(0, 12), addresses: container.addresses, policy: policy?.name ?? null };
+  if (policy?.refusal) return { level: 'warn', fields, msg: `container ${container.name} opens nothing: ${policy.refusal}` };
+  if (policy) return { level: 'info', fields, msg: `container ${container.name} has policy ${policy.name}` };
+  return { level: 'debug', fields, msg: `container ${container.name} has no policy label: its address's range of the policy file, or the default policy` };
+}
+
+function samePolicy(a: Policy | undefined, b: Policy | undefined): boolean {
+  return a?.name === b?.name && a?.refusal === b?.refusal;
+}
+
+function withoutPolicy({ id, name, addresses, labels }: Container): Container {
+  return { id, name, addresses, labels };
+}
+
+/** The file's ranges; AddressRanges asks the narrowest first: a narrower range is the more specific claim. */
+function rangesOf(policies: PolicySet): AddressRanges<Policy> {
+  return new AddressRanges(policies.all.flatMap((policy) => policy.clients.map((cidr) => ({ cidr, value: policy }))));
 }
 
 /** IPv4-mapped IPv6 (a dual-stack socket's view of an IPv4 client) as plain IPv4. */

@@ -7,8 +7,9 @@
  * - Each policy of the file has its own patterns, ports and client ranges.
  * - A container picks one with labels: `on-his-name.policy=NAME`, or its own patterns with
  *   `on-his-name.allow="PATTERN PATTERN…"` (and `on-his-name.ports`). A label that names an
- *   unknown policy or holds a bad pattern gives the container the refusing policy, which
- *   opens nothing, never the default: a typo must not widen what a service reaches.
+ *   unknown policy or holds a bad pattern, an `on-his-name.` label we do not know, or
+ *   `on-his-name.ports` alone, gives the container the refusing policy, which opens
+ *   nothing, never the default: a typo must not widen what a service reaches.
  */
 import { parsePortSpecs, setPortsRefusal } from '../config/ports.js';
 import type { PortSpec } from '../firewall/rules.js';
@@ -42,6 +43,9 @@ export interface PolicyOptions extends PatternOptions {
 export const DEFAULT_POLICY = 'default';
 export const REFUSED_POLICY = 'refused';
 export const LABELS = { policy: 'on-his-name.policy', allow: 'on-his-name.allow', ports: 'on-his-name.ports' } as const;
+/** Every label under it is ours: one we do not know is a mistake, refused like a bad value. */
+export const LABEL_PREFIX = 'on-his-name.';
+const KNOWN_LABELS: ReadonlySet<string> = new Set(Object.values(LABELS));
 
 export class PolicySet {
   private constructor(
@@ -91,10 +95,15 @@ export class PolicySet {
    * policy with the reason.
    */
   forLabels(labels: Readonly<Record<string, string>>, containerId: string): Policy | undefined {
+    const ours = Object.keys(labels).filter((key) => key.startsWith(LABEL_PREFIX));
+    if (ours.length === 0) return undefined;
+    // A misspelt key (on-his-name.polcy) must not leave the container with the default policy.
+    const unknown = ours.find((key) => !KNOWN_LABELS.has(key));
+    if (unknown !== undefined) return refused(`unknown label ${unknown}: on-his-name reads ${[...KNOWN_LABELS].join(', ')}`, this.options.audit);
     const named = labels[LABELS.policy];
     const own = labels[LABELS.allow];
-    if (named === undefined && own === undefined) return undefined;
     if (named !== undefined && own !== undefined) return refused(`both ${LABELS.policy} and ${LABELS.allow} are set: give one`, this.options.audit);
+    if (named === undefined && own === undefined) return refused(`${LABELS.ports} without ${LABELS.allow}: the ports go with the container's own patterns`, this.options.audit);
     if (named !== undefined) {
       const policy = named === DEFAULT_POLICY ? this.defaultPolicy : this.named.get(named);
       return policy ?? refused(`${LABELS.policy}=${named} names no policy of the policy file (${[...this.named.keys()].join(', ') || 'none'})`, this.options.audit);

@@ -19,6 +19,7 @@
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node } from 'yaml';
 import { parsePortSpec, setPortsRefusal } from '../config/ports.js';
 import type { PortSpec } from '../firewall/rules.js';
+import { canonicalRange } from '../util/address.js';
 import { overlaps } from '../util/cidr.js';
 import { ConfigError } from '../util/errors.js';
 import { compilePattern, type PatternOptions } from './pattern.js';
@@ -144,7 +145,9 @@ export function parsePolicyFile(text: string, file: string, options: PatternOpti
       const other = ranges.find((r) => r.policy !== name && overlaps(r.cidr, value));
       if (other) fail(node, `policy ${name}: clients ${value} overlaps ${other.cidr} of policy ${other.policy}: a client belongs to one policy`);
       ranges.push({ policy: name, cidr: value });
-      return value;
+      // As the kernel tools print it back (172.18.0.20/28 lists as 172.18.0.16/28): a route
+      // written otherwise would read as changed, and be rewritten, at every reconcile.
+      return canonicalRange(value) ?? value;
     });
     const policyPorts = ports(body.get('ports', true), `policy ${name}: ports`);
     policies.push({ name, allow, clients, audit: flag(body.get('audit', true), `policy ${name}: audit`), ...(policyPorts ? { ports: policyPorts } : {}) });

@@ -2,16 +2,16 @@
  * Addresses nobody should open by accident. An allowed name that resolves to loopback,
  * the cloud metadata address or a private range is more likely a mistake or an attack
  * (DNS rebinding) than a wish, so such addresses are refused, with a warning, unless an
- * --allow-cidr range covers them. Both families; node's BlockList does the arithmetic and
- * judges an IPv4-mapped IPv6 address (::ffff:a.b.c.d) by the IPv4 address inside it.
+ * --allow-cidr range covers them. Both families, in integer arithmetic (util/address.ts);
+ * an IPv4-mapped IPv6 address (::ffff:a.b.c.d) is judged by the IPv4 address inside it.
  */
-import { BlockList, isIP } from 'node:net';
+import { isIP } from 'node:net';
+import { AddressRanges, parseAddress, parseRange } from '../util/address.js';
 import { ConfigError } from '../util/errors.js';
 
 interface Range {
   cidr: string;
-  list: BlockList;
-  /** For IPv4 ranges: the same test in integer arithmetic, since BlockList costs microseconds a call. */
+  /** For IPv4 ranges: base and mask, for the table by first octet. */
   v4?: { base: number; mask: number };
 }
 
@@ -44,9 +44,9 @@ export class AddressGuard {
   /** The IPv4 ranges of each kind that hold addresses with a given first octet, in order: most octets have none. */
   private readonly specialV4ByOctet: ReadonlyArray<readonly SpecialRange[]>;
   private readonly allowedV4ByOctet: ReadonlyArray<readonly Range[]>;
-  /** Every range of a kind in one list, so that an ordinary IPv6 address costs one check each. */
-  private readonly anySpecial = new BlockList();
-  private readonly anyAllowed = new BlockList();
+  /** The IPv6 ranges of each kind, narrowest first. */
+  private readonly specialV6: AddressRanges<string>;
+  private readonly allowedV6: AddressRanges;
 
   /** `allowCidrs` open ranges on purpose; `networks` are the Docker networks' own subnets, always refused. */
   constructor(allowCidrs: readonly string[] = [], networks: readonly string[] = []) {
@@ -55,20 +55,19 @@ export class AddressGuard {
       ...networks.map((cidr) => ({ ...parseCidr(cidr, 'network subnet'), why: "the Docker network's own subnet" })),
       ...SPECIAL.map(([cidr, why]) => ({ ...parseCidr(cidr, 'built-in range'), why })),
     ];
-    for (const range of this.allowed) addRange(this.anyAllowed, range.cidr);
-    for (const range of this.special) addRange(this.anySpecial, range.cidr);
     this.specialV4ByOctet = byFirstOctet(this.special);
     this.allowedV4ByOctet = byFirstOctet(this.allowed);
+    this.specialV6 = new AddressRanges(this.special.filter((r) => !r.v4).map((r) => ({ cidr: r.cidr, value: `${r.cidr} is ${r.why}` })));
+    this.allowedV6 = new AddressRanges(this.allowed.filter((r) => !r.v4).map((r) => r.cidr));
   }
 
   /** Why this address must not be opened, or undefined when it may. */
   refusal(address: string): string | undefined {
-    const v4 = strictIPv4Number(address);
-    if (v4 !== undefined) return this.refusalV4(v4);
-    if (isIP(address) !== 6) return undefined;
-    if (this.anyAllowed.check(address, 'ipv6') || !this.anySpecial.check(address, 'ipv6')) return undefined;
-    const range = this.special.find((r) => r.list.check(address, 'ipv6'));
-    return range ? `${range.cidr} is ${range.why}` : undefined;
+    const parsed = parseAddress(address);
+    if (!parsed) return undefined;
+    if (parsed.family === 4) return this.refusalV4(parsed.value);
+    if (this.allowedV6.has(parsed)) return undefined;
+    return this.specialV6.find(parsed)?.value;
   }
 
   /** Once per allowed IPv4 answer: integer tests only, and none for an address outside every special range's first octet. */
@@ -96,68 +95,18 @@ function byFirstOctet<T extends Range>(ranges: readonly T[]): ReadonlyArray<read
   return table.map((list) => (list.length === 0 ? NO_RANGES : list));
 }
 
-function addRange(list: BlockList, cidr: string): void {
-  const [address = '', prefix = ''] = cidr.split('/');
-  list.addSubnet(address, Number(prefix), isIP(address) === 4 ? 'ipv4' : 'ipv6');
-}
-
 function inV4(range: { base: number; mask: number }, value: number): boolean {
   return ((value & range.mask) >>> 0) === range.base;
-}
-
-/**
- * A dotted quad (four decimal octets, 0-255, no leading zeros: what isIP accepts) as an
- * unsigned 32-bit integer, or undefined for anything else. Once per allowed address, so
- * it parses by hand instead of through isIP's regular expression and then again.
- */
-function strictIPv4Number(address: string): number | undefined {
-  let value = 0;
-  let octet = 0;
-  let digits = 0;
-  let dots = 0;
-  for (let i = 0; i < address.length; i++) {
-    const c = address.charCodeAt(i);
-    if (c === 0x2e) {
-      if (digits === 0 || ++dots > 3) return undefined;
-      value = ((value << 8) | octet) >>> 0;
-      octet = 0;
-      digits = 0;
-    } else if (c >= 0x30 && c <= 0x39) {
-      if (digits > 0 && octet === 0) return undefined; // a leading zero
-      octet = octet * 10 + (c - 0x30);
-      if (++digits > 3 || octet > 255) return undefined;
-    } else return undefined;
-  }
-  if (dots !== 3 || digits === 0) return undefined;
-  return ((value << 8) | octet) >>> 0;
-}
-
-/** A dotted quad already checked by isIP, as an unsigned 32-bit integer. */
-function ipv4Number(address: string): number {
-  let value = 0;
-  let octet = 0;
-  for (let i = 0; i < address.length; i++) {
-    const c = address.charCodeAt(i);
-    if (c === 0x2e) {
-      value = ((value << 8) | octet) >>> 0;
-      octet = 0;
-    } else octet = octet * 10 + (c - 0x30);
-  }
-  return ((value << 8) | octet) >>> 0;
 }
 
 export function parseCidr(text: string, source: string): Range {
   const slash = text.indexOf('/');
   const address = slash < 0 ? text : text.slice(0, slash);
   const family = isIP(address);
-  const bits = slash < 0 ? String(family === 6 ? 128 : 32) : text.slice(slash + 1);
-  const prefix = Number(bits);
-  if (family === 0 || !/^\d{1,3}$/.test(bits) || prefix > (family === 4 ? 32 : 128)) {
-    throw new ConfigError(`${source} "${text}" is not an IPv4 or IPv6 range such as 198.51.100.0/24 or 2001:db8::/32`);
-  }
-  const list = new BlockList();
-  list.addSubnet(address, prefix, family === 4 ? 'ipv4' : 'ipv6');
-  if (family === 6) return { cidr: `${address}/${prefix}`, list };
-  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-  return { cidr: `${address}/${prefix}`, list, v4: { base: (ipv4Number(address) & mask) >>> 0, mask } };
+  const range = family === 0 ? undefined : parseRange(text);
+  if (!range) throw new ConfigError(`${source} "${text}" is not an IPv4 or IPv6 range such as 198.51.100.0/24 or 2001:db8::/32`);
+  const cidr = `${address}/${range.bits}`;
+  if (range.family === 6) return { cidr };
+  const mask = range.bits === 0 ? 0 : (0xffffffff << (32 - range.bits)) >>> 0;
+  return { cidr, v4: { base: ((parseAddress(address) as { value: number }).value & mask) >>> 0, mask } };
 }

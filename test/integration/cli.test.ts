@@ -114,6 +114,19 @@ describe.skipIf(!canUseNamespaces())(`on-his-name --interface with unbound in na
     expect(await acceptRules()).toHaveLength(8);
   });
 
+  it('restores its block as soon as someone flushes DOCKER-USER (nft monitor sees iptables-nft too), well before the 15 s reconcile', async () => {
+    const before = (await acceptRules()).length;
+    await lab.iptables('-F', 'DOCKER-USER');
+    // Put back what the flush took from others (ours is the daemon's to restore).
+    await lab.iptables(...FOREIGN_RULE.split(' '));
+    await lab.iptables('-A', 'DOCKER-USER', '-j', 'RETURN');
+    await daemon.waitFor((l) => String(l.msg).includes('our base rules were missing or damaged'), 5_000);
+    for (const end = Date.now() + 5_000; (await acceptRules()).length < before && Date.now() < end; ) await new Promise((r) => setTimeout(r, 100));
+    expect(await acceptRules()).toHaveLength(before);
+    expect(await lab.connect('203.0.113.10', 80, { timeoutSeconds: 2 })).toBe(false);
+    expect(await lab.connect('198.51.100.10', 80)).toBe(true);
+  });
+
   it('reset removes every rule it owns, says which, and leaves the rest', async () => {
     await daemon.stop();
     const result = await execa('ip', ['netns', 'exec', lab.host.name, process.execPath, CLI, 'reset']);

@@ -117,7 +117,7 @@ describe.skipIf(!canUseNamespaces())(`expiry and reconcile on real iptables${ski
     const expiresAt = first.entries().find((e) => e.address === '198.51.100.11')!.expiresAt!;
     expect(await acceptsFor('198.51.100.11')).toEqual([expect.stringContaining(`"on-his-name exp=${expiresAt} kept.test."`)]);
     // As a version without expiry wrote it.
-    await lab.iptables('-I', 'DOCKER-USER', '5', '-d', '198.51.100.13/32', '-i', lab.bridge, '-p', 'tcp', '-m', 'tcp', '--dport', String(PORT), '-m', 'comment', '--comment', 'on-his-name old.test.', '-j', 'ACCEPT');
+    await lab.iptables('-I', 'DOCKER-USER', '6', '-d', '198.51.100.13/32', '-i', lab.bridge, '-p', 'tcp', '-m', 'tcp', '--dport', String(PORT), '-m', 'comment', '--comment', 'on-his-name old.test.', '-j', 'ACCEPT');
 
     const second = track(new Firewall({ runner: runner(), layout: layout(), log: recordingLogger().log, minTtl: 3600, ttlGrace: 60 }));
     expect(await second.start()).toEqual({ adopted: 2, rebuilt: false });

@@ -2,7 +2,7 @@
  * A hostile zone floods the firewall (issue item 3): every TCP query for a fresh name
  * under an allowed wildcard (`*.flood.test.`) is answered with 400 fresh addresses. With
  * --max-ips 300 the kernel must never hold more than 300 addresses (600 ACCEPT rules with
- * two ports, 300 set elements with ipset), sampled while the flood runs and after; the
+ * two ports, 300 set elements with ipset or nftables), sampled while the flood runs and after; the
  * flood must evict its own addresses, never the one a name of another pattern opened
  * earlier with a shorter TTL (closest to expiry, so the first to go if eviction only
  * looked at expiry); and what it evicts must leave the kernel.
@@ -41,7 +41,7 @@ describe.skipIf(!canUseNamespaces()).each(BACKENDS)(`a wildcard flooded with fre
   beforeAll(async () => {
     const unavailable = await backend.unavailable();
     if (unavailable) throw new Error(unavailable);
-    hostile = await createHostileLab();
+    hostile = await createHostileLab({ hostFirewall: backend.hostFirewall });
     const records = [...DEFAULT_RECORDS, KEEP];
     hostile.track(
       await startFakeDns(hostile.lab.host, {
@@ -63,7 +63,7 @@ describe.skipIf(!canUseNamespaces()).each(BACKENDS)(`a wildcard flooded with fre
     ]);
   }, 60_000);
 
-  printOnFailure(async () => firewallReport((await hostile.lab.rules()).slice(0, 40), hostile.daemon?.output().slice(-20_000)));
+  printOnFailure(async () => firewallReport((await backend.listing(hostile.lab.host)).split('\n').slice(0, 80), hostile.daemon?.output().slice(-20_000), backend.name));
 
   afterAll(async () => {
     await hostile?.close();
@@ -91,7 +91,7 @@ describe.skipIf(!canUseNamespaces()).each(BACKENDS)(`a wildcard flooded with fre
       const floodMs = performance.now() - started;
       const peak = () => {
         const seen = [...samples];
-        return `at most ${Math.max(...seen.map((s) => s.entries))} entries (${Math.max(...seen.map((s) => s.addresses.size))} addresses, ${Math.max(...seen.map((s) => s.chainRules))} DOCKER-USER rules) in ${seen.length} samples`;
+        return `at most ${Math.max(...seen.map((s) => s.entries))} entries (${Math.max(...seen.map((s) => s.addresses.size))} addresses, ${Math.max(...seen.map((s) => s.rules))} ${backend.rulesWhere}) in ${seen.length} samples`;
       };
       console.info(`--backend ${backend.name}, --max-ips ${MAX_IPS}: ${ANSWERS} answers of ${PER_ANSWER} in ${Math.round(floodMs)} ms; during the flood: ${peak()}`);
       expect(answered).toEqual(Array(ANSWERS).fill(PER_ANSWER));
@@ -118,7 +118,7 @@ describe.skipIf(!canUseNamespaces()).each(BACKENDS)(`a wildcard flooded with fre
     await sample();
     const evicted = await hostile.metric(ADMIN_PORT, 'on_his_name_addresses_evicted_total');
     console.info(
-      `--backend ${backend.name}, --max-ips ${MAX_IPS}, settled: ${after.kernel.entries} entries, ${samples.at(-1)!.chainRules} DOCKER-USER rules; ` +
+      `--backend ${backend.name}, --max-ips ${MAX_IPS}, settled: ${after.kernel.entries} entries, ${samples.at(-1)!.rules} ${backend.rulesWhere}; ` +
         `${evicted} evicted; keep.test ${after.kernel.addresses.has(KEEP.value) ? 'open' : 'CLOSED'}`,
     );
 

@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BACKENDS } from '../lab/backends.js';
 import { DEFAULT_RECORDS, GATEWAY, UPLINK } from '../lab/firewall-lab.js';
 import { startFakeDns, type FakeDns } from '../lab/fake-dns.js';
-import { DROPS, SCRIPTS, forgeAddress, looseSourceRouting, narrowEphemeralPorts, probe } from '../lab/hostile.js';
+import { SCRIPTS, forgeAddress, looseSourceRouting, narrowEphemeralPorts, probe } from '../lab/hostile.js';
 import { createHostileLab, type HostileLab } from '../lab/hostile-lab.js';
 import { startInNamespace } from '../lab/ns-process.js';
 import type { ZoneRecord } from '../lab/unbound.js';
@@ -60,13 +60,13 @@ describe.skipIf(!canUseNamespaces()).each(BACKENDS)(`a container forging the inl
   /** Nothing opened 203.0.113.66, and the container cannot reach it. */
   const poisonStaysClosed = async () => {
     expect([...(await backend.holds(hostile.lab.host, 4)).addresses]).not.toContain(POISON);
-    expect(await probe(hostile.lab.containers[0]!, { protocol: 'tcp', address: POISON, port: 80 }, () => DROPS.egress(hostile.lab.host, 4))).toBe('dropped');
+    expect(await probe(hostile.lab.containers[0]!, { protocol: 'tcp', address: POISON, port: 80 }, () => backend.drops.egress(hostile.lab.host, 4))).toBe('dropped');
   };
 
   beforeAll(async () => {
     const unavailable = await backend.unavailable();
     if (unavailable) throw new Error(unavailable);
-    hostile = await createHostileLab({ records: RECORDS });
+    hostile = await createHostileLab({ records: RECORDS, hostFirewall: backend.hostFirewall });
     const { lab } = hostile;
     await lab.internet.ip('addr', 'add', '198.51.100.53/24', 'dev', 'eth0');
     await lab.internet.ip('addr', 'add', `${POISON}/24`, 'dev', 'eth0');
@@ -74,7 +74,7 @@ describe.skipIf(!canUseNamespaces()).each(BACKENDS)(`a container forging the inl
     await narrowEphemeralPorts(lab.host, PORTS[0], PORTS[1]);
   }, 60_000);
 
-  printOnFailure(async () => firewallReport(await hostile.lab.rules(), hostile.daemon?.output()));
+  printOnFailure(async () => firewallReport((await backend.listing(hostile.lab.host)).split('\n'), hostile.daemon?.output(), backend.name));
 
   afterAll(async () => {
     for (const server of dns) await server.stop();

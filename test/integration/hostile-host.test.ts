@@ -1,7 +1,8 @@
 /**
  * A hostile container goes for the host itself (issue item 5): services the host runs on
  * its gateway address, its uplink address and its IPv6 gateway, over TCP, UDP and ICMP.
- * None is reachable; DNS on the gateway still is; `--host-ports tcp/8080` opens exactly
+ * None is reachable, from the container's own addresses or from an IPv6 link-local one
+ * (which the source check lets pass, for neighbour discovery); DNS on the gateway still is; `--host-ports tcp/8080` opens exactly
  * TCP port 8080 on the host and nothing else. Each probe is decided by the counter of the
  * host chain's DROP or by the service answering (hostile.ts).
  */
@@ -9,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BACKENDS } from '../lab/backends.js';
 import { DEFAULT_RECORDS, GATEWAY, UPLINK } from '../lab/firewall-lab.js';
 import { startFakeDns } from '../lab/fake-dns.js';
-import { DROPS, SCRIPTS, probe, type Family, type ProbeTarget, type Reach } from '../lab/hostile.js';
+import { SCRIPTS, forgeAddress, probe, type Family, type ProbeTarget, type Reach } from '../lab/hostile.js';
 import { createHostileLab, type HostileLab } from '../lab/hostile-lab.js';
 import { startTcpServers } from '../lab/internet.js';
 import { GATEWAY6, addIpv6 } from '../lab/ipv6.js';
@@ -19,6 +20,12 @@ import { canUseNamespaces, skipNote } from '../support/root.js';
 
 const UPSTREAM = { host: '127.0.0.1', port: 5300 };
 const HOST_ADDRESSES = [GATEWAY, UPLINK, GATEWAY6] as const;
+/** A link-local source on the container's eth0. */
+const LINK_LOCAL = 'fe80::98%eth0';
+const fromLinkLocal: ProbeTarget[] = [
+  { protocol: 'tcp', address: GATEWAY6, port: 8080, source: LINK_LOCAL },
+  { protocol: 'udp', address: GATEWAY6, port: 8080, source: LINK_LOCAL },
+];
 
 describe.skipIf(!canUseNamespaces()).each(BACKENDS)(`a container reaching for the host, --backend $name${skipNote()}`, (backend) => {
   let hostile: HostileLab;
@@ -28,8 +35,8 @@ describe.skipIf(!canUseNamespaces()).each(BACKENDS)(`a container reaching for th
   const reach = async (targets: readonly ProbeTarget[]) => {
     const outcome: Record<string, Reach> = {};
     for (const target of targets) {
-      const key = `${target.protocol} ${target.address}${target.port ? ` ${target.port}` : ''}`;
-      outcome[key] = await probe(hostile.lab.containers[0]!, target, () => DROPS.host(hostile.lab.host, family(target.address)));
+      const key = `${target.protocol} ${target.address}${target.port ? ` ${target.port}` : ''}${target.source ? ` from ${target.source}` : ''}`;
+      outcome[key] = await probe(hostile.lab.containers[0]!, target, () => backend.drops.host(hostile.lab.host, family(target.address)));
     }
     return outcome;
   };
@@ -38,24 +45,25 @@ describe.skipIf(!canUseNamespaces()).each(BACKENDS)(`a container reaching for th
   beforeAll(async () => {
     const unavailable = await backend.unavailable();
     if (unavailable) throw new Error(unavailable);
-    hostile = await createHostileLab();
+    hostile = await createHostileLab({ hostFirewall: backend.hostFirewall });
     const { lab } = hostile;
-    hostile.track(await addIpv6(lab, { dockerUser: true }));
+    hostile.track(await addIpv6(lab, { dockerUser: !backend.ipv6Always }));
     hostile.track(await startFakeDns(lab.host, { listen: UPSTREAM.host, port: UPSTREAM.port, zone: 'test.', records: DEFAULT_RECORDS }));
     // The host's own services, where a container could reach them: TCP 8080 and 8081, UDP echo on 8080.
     const { child: tcp } = await startTcpServers(lab.host, [...HOST_ADDRESSES.map((a) => `${a}:8080`), `${GATEWAY}:8081`]);
     hostile.track({ stop: async () => void (tcp.kill('SIGKILL'), await tcp) });
     hostile.track(await startReady(lab.host, SCRIPTS.udpService, ['--echo', ...HOST_ADDRESSES.map((a) => `${a}:8080`)]));
+    await forgeAddress(lab.containers[0]!, LINK_LOCAL.split('%')[0]!);
   }, 60_000);
 
-  printOnFailure(async () => `${firewallReport(await hostile.lab.rules(), hostile.daemon?.output())}\n${await hostile.lab.host.exec('iptables', ['-S'])}`);
+  printOnFailure(async () => firewallReport((await backend.listing(hostile.lab.host)).split('\n'), hostile.daemon?.output(), backend.name));
 
   afterAll(async () => {
     await hostile?.close();
   });
 
   it('the lab works: before on-his-name, the container reaches every host service', async () => {
-    const targets = everywhere((address) => [{ protocol: 'tcp', address, port: 8080 }]);
+    const targets = [...everywhere((address) => [{ protocol: 'tcp', address, port: 8080 }]), ...fromLinkLocal];
     expect(Object.values(await reach(targets))).toEqual(targets.map(() => 'reached'));
   });
 
@@ -66,7 +74,7 @@ describe.skipIf(!canUseNamespaces()).each(BACKENDS)(`a container reaching for th
       { protocol: 'udp', address, port: 8080 },
       { protocol: 'icmp', address },
     ]);
-    const outcome = await reach(targets);
+    const outcome = await reach([...targets, ...fromLinkLocal]);
     expect(outcome).toEqual(Object.fromEntries(Object.keys(outcome).map((key) => [key, 'dropped'])));
   });
 

@@ -49,7 +49,7 @@ describe.skipIf(!canUseNamespaces()).each(BACKENDS)(`a container reflecting DNS 
   beforeAll(async () => {
     const unavailable = await backend.unavailable();
     if (unavailable) throw new Error(unavailable);
-    hostile = await createHostileLab();
+    hostile = await createHostileLab({ hostFirewall: backend.hostFirewall });
     const { lab } = hostile;
     await looseSourceRouting(lab.host, lab.bridge);
     upstream = hostile.track(await startFakeDns(lab.host, { listen: UPSTREAM.host, port: UPSTREAM.port, zone: 'test.', records: DEFAULT_RECORDS }));
@@ -60,7 +60,7 @@ describe.skipIf(!canUseNamespaces()).each(BACKENDS)(`a container reflecting DNS 
     await hostile.start([...backend.args, '--dns-listen', `${GATEWAY}:53`, '--dns-upstream', `${UPSTREAM.host}:${UPSTREAM.port}`, 'allowed.test.']);
   }, 60_000);
 
-  printOnFailure(async () => `${firewallReport(await hostile.lab.rules(), hostile.daemon?.output())}\nupstream:\n${upstream?.output()}`);
+  printOnFailure(async () => `${firewallReport((await backend.listing(hostile.lab.host)).split('\n'), hostile.daemon?.output(), backend.name)}\nupstream:\n${upstream?.output()}`);
 
   afterAll(async () => {
     await hostile?.close();

@@ -90,7 +90,7 @@ describe.skipIf(!canUseNamespaces())(`IPv6 firewall on real ip6tables in namespa
 
   it('reset removes our IPv6 rules and nothing else', async () => {
     const removed = await removeOwnedRules(runner6);
-    expect(removed.map((r) => r.role).sort()).toEqual(['accept', 'clients', 'drop', 'established', 'host-jump', 'same-network', 'source-check']);
+    expect(removed.map((r) => r.role).sort()).toEqual(['accept', 'audited', 'clients', 'drop', 'established', 'host-jump', 'record', 'same-network', 'source-check']);
     expect((await inNs(host, 'ip6tables', ['-S', 'DOCKER-USER'])).stdout.split('\n')).toEqual(['-N DOCKER-USER', '-A DOCKER-USER -j RETURN']);
   });
 
@@ -109,7 +109,7 @@ describe.skipIf(!canUseNamespaces())(`IPv6 firewall on real ip6tables in namespa
     expect(saved).toMatch(/^add on-his-name-v6 2001:db8:1::1 timeout \d+ packets [1-9]\d* bytes \d+ comment "allowed\.test\."$/m);
     expect((await inNs(host, 'ip6tables', ['-S', 'DOCKER-USER'])).stdout).toMatch(/-m set --match-set on-his-name-v6 dst/);
 
-    expect((await removeOwnedRules(runner6)).map((r) => r.role).sort()).toEqual(['clients', 'drop', 'established', 'host-jump', 'same-network', 'set-accept', 'source-check']);
+    expect((await removeOwnedRules(runner6)).map((r) => r.role).sort()).toEqual(['audited', 'clients', 'drop', 'established', 'host-jump', 'record', 'same-network', 'set-accept', 'source-check']);
     expect(await destroyOwnedSet(ipset, 'on-his-name-v6')).toBe(true);
   });
 });

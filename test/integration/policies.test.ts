@@ -300,7 +300,7 @@ describe.skipIf(!canUseNamespaces()).each(POLICY_BACKENDS)(`policies per client 
   // Each would give web denied.test and take kept.test away, were it applied.
   const BAD_HEAD = `allow: [${DEFAULT_ALLOW.map((p) => `"${p}"`).join(', ')}]\nports: [443]\npolicies:\n  web:\n`;
   describe.each([
-    { mistake: 'a mistyped key', text: `${BAD_HEAD}    alow: ["denied.test.", "both.test."]\n    clients: ["${WEB_CLIENT.address}/32"]\n`, line: 5, reason: 'unknown key "alow" in policy web: expected allow, ports, clients' },
+    { mistake: 'a mistyped key', text: `${BAD_HEAD}    alow: ["denied.test.", "both.test."]\n    clients: ["${WEB_CLIENT.address}/32"]\n`, line: 5, reason: 'unknown key "alow" in policy web: expected allow, ports, clients, audit' },
     // The bracket left open is found where the next key begins.
     {
       mistake: 'invalid YAML',

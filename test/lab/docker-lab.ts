@@ -42,6 +42,12 @@ export interface DockerLabOptions {
    * stand-in, under its own name).
    */
   dnstap?: 'push' | 'connect';
+  /**
+   * Create the network with this IPv4 subnet (x.y.z.0/BITS; the gateway is x.y.z.1), as
+   * `docker network create --subnet`: Docker lets containers take a fixed `--ip` only on a
+   * network whose subnet was given. Default: Docker picks one.
+   */
+  subnet?: string;
 }
 
 export interface Network {
@@ -117,8 +123,9 @@ export async function createDockerLab(options: DockerLabOptions = {}): Promise<D
     say('importing the busybox + curl image');
     const image = await importLabImage(dockerd);
 
-    say(`docker network create ${NETWORK}`);
-    await dockerd.docker(['network', 'create', NETWORK]);
+    const subnet = options.subnet ? ['--subnet', options.subnet, '--gateway', firstAddress(options.subnet)] : [];
+    say(`docker network create ${[...subnet, NETWORK].join(' ')}`);
+    await dockerd.docker(['network', 'create', ...subnet, NETWORK]);
     const network = await inspectNetwork(dockerd);
 
     const dnstapSocket = join(dir, 'dnstap.sock');
@@ -200,6 +207,13 @@ export async function createDockerLab(options: DockerLabOptions = {}): Promise<D
     await close();
     throw err;
   }
+}
+
+/** 172.29.0.0/24 → 172.29.0.1, as Docker picks a gateway. */
+function firstAddress(subnet: string): string {
+  const gateway = subnet.replace(/\.0\/\d+$/, '.1');
+  if (gateway === subnet) throw new Error(`the lab's subnet must be IPv4 and end in .0/BITS, not ${subnet}`);
+  return gateway;
 }
 
 async function inspectNetwork(dockerd: Dockerd): Promise<Network> {

@@ -20,6 +20,7 @@ export const SCRIPTS = {
   sendQuery: script('send-query.mjs'),
   dnsFlood: script('dns-flood.mjs'),
   tcpTrickle: script('tcp-trickle.mjs'),
+  knock: script('knock.mjs'),
 } as const;
 
 export type Family = 4 | 6;
@@ -52,7 +53,14 @@ export async function ruleCounter(host: Namespace, family: Family, chain: string
   return packets;
 }
 
-/** Counters of the rules that drop what the promise forbids. */
+/** One of the kernel's own IPv6 statistics in `ns` (/proc/net/snmp6), e.g. Ip6InAddrErrors: packets it would not forward for their addresses. */
+export async function ip6Statistic(ns: Namespace, name: string): Promise<number> {
+  const match = new RegExp(`^${name}\\s+(\\d+)$`, 'm').exec(await ns.exec('cat', ['/proc/net/snmp6']));
+  if (!match) throw new Error(`no ${name} in /proc/net/snmp6`);
+  return Number(match[1]);
+}
+
+/** Counters of the rules that drop what the promise forbids, as the iptables and ipset backends keep them (backends.ts has each backend's). */
 export const DROPS = {
   /** Forwarded traffic to an address no answer opened (DOCKER-USER). */
   egress: (host: Namespace, family: Family) => ruleCounter(host, family, 'DOCKER-USER', 'on-his-name default-drop'),

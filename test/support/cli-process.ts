@@ -6,6 +6,8 @@ import { fileURLToPath } from 'node:url';
 export const CLI = process.env.ON_HIS_NAME_CLI || fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 
 export interface CliProcess {
+  /** The CLI's own process (`ip netns exec` execs it). */
+  pid: number | undefined;
   lines: Array<Record<string, unknown> & { msg: string }>;
   output: () => string;
   waitFor(predicate: (line: Record<string, unknown> & { msg: string }) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
@@ -46,6 +48,7 @@ export function startCli(namespace: string, args: string[], env: Record<string, 
   const done = child.then((r) => (exited = r.exitCode ?? undefined));
 
   return {
+    pid: child.pid,
     lines,
     output: () => `${lines.map((l) => JSON.stringify(l)).join('\n')}\n${stderr}`,
     exited: done,

@@ -8,6 +8,7 @@ export function printOnFailure(report: () => Promise<string>): void {
   });
 }
 
-export function firewallReport(rules: string[], daemonLog: string | undefined): string {
-  return `DOCKER-USER:\n${rules.join('\n')}\n\ndaemon log:\n${daemonLog ?? '(no daemon)'}`;
+/** `rules` under `heading` (DOCKER-USER unless said), then the daemon's log. */
+export function firewallReport(rules: string[], daemonLog: string | undefined, heading = 'DOCKER-USER'): string {
+  return `${heading}:\n${rules.join('\n')}\n\ndaemon log:\n${daemonLog ?? '(no daemon)'}`;
 }

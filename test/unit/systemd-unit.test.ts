@@ -7,7 +7,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DEFAULTS, parseConfig } from '../../src/config/config.js';
+import { parseConfig } from '../../src/config/config.js';
+import { OPTIONS } from '../../src/config/options.js';
 import { splitRule } from '../../src/firewall/rules.js';
 import { hasCommand, missingNote } from '../support/tools.js';
 
@@ -44,9 +45,9 @@ describe('examples/on-his-name.service', () => {
     const config = parseConfig(args, env);
     expect(config).toMatchObject({ command: 'run', logFormat: 'json', adminListen: { loopback: true } });
     expect(config.patterns.length).toBeGreaterThan(0);
-    expect(config.listen).toEqual({ transport: 'unix', path: DEFAULTS.listen });
-    expect(`/run/${values('RuntimeDirectory')[0]}`).toBe(dirname(DEFAULTS.listen));
-    expect(values('ReadWritePaths')).toEqual([dirname(DEFAULTS.listen)]);
+    expect(config.listen).toEqual({ transport: 'unix', path: OPTIONS.listen.default });
+    expect(`/run/${values('RuntimeDirectory')[0]}`).toBe(dirname(OPTIONS.listen.default));
+    expect(values('ReadWritePaths')).toEqual([dirname(OPTIONS.listen.default)]);
   });
 
   it('keeps only the capabilities it needs and the hardening on', async () => {

@@ -95,8 +95,9 @@ export function rulesFor(layout: NftLayout): Rule[] {
   const egress = egressChain(bridge);
   const host = hostChain(bridge);
   // No IPv4 subnet known: every IPv4 packet from the bridge is forged, as far as we can tell.
-  const source4 = layout[4].subnets.length ? `ip saddr != ${setOf(layout[4].subnets)} drop` : 'meta nfproto ipv4 drop';
-  const source6 = `ip6 saddr != ${setOf([...layout[6].subnets, IPV6_LINK_LOCAL])} drop`;
+  // Counted, as every drop here: forged packets are a container misbehaving, worth seeing.
+  const source4 = layout[4].subnets.length ? `ip saddr != ${setOf(layout[4].subnets)} counter drop` : 'meta nfproto ipv4 counter drop';
+  const source6 = `ip6 saddr != ${setOf([...layout[6].subnets, IPV6_LINK_LOCAL])} counter drop`;
   const dns = (family: 4 | 6) =>
     layout[family].dns.map(({ address, port }) => `${family === 4 ? 'ip' : 'ip6'} daddr ${address} meta l4proto { tcp, udp } th dport ${port} accept`);
   const policies = [{ name: DEFAULT_POLICY, ports: layout.ports, audit: layout.audit }, ...(layout.policies ?? [])];

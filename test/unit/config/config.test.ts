@@ -3,6 +3,20 @@ import { parseConfig } from '../../../src/config/config.js';
 import { ConfigError } from '../../../src/util/errors.js';
 
 describe('parseConfig', () => {
+  it('takes audit mode and the blocked view interval from flags or the environment', () => {
+    expect(parseConfig(['--audit', 'a.test'], {}).audit).toBe(true);
+    expect(parseConfig(['a.test'], { AUDIT: '1' }).audit).toBe(true);
+    expect(parseConfig(['--blocked-interval', '0', 'a.test'], {}).blockedInterval).toBe(0);
+    expect(parseConfig(['a.test'], { BLOCKED_INTERVAL: '30' }).blockedInterval).toBe(30);
+    expect(() => parseConfig(['--blocked-interval', 'soon', 'a.test'], {})).toThrow(/--blocked-interval/);
+  });
+
+  it('reads suggest as a command of the admin API, like status', () => {
+    expect(parseConfig(['suggest', '--admin-listen', '9090'], {})).toMatchObject({ command: 'suggest', adminListen: { host: '127.0.0.1', port: 9090 } });
+    expect(() => parseConfig(['suggest'], {})).toThrow(/suggest reads the admin API, and no address was given/);
+    expect(() => parseConfig(['suggest', 'a.test', '--admin-listen', '9090'], {})).toThrow(/"suggest" takes no pattern/);
+  });
+
   it('has defaults a user can run with', () => {
     expect(parseConfig(['example.com.'], {})).toEqual({
       command: 'run',

@@ -14,6 +14,7 @@ import { parseConfig } from '../../../src/config/config.js';
 import { startDaemon, type Daemon } from '../../../src/daemon/daemon.js';
 import { DockerClient } from '../../../src/docker/client.js';
 import type { ContainerSummary } from '../../../src/docker/containers.js';
+import type { IptablesRunner } from '../../../src/firewall/iptables.js';
 import { parseOwnedRule, routeRule } from '../../../src/firewall/rules.js';
 import { FakeClock } from '../../support/clock.js';
 import { fakeDockerApi, json, type FakeDockerApi } from '../../support/docker-api.js';
@@ -33,11 +34,14 @@ const CI_FILE = 'policies:\n  ci:\n    allow: ["github.com.", "*.github.com."]\n
 let dir: string;
 let api: FakeDockerApi;
 let daemon: Daemon | undefined;
+/** A test that fails while the kernel is held must not leave close() waiting for it. */
+let held: { release(): void } | undefined;
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ohn-daemon-policies-'));
   api = await fakeDockerApi();
 });
 afterEach(async () => {
+  held?.release();
   await daemon?.close();
   daemon = undefined;
   await api.close();
@@ -74,15 +78,47 @@ function dockerd(initial: ContainerSummary[]) {
   };
 }
 
+/** A runner whose restores wait while the kernel is held: a change caught half-way. */
+function holdable(runner: IptablesRunner) {
+  let gate: { promise: Promise<void>; open(): void } | undefined;
+  let waiting = 0;
+  return {
+    runner: {
+      ...runner,
+      async restore(script: string) {
+        if (gate) {
+          waiting++;
+          await gate.promise;
+          waiting--;
+        }
+        return runner.restore(script);
+      },
+    } satisfies IptablesRunner,
+    hold() {
+      let open = () => undefined as void;
+      const promise = new Promise<void>((resolve) => (open = resolve));
+      gate = { promise, open };
+    },
+    release() {
+      gate?.open();
+      gate = undefined;
+    },
+    get waiting() {
+      return waiting;
+    },
+  };
+}
+
 async function start(containers: ContainerSummary[], yaml = CI_FILE) {
   const docker = dockerd(containers);
   const file = join(dir, 'policies.yaml');
   await writeFile(file, yaml);
   const v4 = fakeIptables();
+  const kernel = (held = holdable(v4.runner));
   const recorder = recordingLogger();
   const config = parseConfig(['--listen', join(dir, 'dnstap.sock'), '--policy', file, '--reconcile-interval', '0', 'allowed.test.'], {});
   daemon = await startDaemon(config, {
-    runner: v4.runner,
+    runner: kernel.runner,
     docker: () => new DockerClient({ transport: 'unix', path: api.socket }),
     bridgeFacts: async () => ({ exists: true, addresses: [], ipv6Forwarding: false }),
     log: recorder.log,
@@ -91,7 +127,7 @@ async function start(containers: ContainerSummary[], yaml = CI_FILE) {
   // Both followers (the network's and the containers') are listening to Docker.
   await until(() => docker.streams.length === 2, 'both event streams');
   await daemon.containers!.idle();
-  return { docker, v4, file, ...recorder };
+  return { docker, v4, kernel, file, ...recorder };
 }
 
 /** dnstap answers, each asked by `client`; waits until every firewall holds what they opened. */
@@ -130,6 +166,10 @@ describe('policies per service, in the daemon', () => {
       ['172.18.0.3', 'allowed.test.', 'default'],
     ]);
     expect(daemon!.clients.forClient('172.18.0.2').container).toEqual({ id: RUNNER, name: 'runner' });
+    // One line for the labelled container, and none at info for the one without.
+    expect(lines.filter((l) => l.container !== undefined && l.level >= 30).map(({ level, msg, addresses, policy }) => ({ level, msg, addresses, policy }))).toEqual([
+      { level: 30, msg: 'container runner has policy ci', addresses: ['172.18.0.2'], policy: 'ci' },
+    ]);
   });
 
   it("drops a dead container's route at once, and routes the next container Docker gives that address by its own labels", async () => {
@@ -158,15 +198,37 @@ describe('policies per service, in the daemon', () => {
   });
 
   it('routes a container whose label cannot be honoured to a chain that drops everything, and logs why', async () => {
-    const { v4 } = await start([container(RUNNER, 'runner', '172.18.0.2', { 'on-his-name.allow': '*' })]);
+    const { v4, lines } = await start([container(RUNNER, 'runner', '172.18.0.2', { 'on-his-name.allow': '*' })]);
     expect(routes(v4)).toEqual([routeTo('172.18.0.2', 'OHN-P-refused')]);
     await answers({ client: '172.18.0.2', name: 'allowed.test', address: '198.51.100.3' });
     expect(JSON.stringify(await v4.runner.list())).not.toContain('198.51.100.3');
     expect(daemon!.clients.list()).toMatchObject([{ name: 'runner', policy: 'refused', refusal: expect.stringMatching(/bad pattern "\*": it allows every name/) }]);
+    const said = lines.filter((l) => l.container === 'runner');
+    expect(said).toHaveLength(1);
+    expect(said[0]).toMatchObject({ level: 40, policy: 'refused', msg: expect.stringMatching(/^container runner opens nothing: on-his-name\.allow: bad pattern "\*": it allows every name/) });
   });
 
-  it("reloads with daemon.reload(): a pattern dropped closes what it opened, a policy gone refuses its containers, a bad file changes nothing", async () => {
-    const { v4, file } = await start([container(RUNNER, 'runner', '172.18.0.2', { 'on-his-name.policy': 'ci' })]);
+  it("decides an answer that comes while a new container's policy is going into the kernel by the policy the kernel still holds it to, never by one with no firewall yet", async () => {
+    const app = container(APP, 'app', '172.18.0.3');
+    const { docker, v4, kernel, lines } = await start([app]);
+    kernel.hold();
+    docker.event('start', WEB, [app, container(WEB, 'web', '172.18.0.2', { 'on-his-name.allow': 'api.stripe.com.' })]);
+    await until(() => kernel.waiting > 0, "the kernel to be asked for web's policy");
+
+    // Its chain is not there yet, nor its route: the default policy decides, and says so (it was lost without a word).
+    await answers({ client: '172.18.0.2', name: 'api.stripe.com', address: '198.51.100.9' });
+    expect(lines.filter((l) => l.msg === 'allow' || l.msg === 'deny').map((l) => [l.msg, l.name, l.policy])).toEqual([['deny', 'api.stripe.com.', 'default']]);
+
+    kernel.release();
+    await until(() => lines.some((l) => l.container === 'web'), "web's line");
+    expect(routes(v4)).toEqual([routeTo('172.18.0.2', 'OHN-P-c-333333333333')]);
+    await answers({ client: '172.18.0.2', name: 'api.stripe.com', address: '198.51.100.9' });
+    expect(accepted(v4.rules('OHN-P-c-333333333333'))).toEqual(['198.51.100.9']);
+    expect(lines.filter((l) => l.msg === 'allow').map((l) => [l.name, l.policy])).toEqual([['api.stripe.com.', 'c-333333333333']]);
+  });
+
+  it("reloads with daemon.reload(): a pattern dropped closes what it opened, a policy gone refuses its containers (and says so), a bad file changes nothing", async () => {
+    const { v4, file, lines } = await start([container(RUNNER, 'runner', '172.18.0.2', { 'on-his-name.policy': 'ci' })]);
     await answers({ client: '172.18.0.2', name: 'github.com', address: '198.51.100.1' }, { client: '172.18.0.2', name: 'api.github.com', address: '198.51.100.2' });
     expect(accepted(v4.rules('OHN-P-ci'))).toEqual(['198.51.100.1', '198.51.100.2']);
 
@@ -183,6 +245,7 @@ describe('policies per service, in the daemon', () => {
     await writeFile(file, 'policies:\n  deploy:\n    allow: ["deploy.test."]\n');
     expect(await daemon!.reload('test')).toMatchObject({ ok: true });
     expect(routes(v4)).toEqual([routeTo('172.18.0.2', 'OHN-P-refused')]);
+    expect(lines.filter((l) => String(l.msg).startsWith('container runner opens nothing'))).toEqual([expect.objectContaining({ level: 40, policy: 'refused', msg: expect.stringMatching(/names no policy/) })]);
     expect(v4.others.has('OHN-P-ci')).toBe(false);
     expect(JSON.stringify(await v4.runner.list())).not.toContain('198.51.100.1');
   });

@@ -1,9 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { COST, headRules, planApply, planRemoval, planSetSync, planSync, ownedRules, tailRules } from '../../../src/firewall/planner.js';
+import { COST, headRules, planApply, planPolicySync, planRemoval, planSetSync, planSync, ownedRules, tailRules } from '../../../src/firewall/planner.js';
 import {
+  AUDIT_MARK,
   CLIENTS_CHAIN,
   HOST_CHAIN,
   RECORD_CHAIN,
+  auditedRule,
+  parseOwnedRule,
+  policyDropRule,
+  recordChain,
+  recordRule,
+  routeRule,
   SOURCES_CHAIN,
   acceptRule,
   clientsRule,
@@ -195,6 +202,59 @@ describe('bypasses', () => {
     const plan = planSync(table(['-A DOCKER-USER -j ACCEPT', A(establishedRule('br0'))]), layout);
     expect(plan.rebuilt).toBe(true);
     expect(plan.bypasses).toEqual([]);
+  });
+});
+
+describe('audit mode and the record chain', () => {
+  const audited = { ...layout, audit: true };
+
+  it('ends the block with the record jump and a RETURN to Docker\'s rules instead of the DROP', () => {
+    expect(tailRules(audited)).toEqual([recordRule('br0'), '-i br0 -m comment --comment "on-his-name audit" -j RETURN']);
+    expect(inserts(planSync(dockerDefault, audited).script).slice(-2)).toEqual([`-I DOCKER-USER 6 ${recordRule('br0')}`, '-I DOCKER-USER 7 -i br0 -m comment --comment "on-his-name audit" -j RETURN']);
+  });
+
+  it('switching mode replaces the last rule in place: no accept rule moves, none is rewritten', () => {
+    const accepts = [acceptRule('br0', '198.51.100.7', 80, 'a.test.'), acceptRule('br0', '198.51.100.7', 443, 'a.test.')];
+    const enforcing = table([...ourBlock(...accepts), '-A DOCKER-USER -j RETURN']);
+    const toAudit = planSync(enforcing, audited);
+    expect(toAudit.rebuilt).toBe(false);
+    expect(toAudit.script).toBe(`*filter\n-R DOCKER-USER 9 ${dropRule('br0', true)}\nCOMMIT\n`);
+    const auditing = table([...head().map(A), ...accepts.map(A), ...tailRules(audited).map(A), '-A DOCKER-USER -j RETURN']);
+    expect(planSync(auditing, layout).script).toBe(`*filter\n-R DOCKER-USER 9 ${dropRule('br0')}\nCOMMIT\n`);
+    expect(planSync(auditing, audited).script).toBeUndefined();
+  });
+
+  it('the same for the ipset backend\'s block', () => {
+    const SET = 'on-his-name-v4';
+    const block = [...head().map(A), A(setAcceptRule('br0', 'tcp', [80, 443], SET)), ...tail().map(A)];
+    expect(planSetSync(table(block), audited, SET).script).toBe(`*filter\n-R DOCKER-USER 8 ${dropRule('br0', true)}\nCOMMIT\n`);
+  });
+
+  it('a policy chain in audit mode marks what it would drop, for the head\'s marked RETURN to let on to Docker\'s rules', () => {
+    expect(policyDropRule('br0', true)).toBe(`-i br0 -m comment --comment "on-his-name policy-audit" -j MARK --set-xmark ${AUDIT_MARK}`);
+    expect(head()).toContain(`-i br0 -m mark --mark ${AUDIT_MARK} -m comment --comment "on-his-name audited" -j RETURN`);
+    expect(head().indexOf(auditedRule('br0'))).toBe(head().indexOf(clientsRule('br0')) + 1);
+    const chain = planPolicySync(['-N DOCKER-USER', '-N ON-HIS-NAME-RECORD'], audited, 'OHN-P-ci').script!;
+    expect(chain.split('\n').slice(-4, -2)).toEqual([`-A OHN-P-ci ${recordRule('br0')}`, `-A OHN-P-ci ${policyDropRule('br0', true)}`]);
+    expect(parseOwnedRule(`-A OHN-P-ci ${policyDropRule('br0', true)}`)?.role).toBe('drop');
+    expect(parseOwnedRule(`-A DOCKER-USER ${dropRule('br0', true)}`)?.role).toBe('drop');
+    expect(parseOwnedRule(`-A DOCKER-USER ${auditedRule('br0')}`)?.role).toBe('audited');
+  });
+
+  it('fills the record chain with the set when there is one, and leaves it empty without', () => {
+    expect(recordChain('ohn-blocked-v4')).toEqual([
+      '-m set --match-set ohn-blocked-v4 src,dst,dst -m comment --comment "on-his-name count"',
+      '-p tcp -m comment --comment "on-his-name record" -j SET --add-set ohn-blocked-v4 src,dst,dst',
+      '-p udp -m comment --comment "on-his-name record" -j SET --add-set ohn-blocked-v4 src,dst,dst',
+    ]);
+    const script = planSync(dockerDefault, { ...layout, record: 'ohn-blocked-v4' }).script!;
+    expect(script).toContain(`-A ${RECORD_CHAIN} -p tcp -m comment --comment "on-his-name record" -j SET --add-set ohn-blocked-v4 src,dst,dst`);
+    expect(planSync(dockerDefault, layout).script).not.toContain(`-A ${RECORD_CHAIN}`);
+  });
+
+  it('routes a client to its policy chain by goto, so that the chain returns to DOCKER-USER, not to the next route', () => {
+    expect(routeRule('br0', '192.0.2.5', 'OHN-P-ci')).toBe('-s 192.0.2.5/32 -i br0 -m comment --comment "on-his-name client" -g OHN-P-ci');
+    expect(routeRule('br0', '192.0.2.0/28', 'RETURN')).toBe('-s 192.0.2.0/28 -i br0 -m comment --comment "on-his-name client" -j RETURN');
   });
 });
 

@@ -44,6 +44,14 @@ describe('decide', () => {
     });
   });
 
+  it("decodes a denied answer's addresses only when asked (the blocked view names what is blocked by them)", () => {
+    const AAAA = { type: 'AAAA' as const, name: 'tracker.test', data: '2001:db8::7', ttl: 60 };
+    const response = dnsResponse('tracker.test', [A('tracker.test', '198.51.100.7'), AAAA]);
+    expect(decide(frame(response), policy)).toEqual({ outcome: 'deny', policy: 'default', name: 'tracker.test.', client: '192.0.2.10' });
+    expect(decide(frame(response), policy, undefined, true)).toEqual({ outcome: 'deny', policy: 'default', name: 'tracker.test.', client: '192.0.2.10', addresses: ['198.51.100.7', '2001:db8::7'] });
+    expect(decideResponse(response, '192.0.2.10', policy, undefined, true)).toMatchObject({ outcome: 'deny', addresses: ['198.51.100.7', '2001:db8::7'] });
+  });
+
   it('denies by the question name, whatever the CNAME chain leads to', () => {
     const response = dnsResponse('evil.test', [{ type: 'CNAME', name: 'evil.test', data: 'www.cdn.test', ttl: 60 }, A('www.cdn.test', '198.51.100.2')]);
     expect(decide(frame(response), policy)).toEqual({ outcome: 'deny', policy: 'default', name: 'evil.test.', client: '192.0.2.10' });

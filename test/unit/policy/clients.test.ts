@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { PortSpec } from '../../../src/firewall/rules.js';
-import { Clients, MAX_CACHED_CLIENTS, type Container } from '../../../src/policy/clients.js';
+import { Clients, MAX_CACHED_CLIENTS, describeChange, type Container } from '../../../src/policy/clients.js';
 import { LABELS, PolicySet } from '../../../src/policy/policies.js';
 import { parsePolicyFile } from '../../../src/policy/policy-file.js';
 
@@ -236,5 +236,53 @@ describe('a container forging source addresses', () => {
     expect(peak).toBeLessThanOrEqual(MAX_CACHED_CLIENTS);
     expect(policyOf(clients, 'fd00:18::2')).toBe('ci');
     expect(policyOf(clients, 'fd00:19::2')).toBe('default');
+  });
+});
+
+describe('what changed, for the log', () => {
+  const changed = (changes: ReturnType<Clients['replaceContainers']>) => changes.map((c) => `${c.container.name} ${c.policy?.name ?? '-'}`);
+  const CI = container(1, ['172.18.0.2'], { [LABELS.policy]: 'ci' });
+  const WEB = container(2, ['172.18.0.3'], { [LABELS.allow]: 'allowed.test.' });
+  const PLAIN = container(3, ['172.18.1.4']);
+
+  it('says which containers are new, or have a new policy or address, and nothing for the same containers again', () => {
+    const clients = new Clients(policies(FILE));
+    expect(changed(clients.replaceContainers([CI, WEB, PLAIN]))).toEqual(['c1 ci', 'c2 c-222222222222', 'c3 -']);
+    expect(changed(clients.replaceContainers([CI, WEB, PLAIN]))).toEqual([]);
+    expect(changed(clients.replaceContainers([CI, { ...WEB, addresses: ['172.18.0.9'] }]))).toEqual(['c2 c-222222222222']);
+  });
+
+  it('says which containers a reload refuses, and which it gives their policy back', () => {
+    const clients = new Clients(policies(FILE));
+    clients.replaceContainers([CI, WEB]);
+    const gone = clients.usePolicies(policies('policies:\n  build: {allow: [github.com.]}\n'));
+    expect(changed(gone)).toEqual(['c1 refused']);
+    expect(gone[0]!.policy!.refusal).toBe('on-his-name.policy=ci names no policy of the policy file (build)');
+    expect(changed(clients.usePolicies(policies(FILE)))).toEqual(['c1 ci']);
+  });
+
+  it('describes a change as one line: the policy, why a container opens nothing, or (debug) no label', () => {
+    const clients = new Clients(policies(FILE));
+    const [ci, typo, plain] = clients.replaceContainers([CI, container(4, ['172.18.0.5'], { [LABELS.policy]: 'cii' }), PLAIN]);
+    expect(describeChange(ci!)).toEqual({ level: 'info', fields: { container: 'c1', id: '111111111111', addresses: ['172.18.0.2'], policy: 'ci' }, msg: 'container c1 has policy ci' });
+    expect(describeChange(typo!)).toMatchObject({ level: 'warn', fields: { policy: 'refused' }, msg: 'container c4 opens nothing: on-his-name.policy=cii names no policy of the policy file (ci, web, lab, bench)' });
+    expect(describeChange(plain!)).toMatchObject({ level: 'debug', fields: { policy: null } });
+  });
+});
+
+describe('Clients.decisions', () => {
+  it('reads what the last snapshot made effective: a change waits for its commit, and a snapshot does not see later changes', () => {
+    const clients = new Clients(policies(FILE));
+    expect(clients.decisions.forClient('172.18.0.2').policy.name).toBe('lab'); // no snapshot yet: the state as it is
+    const first = clients.snapshot();
+    first();
+    clients.setContainer(container(1, ['172.18.0.2'], { [LABELS.policy]: 'ci' }));
+    const second = clients.snapshot();
+    clients.setContainer(container(2, ['172.18.0.3'], { [LABELS.policy]: 'web' }));
+    expect(clients.forClient('172.18.0.2').policy.name).toBe('ci');
+    expect(clients.decisions.forClient('172.18.0.2').policy.name).toBe('lab');
+    second();
+    expect(clients.decisions.forClient('172.18.0.2')).toMatchObject({ policy: { name: 'ci' }, container: { name: 'c1' } });
+    expect(clients.decisions.forClient('172.18.0.3').policy.name).toBe('lab');
   });
 });

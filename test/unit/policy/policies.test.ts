@@ -66,7 +66,7 @@ describe('PolicySet.compile', () => {
 describe('PolicySet.forLabels', () => {
   it('is undefined for a container without any of our labels: it gets what its address gets', () => {
     expect(set().forLabels({}, ID)).toBeUndefined();
-    expect(set().forLabels({ 'com.docker.compose.service': 'web', 'on-his-name': 'x', 'on-his-name.polic': 'ci' }, ID)).toBeUndefined();
+    expect(set().forLabels({ 'com.docker.compose.service': 'web', 'on-his-name': 'x', 'on-his-name-policy': 'ci' }, ID)).toBeUndefined();
   });
 
   it('gives the policy of the file that on-his-name.policy names, the very same object', () => {
@@ -115,6 +115,10 @@ describe('a label that cannot be honoured gives the refusing policy, never the d
     ['another container\'s own policy by name', { [LABELS.policy]: 'c-0123456789ab' }, /names no policy/],
     ['an empty policy label', { [LABELS.policy]: '' }, /names no policy/],
     ['both labels at once', { [LABELS.policy]: 'ci', [LABELS.allow]: 'a.test.' }, /both on-his-name\.policy and on-his-name\.allow are set: give one/],
+    // A misspelt key would leave the container the default policy, as if it had no label.
+    ['a misspelt label key', { 'on-his-name.polic': 'ci' }, /^unknown label on-his-name\.polic: on-his-name reads on-his-name\.policy, on-his-name\.allow, on-his-name\.ports$/],
+    ['a misspelt key beside a good one', { [LABELS.allow]: 'a.test.', 'on-his-name.port': '443' }, /^unknown label on-his-name\.port:/],
+    ['ports without patterns', { [LABELS.ports]: '443' }, /^on-his-name\.ports without on-his-name\.allow: the ports go with the container's own patterns$/],
     ['"*" without --allow-all', { [LABELS.allow]: '*' }, /^on-his-name\.allow: bad pattern "\*": it allows every name.*--allow-all/],
     ['"**" without --allow-all', { [LABELS.allow]: '**' }, /--allow-all/],
     ['"*.*" without --allow-all', { [LABELS.allow]: '*.*' }, /no label in it is fixed/],

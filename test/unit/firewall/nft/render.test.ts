@@ -14,8 +14,8 @@ describe('the nftables table', () => {
   it('drops what the bridge sends but its own sources, established flows and the same network, then hands each client to its policy', () => {
     const egress = rulesFor(layout).filter((r) => r.chain === 'egress-br0').map((r) => r.text);
     expect(egress).toEqual([
-      'ip saddr != { 192.0.2.0/24 } drop',
-      'ip6 saddr != { 2001:db8:6::/64, fe80::/10 } drop',
+      'ip saddr != { 192.0.2.0/24 } counter drop',
+      'ip6 saddr != { 2001:db8:6::/64, fe80::/10 } counter drop',
       'ct state established,related accept',
       'oifname "br0" accept',
       'ip saddr vmap @clients4',
@@ -39,6 +39,25 @@ describe('the nftables table', () => {
     expect(chainsFor(withPolicies)).toEqual(['forward', 'input', 'egress-br0', 'host-br0', 'policy-default', 'policy-ci', 'policy-refused']);
   });
 
+  it('records what each policy is about to block before its verdict, and in audit mode accepts instead of dropping', () => {
+    const recording: NftLayout = { ...layout, record: true, audit: true, policies: [{ name: 'ci', ports: [{ protocol: 'tcp', port: 22 }], audit: false }] };
+    const chain = (name: string) => rulesFor(recording).filter((r) => r.chain === name);
+    const record = [
+      'meta l4proto { tcp, udp } update @blocked4 { ip saddr . ip daddr . meta l4proto . th dport }',
+      'meta l4proto { tcp, udp } update @blocked6 { ip6 saddr . ip6 daddr . meta l4proto . th dport }',
+    ];
+    expect(chain('policy-default').map((r) => r.text).slice(-3)).toEqual([...record, 'counter accept']);
+    expect(chain('policy-default').at(-1)!.comment).toMatch(/^on-his-name default-audit #/);
+    expect(chain('policy-ci').map((r) => r.text).slice(-3)).toEqual([...record, 'counter drop']);
+    expect(chain('policy-ci').at(-1)!.comment).toMatch(/^on-his-name policy-drop #/);
+    const table = renderTable(recording);
+    expect(table).toContain('add set inet on-his-name blocked4 { type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags dynamic, timeout; timeout 600s; size 16384; counter; }');
+    expect(table).toContain('add set inet on-his-name blocked6 { type ipv6_addr . ipv6_addr . inet_proto . inet_service;');
+    // Without the blocked view, no set and no record rule: the drop is the whole tail.
+    expect(renderTable(layout)).not.toContain('blocked4');
+    expect(rulesFor(layout).filter((r) => r.chain === 'policy-default').at(-1)!.text).toBe('counter drop');
+  });
+
   it('routes each client to its policy in one transaction: containers by address, the file ranges as intervals', () => {
     expect(renderRoutes([{ client: '192.0.2.16/28', policy: 'ci' }, { client: '192.0.2.5', policy: 'web' }, { client: '2001:db8:6::5', policy: 'default' }]).split('\n')).toEqual([
       'flush map inet on-his-name clients4',
@@ -56,8 +75,8 @@ describe('the nftables table', () => {
     const host = rulesFor(layout).filter((r) => r.chain === 'host-br0').map((r) => r.text);
     expect(host).toEqual([
       'icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept',
-      'ip saddr != { 192.0.2.0/24 } drop',
-      'ip6 saddr != { 2001:db8:6::/64, fe80::/10 } drop',
+      'ip saddr != { 192.0.2.0/24 } counter drop',
+      'ip6 saddr != { 2001:db8:6::/64, fe80::/10 } counter drop',
       'ct state established,related accept',
       'ip daddr 192.0.2.1 meta l4proto { tcp, udp } th dport 53 accept',
       'ip6 daddr 2001:db8:6::1 meta l4proto { tcp, udp } th dport 53 accept',
@@ -67,7 +86,7 @@ describe('the nftables table', () => {
   });
 
   it('drops every IPv4 packet from a bridge whose IPv4 subnet is unknown', () => {
-    expect(rulesFor({ ...layout, 4: { subnets: [], dns: [] } }).find((r) => r.chain === 'egress-br0')?.text).toBe('meta nfproto ipv4 drop');
+    expect(rulesFor({ ...layout, 4: { subnets: [], dns: [] } }).find((r) => r.chain === 'egress-br0')?.text).toBe('meta nfproto ipv4 counter drop');
   });
 
   it('tags each rule with its role and the hash of its text, so that an edited rule is seen', () => {

@@ -3,11 +3,11 @@
  * print the policies they make, without touching the kernel or Docker. A mistake is the
  * same one line the daemon (and a reload) would give, exit 2; run it before a reload.
  */
-import { policiesView } from '../admin/api.js';
-import { renderPolicies } from '../admin/table.js';
+import { policiesView } from './api.js';
+import { renderPolicies } from './table.js';
 import { Clients } from '../policy/clients.js';
-import type { Config } from './config.js';
-import { loadPolicies } from './policies.js';
+import type { Config } from '../config/config.js';
+import { loadPolicies } from '../config/policies.js';
 
 export async function runCheck(config: Config, out: { write(text: string): unknown } = process.stdout): Promise<number> {
   const policies = await loadPolicies(config);

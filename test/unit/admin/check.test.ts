@@ -6,7 +6,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { runCheck } from '../../../src/config/check.js';
+import { runCheck } from '../../../src/admin/check.js';
 import { parseConfig } from '../../../src/config/config.js';
 import { ConfigError } from '../../../src/util/errors.js';
 
