@@ -1,8 +1,9 @@
 /**
  * Every few seconds, drain what the kernel recorded as blocked (firewall/blocked.ts) into
  * the view, naming each attempt: the client's policy and container now, and the answer
- * that led there. One log line for each new (client, destination, port), never one per
- * packet; a flood of new ones is a few lines and a summary.
+ * that led there (looked up again for NAME_GRACE_MS while there is none). One log line for
+ * each new (client, destination, port), never one per packet; a flood of new ones is a
+ * few lines and a summary.
  */
 import type { Logger } from 'pino';
 import type { BlockedReader } from '../firewall/blocked.js';
@@ -12,6 +13,15 @@ import type { AttemptContext, BlockedEntry, BlockedView } from './view.js';
 
 /** New destinations said in full per read; the rest are summed up in one line. */
 export const LINES_PER_READ = 20;
+/**
+ * How long a new destination that no answer names yet waits to be said, looked up again at
+ * each read. A DNS server's dnstap can reach us after its client got the answer and
+ * connected (unbound flushes its dnstap queue every second), and a read can fall in
+ * between: said at once, the destination would be "a hard-coded address" for good, and in
+ * audit mode, where only the first packet of a connection meets the last rule, no later
+ * packet would name it.
+ */
+export const NAME_GRACE_MS = 2_000;
 
 export interface BlockedWatchOptions {
   readers: () => readonly BlockedReader[];
@@ -38,6 +48,9 @@ export function watchBlocked(options: BlockedWatchOptions): BlockedWatch {
   const failing = new Set<number>();
   let reading: Promise<void> | undefined;
 
+  /** New destinations no answer named yet, with when they were first read. */
+  let unnamed: Array<{ entry: BlockedEntry; since: number }> = [];
+
   const readOnce = async () => {
     const fresh: BlockedEntry[] = [];
     for (const reader of options.readers()) {
@@ -46,7 +59,8 @@ export function watchBlocked(options: BlockedWatchOptions): BlockedWatch {
         const now = clock.now();
         for (const attempt of attempts) {
           const entry = view.add(attempt, { ...options.who(attempt.client), answer: answers.nameFor(attempt.client, attempt.address) }, now);
-          if (entry) fresh.push(entry);
+          if (entry?.answer) fresh.push(entry);
+          else if (entry) unnamed.push({ entry, since: now });
         }
         if (failing.delete(reader.family)) log.info({ family: reader.family }, 'reading blocked attempts again');
       } catch (err) {
@@ -54,6 +68,13 @@ export function watchBlocked(options: BlockedWatchOptions): BlockedWatch {
         failing.add(reader.family);
       }
     }
+    const now = clock.now();
+    unnamed = unnamed.filter(({ entry, since }) => {
+      entry.answer ??= answers.nameFor(entry.client, entry.address);
+      if (!entry.answer && now - since < NAME_GRACE_MS) return true;
+      fresh.push(entry);
+      return false;
+    });
     for (const entry of fresh.slice(0, LINES_PER_READ)) say(log, entry);
     if (fresh.length > LINES_PER_READ) {
       log.warn({ more: fresh.length - LINES_PER_READ, total: view.size }, `${fresh.length - LINES_PER_READ} more new blocked destinations in this read: see /api/blocked or on-his-name status`);

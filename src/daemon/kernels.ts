@@ -201,7 +201,10 @@ async function blockedSets(ipset: IpsetRunner | undefined, families: readonly Fa
     await ipset.restore(families.map((f) => `${blockedCreateLine(f)}\n`).join(''));
     return ipset;
   } catch (err) {
-    return void why(`${(err as Error).message}; on-his-name reset removes a set of an older layout`);
+    const message = (err as Error).message;
+    // The persistent runner finds no ipset only when it first runs it: this is the first line.
+    if (/No such file|not found|ENOENT/.test(message)) return void why('no ipset here (apt-get install ipset)');
+    return void why(/already exists/.test(message) ? `${message}: a set of an older layout, which on-his-name reset removes` : message);
   }
 }
 

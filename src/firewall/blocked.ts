@@ -19,7 +19,10 @@ export interface BlockedAttempt {
   port: number;
   /** Packets since the set was last drained. */
   packets: number;
-  /** Seconds since the latest packet (the element's timeout restarts with each one). */
+  /**
+   * Seconds since the element's timeout last started: the latest packet for nftables (an
+   * update restarts it), the first since the last read for ipset (see rules.ts recordChain).
+   */
   idleSeconds: number;
 }
 
@@ -37,9 +40,16 @@ export const BLOCKED_SETS = { 4: 'ohn-blocked-v4', 6: 'ohn-blocked-v6' } as cons
 export const BLOCKED_SET_SIZE = 16_384;
 /** An element the daemon never reads (it is stopped) leaves the kernel on its own after this. */
 export const BLOCKED_TIMEOUT_SECONDS = 600;
+/**
+ * Buckets of the ipset's hash, made once: the packet path cannot grow a hash (only ipset's
+ * own commands resize one), and with ipset's default of 1024 buckets of 12 the set stopped
+ * taking new destinations at about 12,000 elements, well short of BLOCKED_SET_SIZE. At
+ * 4096, a full set averages 4 elements a bucket. About 1 MB when full.
+ */
+export const BLOCKED_HASH_SIZE = 4096;
 
 export function blockedCreateLine(family: Family): string {
-  return `create ${BLOCKED_SETS[family]} hash:ip,port,ip family ${family === 6 ? 'inet6' : 'inet'} timeout ${BLOCKED_TIMEOUT_SECONDS} counters maxelem ${BLOCKED_SET_SIZE}`;
+  return `create ${BLOCKED_SETS[family]} hash:ip,port,ip family ${family === 6 ? 'inet6' : 'inet'} hashsize ${BLOCKED_HASH_SIZE} timeout ${BLOCKED_TIMEOUT_SECONDS} counters maxelem ${BLOCKED_SET_SIZE}`;
 }
 
 const ELEMENT = /^add \S+ (\S+),(tcp|udp):(\d+),(\S+) timeout (\d+) packets (\d+)/;

@@ -229,14 +229,18 @@ export function planPolicySync(listing: readonly string[], layout: Layout, chain
   const keys = accepts.map((r) => `${r.address}:${r.protocol}/${r.port}`);
   const wantedKeys = adopted.flatMap((a) => layout.ports.map((p) => `${a.address}:${p.protocol}/${p.port}`));
   const tail = policyTail(layout);
-  const inOrder =
+  const readsAs = (ending: readonly string[]) =>
     listing.includes(`-N ${chain}`) &&
     owned.length === rules.length &&
-    owned.slice(0, -tail.length).every((r) => r?.role === 'accept' && r.bridge === layout.bridge) &&
-    sameList(rules.slice(-tail.length), tail.map((spec) => `-A ${chain} ${spec}`)) &&
+    owned.slice(0, -ending.length).every((r) => r?.role === 'accept' && r.bridge === layout.bridge) &&
+    sameList(rules.slice(-ending.length), ending.map((spec) => `-A ${chain} ${spec}`)) &&
     oneCommentPerAddress(accepts) &&
     sameSet(keys, wantedKeys);
-  if (inOrder) return { script: undefined, adopted, insertAt: 1, rebuilt: false, bypasses: [] };
+  if (readsAs(tail)) return { script: undefined, adopted, insertAt: 1, rebuilt: false, bypasses: [] };
+  // Audit mode switched and nothing else: the verdict is replaced in place, and every accept rule keeps its counters.
+  if (readsAs(policyTail({ ...layout, audit: !layout.audit }))) {
+    return { script: restoreScript([`-R ${chain} ${rules.length} ${tail.at(-1)!}`]), adopted, insertAt: 1, rebuilt: false, bypasses: [] };
+  }
   const fresh = [...byExpiry(adopted).flatMap((a) => acceptRules(a, layout)), ...tail];
   return {
     script: restoreScript([...recordChainExists(listing), `:${chain} - [0:0]`, ...fresh.map((spec) => `-A ${chain} ${spec}`)]),
@@ -252,6 +256,11 @@ export function planPolicySetSync(listing: readonly string[], layout: Layout, ch
   const wanted = [...setAcceptRules(layout.bridge, layout.ports, set), ...policyTail(layout)].map((spec) => `-A ${chain} ${spec}`);
   const current = listing.filter((line) => chainOf(line) === chain);
   const inOrder = listing.includes(`-N ${chain}`) && sameList(current, wanted);
+  const switched = [...setAcceptRules(layout.bridge, layout.ports, set), ...policyTail({ ...layout, audit: !layout.audit })].map((spec) => `-A ${chain} ${spec}`);
+  // Audit mode switched and nothing else: the verdict is replaced in place, and the accept rules keep their counters.
+  if (!inOrder && listing.includes(`-N ${chain}`) && sameList(current, switched)) {
+    return { script: restoreScript([`-R ${chain} ${current.length} ${policyDropRule(layout.bridge, layout.audit)}`]), adopted: [], rebuilt: false, bypasses: [] };
+  }
   return { script: inOrder ? undefined : restoreScript([...recordChainExists(listing), `:${chain} - [0:0]`, ...wanted]), adopted: [], rebuilt: !inOrder, bypasses: [] };
 }
 

@@ -125,15 +125,20 @@ export function recordRule(bridge: string): string {
 }
 
 /**
- * What ON-HIS-NAME-RECORD holds: add (client, protocol:port, destination) of TCP and UDP to
- * `set` (refreshing its timeout), then match it, which counts the packet in the element.
+ * What ON-HIS-NAME-RECORD holds: match (client, protocol:port, destination) in `set`, which
+ * counts the packet in an element already there; then add it, which makes a new element
+ * of TCP and UDP with a count of one and leaves one already there alone. In that order:
+ * the kernel starts an element it adds at one packet, and an add with --exist would reset
+ * an element's count to one at every packet (so an add that refreshed the timeout counted
+ * every element as two, however many packets). An element's timeout therefore runs from
+ * its first packet since the daemon last emptied the set, not its latest.
  * Without a set (no ipset here) it is empty, and the jump to it costs nothing more.
  */
 export function recordChain(set: string | undefined): string[] {
   if (set === undefined) return [];
   return [
-    ...(['tcp', 'udp'] as const).map((protocol) => `-p ${protocol} -m comment --comment "${TAG} record" -j SET --add-set ${set} src,dst,dst --exist`),
     `-m set --match-set ${set} src,dst,dst -m comment --comment "${TAG} count"`,
+    ...(['tcp', 'udp'] as const).map((protocol) => `-p ${protocol} -m comment --comment "${TAG} record" -j SET --add-set ${set} src,dst,dst`),
   ];
 }
 

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { BLOCKED_TIMEOUT_SECONDS, blockedCreateLine, parseBlockedSave } from '../../../src/firewall/blocked.js';
+import { BLOCKED_HASH_SIZE, BLOCKED_TIMEOUT_SECONDS, blockedCreateLine, parseBlockedSave } from '../../../src/firewall/blocked.js';
 import { parseBlockedSet } from '../../../src/firewall/nft/blocked.js';
 
 describe('the ipset record of blocked attempts', () => {
   it('is a hash:ip,port,ip per family, with a timeout, counters and a bound', () => {
-    expect(blockedCreateLine(4)).toBe(`create ohn-blocked-v4 hash:ip,port,ip family inet timeout ${BLOCKED_TIMEOUT_SECONDS} counters maxelem 16384`);
+    expect(blockedCreateLine(4)).toBe(`create ohn-blocked-v4 hash:ip,port,ip family inet hashsize ${BLOCKED_HASH_SIZE} timeout ${BLOCKED_TIMEOUT_SECONDS} counters maxelem 16384`);
     expect(blockedCreateLine(6)).toMatch(/^create ohn-blocked-v6 hash:ip,port,ip family inet6 /);
   });
 
