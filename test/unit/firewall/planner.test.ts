@@ -243,12 +243,12 @@ describe('audit mode and the record chain', () => {
 
   it('fills the record chain with the set when there is one, and leaves it empty without', () => {
     expect(recordChain('ohn-blocked-v4')).toEqual([
-      '-m set --match-set ohn-blocked-v4 src,dst,dst -m comment --comment "on-his-name count"',
-      '-p tcp -m comment --comment "on-his-name record" -j SET --add-set ohn-blocked-v4 src,dst,dst',
-      '-p udp -m comment --comment "on-his-name record" -j SET --add-set ohn-blocked-v4 src,dst,dst',
+      '-m set --match-set ohn-blocked-v4 src,dst,dst -m comment --comment "on-his-name count" -j RETURN',
+      '-p tcp -m limit --limit 5000/sec --limit-burst 10000 -m comment --comment "on-his-name record" -j SET --add-set ohn-blocked-v4 src,dst,dst',
+      '-p udp -m limit --limit 5000/sec --limit-burst 10000 -m comment --comment "on-his-name record" -j SET --add-set ohn-blocked-v4 src,dst,dst',
     ]);
     const script = planSync(dockerDefault, { ...layout, record: 'ohn-blocked-v4' }).script!;
-    expect(script).toContain(`-A ${RECORD_CHAIN} -p tcp -m comment --comment "on-his-name record" -j SET --add-set ohn-blocked-v4 src,dst,dst`);
+    expect(script).toContain(`-A ${RECORD_CHAIN} -p tcp -m limit --limit 5000/sec --limit-burst 10000 -m comment --comment "on-his-name record" -j SET --add-set ohn-blocked-v4 src,dst,dst`);
     expect(planSync(dockerDefault, layout).script).not.toContain(`-A ${RECORD_CHAIN}`);
   });
 

@@ -10,9 +10,9 @@ import { testLayout } from '../../support/layout.js';
 describe('ON-HIS-NAME-RECORD', () => {
   it('counts an element already there before it adds a new one, and never re-adds with --exist (which resets the count to one)', () => {
     expect(recordChain('ohn-blocked-v4')).toEqual([
-      '-m set --match-set ohn-blocked-v4 src,dst,dst -m comment --comment "on-his-name count"',
-      '-p tcp -m comment --comment "on-his-name record" -j SET --add-set ohn-blocked-v4 src,dst,dst',
-      '-p udp -m comment --comment "on-his-name record" -j SET --add-set ohn-blocked-v4 src,dst,dst',
+      '-m set --match-set ohn-blocked-v4 src,dst,dst -m comment --comment "on-his-name count" -j RETURN',
+      '-p tcp -m limit --limit 5000/sec --limit-burst 10000 -m comment --comment "on-his-name record" -j SET --add-set ohn-blocked-v4 src,dst,dst',
+      '-p udp -m limit --limit 5000/sec --limit-burst 10000 -m comment --comment "on-his-name record" -j SET --add-set ohn-blocked-v4 src,dst,dst',
     ]);
     expect(recordChain(undefined)).toEqual([]);
   });
