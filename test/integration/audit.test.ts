@@ -30,7 +30,7 @@ import { probe } from '../lab/hostile.js';
 import { TCP_SERVER } from '../lab/internet.js';
 import { Namespace, attachToBridge } from '../lab/netns.js';
 import { pollUntil, startReady, type NsProcess } from '../lab/ns-process.js';
-import { DEFAULT_POLICY, POLICY_BACKENDS, unavailable, type PolicyBackend } from '../lab/policy-backends.js';
+import { DEFAULT_CLIENT, DEFAULT_POLICY, POLICY_BACKENDS, unavailable, type PolicyBackend, WEB_CLIENT, type LabClient } from '../lab/policy-backends.js';
 import { unboundUid } from '../lab/unbound.js';
 import { startCli, type CliProcess } from '../support/cli-process.js';
 import { printOnFailure } from '../support/failure.js';
@@ -50,13 +50,6 @@ const RECORDS = [
   { name: 'web', type: 'A' as const, value: ADDRESS.web },
   { name: 'denied', type: 'A' as const, value: ADDRESS.denied },
 ];
-interface Client {
-  index: number;
-  address: string;
-  policy: string;
-}
-const DEFAULT_CLIENT: Client = { index: 0, address: '192.0.2.10', policy: DEFAULT_POLICY };
-const WEB_CLIENT: Client = { index: 1, address: '192.0.2.11', policy: 'web' };
 
 /** The policy file, with audit mode where asked (the top level's is the default policy's). */
 function policyFile(audit: { default?: boolean; web?: boolean } = {}): string {
@@ -144,17 +137,17 @@ describe.skipIf(!canUseNamespaces()).each(POLICY_BACKENDS)(`audit mode, --backen
     await rename(temporary, file);
     await next((l) => l.msg === 'policies reloaded' && l.why === 'the file changed');
   };
-  const resolve = async (client: Client, name: string, address: string) => expect(await lab.resolve(name, { from: client.index })).toEqual([address]);
+  const resolve = async (client: LabClient, name: string, address: string) => expect(await lab.resolve(name, { from: client.index })).toEqual([address]);
   /** A real HTTP exchange from `client`: the server's answer, or undefined. */
-  const request = (client: Client, address: string, port: number) => lab.request(address, port, { from: client.index, timeoutMs: 3_000 });
+  const request = (client: LabClient, address: string, port: number) => lab.request(address, port, { from: client.index, timeoutMs: 3_000 });
   /** A TCP attempt from `client`, decided by `counter` (by default its policy's verdict). */
-  const reach = (client: Client, address: string, port: number, counter = async () => (await kernel.verdict(host(), client.policy)).packets) =>
+  const reach = (client: LabClient, address: string, port: number, counter = async () => (await kernel.verdict(host(), client.policy)).packets) =>
     probe(lab.containers[client.index]!, { protocol: 'tcp', address, port }, counter);
   /**
    * The view once it holds the destination (and, with `named`, the name of its answer: the
    * dnstap of an answer can come after the connection, and a read in between).
    */
-  const recorded = (client: Client, address: string, port: number, named = false) =>
+  const recorded = (client: LabClient, address: string, port: number, named = false) =>
     pollUntil(
       () => admin.blocked(),
       (view) => attemptsOf(view, client.address, address, port).some((b) => !named || b.name !== null),
@@ -163,7 +156,7 @@ describe.skipIf(!canUseNamespaces()).each(POLICY_BACKENDS)(`audit mode, --backen
       100,
     );
   /** The log lines said for the destination, once there is one. */
-  const audited = async (client: Client, address: string, port: number) => {
+  const audited = async (client: LabClient, address: string, port: number) => {
     const said = (l: Record<string, unknown>) => l.msg === 'would block (audit)' && l.client === client.address && l.address === address && l.port === port;
     await daemon!.waitFor(said);
     return daemon!.lines.filter(said);

@@ -26,7 +26,7 @@ import { ADMIN_PORT, adminOf, attemptsOf, blockedKernel, synRetransmitsIn, type 
 import { BRIDGE, createFirewallLab, type FirewallLab } from '../lab/firewall-lab.js';
 import { probe } from '../lab/hostile.js';
 import { pollUntil, startInNamespace } from '../lab/ns-process.js';
-import { DEFAULT_POLICY, POLICY_BACKENDS, unavailable } from '../lab/policy-backends.js';
+import { DEFAULT_CLIENT, DEFAULT_POLICY, POLICY_BACKENDS, unavailable, WEB_CLIENT, type LabClient } from '../lab/policy-backends.js';
 import { unboundUid } from '../lab/unbound.js';
 import { startCli, type CliProcess } from '../support/cli-process.js';
 import { printOnFailure } from '../support/failure.js';
@@ -50,13 +50,6 @@ const RECORDS = [
   { name: 'one.sib', type: 'A' as const, value: ADDRESS.one },
   { name: 'two.sib', type: 'A' as const, value: ADDRESS.two },
 ];
-interface Client {
-  index: number;
-  address: string;
-  policy: string;
-}
-const DEFAULT_CLIENT: Client = { index: 0, address: '192.0.2.10', policy: DEFAULT_POLICY };
-const WEB_CLIENT: Client = { index: 1, address: '192.0.2.11', policy: 'web' };
 const POLICY_FILE = `# blocked.test.ts\n${stringify({
   allow: ['allowed.test.'],
   ports: [443],
@@ -88,7 +81,7 @@ describe.skipIf(!canUseNamespaces()).each(POLICY_BACKENDS)(`what is blocked, enf
     await daemon.waitFor((l) => l.msg === 'producer connected', 20_000);
   };
   /** `name` asked from `client` is denied by its policy: the daemon says so. */
-  const denied = async (client: Client, name: string, address: string) => {
+  const denied = async (client: LabClient, name: string, address: string) => {
     const from = daemon!.lines.length;
     expect(await lab.resolve(name, { from: client.index })).toEqual([address]);
     await daemon!.waitFor((l) => daemon!.lines.indexOf(l) >= from && l.msg === 'deny' && l.name === `${name}.` && l.client === client.address);
@@ -97,14 +90,14 @@ describe.skipIf(!canUseNamespaces()).each(POLICY_BACKENDS)(`what is blocked, enf
    * A real TCP attempt (curl) from `client` that its policy drops: the SYNs its kernel sent
    * (the first and its retransmits) and the packets the policy's drop counted meanwhile.
    */
-  const attempt = async (client: Client, address: string, port: number) => {
+  const attempt = async (client: LabClient, address: string, port: number) => {
     const ns = lab.containers[client.index]!;
     const [retransmits, drops] = [await synRetransmitsIn(ns), await backend.drops(host(), client.policy)];
     expect(await lab.connect(address, port, { from: client.index, timeoutMs: ATTEMPT_MS })).toBe(false);
     return { syns: 1 + (await synRetransmitsIn(ns)) - retransmits, dropped: (await backend.drops(host(), client.policy)) - drops };
   };
   /** The view once it holds `atLeast` packets for the destination (or, a packet lost to the drain's race, after 5 s). */
-  const recorded = async (client: Client, address: string, port: number, atLeast: number, protocol: 'tcp' | 'udp' = 'tcp') => {
+  const recorded = async (client: LabClient, address: string, port: number, atLeast: number, protocol: 'tcp' | 'udp' = 'tcp') => {
     const deadline = Date.now() + 5_000;
     for (;;) {
       const view = await admin.blocked();
@@ -113,7 +106,7 @@ describe.skipIf(!canUseNamespaces()).each(POLICY_BACKENDS)(`what is blocked, enf
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   };
-  const blockedLines = (client: Client, address: string, port: number) =>
+  const blockedLines = (client: LabClient, address: string, port: number) =>
     daemon!.lines.filter((l) => l.msg === 'blocked' && l.client === client.address && l.address === address && l.port === port);
 
   beforeAll(async () => {

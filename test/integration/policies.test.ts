@@ -26,7 +26,7 @@ import { stringify } from 'yaml';
 import { BRIDGE, createFirewallLab, type FirewallLab } from '../lab/firewall-lab.js';
 import { SCRIPTS, forgeAddress, probe, type Reach } from '../lab/hostile.js';
 import { pollUntil, startInNamespace, startReady, type NsProcess } from '../lab/ns-process.js';
-import { DEFAULT_POLICY, POLICY_BACKENDS, unavailable } from '../lab/policy-backends.js';
+import { DEFAULT_CLIENT, DEFAULT_POLICY, POLICY_BACKENDS, unavailable, WEB_CLIENT, type LabClient } from '../lab/policy-backends.js';
 import { unboundUid } from '../lab/unbound.js';
 import { CLI, startCli, type CliProcess } from '../support/cli-process.js';
 import { printOnFailure } from '../support/failure.js';
@@ -57,13 +57,6 @@ const UDP_PORT = 7001;
 const DEFAULT_ALLOW = ['default-only.test.', 'both.test.'];
 const WEB_ALLOW = ['web-only.test.', 'both.test.', 'kept.test.'];
 
-interface Client {
-  index: number;
-  address: string;
-  policy: string;
-}
-const DEFAULT_CLIENT: Client = { index: 0, address: '192.0.2.10', policy: DEFAULT_POLICY };
-const WEB_CLIENT: Client = { index: 1, address: '192.0.2.11', policy: 'web' };
 
 /** The policy file: the default policy on TCP 443, and the given policies (web on 80, 7000, udp/7001, for 192.0.2.11). */
 function policyFile(policies: Record<string, { allow: string[]; clients: string[] }>): string {
@@ -109,18 +102,18 @@ describe.skipIf(!canUseNamespaces()).each(POLICY_BACKENDS)(`policies per client 
   };
   const reloaded = (next: ReturnType<typeof mark>, why: string) => next((l) => l.msg === 'policies reloaded' && l.why === why);
   /** `name` asked from `client` opens `address` for `policy` (the client's own by default): the kernel holds it. */
-  const opens = async (client: Client, name: string, address: string, policy = client.policy) => {
+  const opens = async (client: LabClient, name: string, address: string, policy = client.policy) => {
     expect(await lab.resolve(name, { from: client.index })).toEqual([address]);
     await pollUntil(() => backend.open(host(), policy), (open) => open.has(address), 10_000, `${address} (${name}) open for policy ${policy}`);
   };
   /** `name` asked from `client` is denied by its policy: the daemon says so (a denied answer opens nothing). */
-  const denied = async (client: Client, name: string) => {
+  const denied = async (client: LabClient, name: string) => {
     const next = mark();
     await lab.resolve(name, { from: client.index });
     await next((l) => l.msg === 'deny' && l.name === `${name}.` && l.client === client.address && l.policy === client.policy);
   };
   /** A TCP connection from `client`, decided by its policy's drop counter. */
-  const reach = (client: Client, address: string, port: number, policy = client.policy): Promise<Reach> =>
+  const reach = (client: LabClient, address: string, port: number, policy = client.policy): Promise<Reach> =>
     probe(lab.containers[client.index]!, { protocol: 'tcp', address, port }, () => backend.drops(host(), policy));
   const closes = (policy: string, address: string) =>
     pollUntil(() => backend.open(host(), policy), (open) => !open.has(address), 10_000, `${address} closed for policy ${policy}`);

@@ -16,6 +16,16 @@ import type { Namespace } from './netns.js';
 
 export const DEFAULT_POLICY = 'default';
 
+/** A container of the lab as the policy suites use it: its index in lab.containers, its address, its policy. */
+export interface LabClient {
+  index: number;
+  address: string;
+  policy: string;
+}
+/** The lab's first container, with no policy of its own, and the second, which the suites' policy files name 'web' by address. */
+export const DEFAULT_CLIENT: LabClient = { index: 0, address: '192.0.2.10', policy: DEFAULT_POLICY };
+export const WEB_CLIENT: LabClient = { index: 1, address: '192.0.2.11', policy: 'web' };
+
 export interface PolicyBackend {
   name: 'iptables' | 'ipset' | 'nftables';
   /** Command-line arguments that select it. */
