@@ -6,8 +6,10 @@
  * `iptables -F DOCKER-USER` would otherwise leave the bridge open for up to that interval.
  *
  * What could open egress: our table, chains or sets deleted or flushed, and rules added or
- * deleted in the chains a packet from the bridge meets (an accept put ahead of ours). Set
- * elements coming and going are our own daily work and ask for nothing. Nor do our own rule
+ * deleted in the chains a packet from the bridge meets (an accept put ahead of ours). Also
+ * asking: elements of our sets deleted by someone else (`nft flush set` reports each), which
+ * closes what answers opened until the reconcile puts them back. The blocked sets' elements
+ * come and go with dropped packets and our reads, and ask for nothing. Nor do our own
  * changes: `nft monitor` ends each transaction with "# new generation N by process PID",
  * and a transaction by a process of ours (our iptables-restore, our nft) is skipped. They
  * would otherwise ask for a reconcile a second under a stream of answers, each a read of
@@ -48,6 +50,8 @@ const RESTART_MS = 30_000;
 /** Chains whose rules a packet from a bridge meets: Docker's, iptables' hooks, ours. */
 const WATCHED_CHAINS = /\b(DOCKER-USER|FORWARD|INPUT|ON-HIS-NAME-[A-Z]+|OHN-P-\S+)\b/;
 const OUR_TABLE = /\binet on-his-name\b/;
+/** The blocked view's record (firewall/nft/blocked.ts): filled by the packet path, emptied by our reads. */
+const RECORD_SETS = /\binet on-his-name blocked[46]\b/;
 const GENERATION = /^# new generation \d+ by process (\d+)/;
 /** How long a change waits for the line naming its author; it follows in the same read, in practice. */
 const GENERATION_WAIT_MS = 100;
@@ -62,9 +66,10 @@ export function childOfUs(pid: number): boolean {
   }
 }
 
-/** Could this `nft monitor` line open egress? */
+/** Could this `nft monitor` line open egress, or close what answers opened? */
 export function couldOpen(line: string): boolean {
-  if (/^(add|delete) element /.test(line)) return false;
+  if (/^delete element /.test(line)) return OUR_TABLE.test(line) && !RECORD_SETS.test(line);
+  if (/^add element /.test(line)) return false;
   if (/^flush ruleset/.test(line)) return true;
   if (/^(delete|flush) table /.test(line)) return true;
   if (OUR_TABLE.test(line)) return /^(delete|flush|add rule|insert rule|replace rule)/.test(line);

@@ -20,11 +20,14 @@ describe('which ruleset changes could open egress', () => {
     'add rule ip filter INPUT tcp dport 22 accept',
     'delete chain ip filter ON-HIS-NAME-SOURCES',
     'add rule ip filter OHN-P-ci accept',
+    'delete element inet on-his-name allow4 { 198.51.100.1 timeout 1h expires 59m59s484ms }',
+    'delete element inet on-his-name p-ci-6 { 2001:db8::1 timeout 1h expires 59m }',
   ])('%s: yes', (line) => expect(couldOpen(line)).toBe(true));
 
   it.each([
     'add element inet on-his-name allow4 { 198.51.100.7 timeout 5m }',
     'delete element inet on-his-name blocked4 { 192.0.2.10 . 203.0.113.10 . tcp . 443 }',
+    'delete element ip nat some-set { 10.0.0.1 }',
     '# new generation 5 by process 13384 (nft)',
     'add rule ip nat POSTROUTING oifname "eth0" masquerade',
     'add table ip docker-bridges',
@@ -105,6 +108,8 @@ describe('watchRuleset', () => {
   it('does nothing for our own set elements coming and going', async () => {
     const w = start();
     for (let i = 0; i < 100; i++) w.emit(`add element inet on-his-name allow4 { 198.51.100.${i} timeout 5m }`);
+    w.emit('delete element inet on-his-name allow4 { 198.51.100.7 }');
+    w.emit('# new generation 12 by process 4242 (nft)'); // our expiry
     await w.clock.advance(10_000);
     expect(w.reconciles()).toBe(0);
   });
