@@ -98,7 +98,8 @@ export function watchRuleset(options: RulesetWatchOptions): RulesetWatch {
   };
   const reconcileFor = (change: string, pid?: number) => {
     if (stopped || pending) return;
-    options.log.debug({ change, pid }, 'the ruleset changed: reconciling');
+    // writerPid, not pid: pino's pid is this process's own.
+    options.log.debug({ change, writerPid: pid }, 'the ruleset changed: reconciling');
     pending = clock.setTimeout(fire, Math.max(0, lastAt + minIntervalMs - clock.now())).unref();
   };
   const clearSuspect = () => {

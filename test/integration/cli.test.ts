@@ -127,7 +127,7 @@ describe.skipIf(!canUseNamespaces())(`on-his-name --interface with unbound in na
     await lab.iptables(...FOREIGN_RULE.split(' '));
     await lab.iptables('-A', 'DOCKER-USER', '-j', 'RETURN');
     await daemon.waitFor((l) => String(l.msg).includes('our base rules were missing or damaged'), 5_000);
-    expect(daemon.lines.find((l) => l.msg === 'the ruleset changed: reconciling')).toMatchObject({ change: expect.stringContaining('DOCKER-USER'), pid: expect.any(Number) });
+    expect(daemon.lines.find((l) => l.msg === 'the ruleset changed: reconciling')).toMatchObject({ change: expect.stringContaining('DOCKER-USER'), writerPid: expect.any(Number) });
     for (const end = Date.now() + 5_000; (await acceptRules()).length < before && Date.now() < end; ) await new Promise((r) => setTimeout(r, 100));
     expect(await acceptRules()).toHaveLength(before);
     expect(await egress(lab, '203.0.113.10', 80)).toBe('dropped');

@@ -26,6 +26,9 @@ export function startCli(namespace: string, args: string[], env: Record<string, 
     reject: false,
     buffer: false,
     env,
+    // execa's default SIGKILLs 5 s after a kill(): the daemon's own stop may take its 5 s grace
+    // and more on a loaded machine, and a test that stops it wants its exit code, not ours.
+    forceKillAfterDelay: 60_000,
   });
   const lines: CliProcess['lines'] = [];
   let raw = '';

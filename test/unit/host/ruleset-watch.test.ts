@@ -92,7 +92,7 @@ describe('watchRuleset', () => {
     w.emit('# new generation 9 by process 5151 (iptables)');
     await w.clock.advance(1);
     expect(w.reconciles()).toBe(1);
-    expect(w.lines.find((l) => l.msg === 'the ruleset changed: reconciling')).toMatchObject({ change: 'insert rule ip filter DOCKER-USER iifname "br0" accept', pid: 5151 });
+    expect(w.lines.find((l) => l.msg === 'the ruleset changed: reconciling')).toMatchObject({ change: 'insert rule ip filter DOCKER-USER iifname "br0" accept', writerPid: 5151 });
   });
 
   it('reconciles for a change whose author is not named within 100 ms (a monitor without generation lines)', async () => {
