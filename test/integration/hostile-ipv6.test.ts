@@ -75,7 +75,7 @@ describe.skipIf(!canUseNamespaces()).each(BACKENDS)(`IPv6 and forged sources fro
     ]);
   });
 
-  it.runIf(backend.ipv6Always)('starts although ip6tables has no DOCKER-USER chain, and no IPv6 leaves over TCP, UDP or ICMPv6', async () => {
+  if (backend.ipv6Always) it('starts although ip6tables has no DOCKER-USER chain, and no IPv6 leaves over TCP, UDP or ICMPv6', async () => {
     expect(await host().exec('ip6tables', ['-S'])).not.toContain('DOCKER-USER');
     await hostile.start([...backend.args, 'six.test.']);
     expect(await everyProtocol(OPENED6)).toEqual({ tcp: 'dropped', udp: 'dropped', icmp: 'dropped' });
