@@ -38,7 +38,7 @@ describe.skipIf(!canUseNamespaces()).each(BACKENDS)(`a container reflecting DNS 
     const sender = startInNamespace(lab.containers[0]!, [process.execPath, SCRIPTS.sendQuery, source, String(port), GATEWAY, '53', forged]);
     await sender.waitForLine((line) => line.sent === 1, 5_000, 'the forged query sent');
     await sender.stop();
-    const status = await lab.containers[0]!.exec('sh', ['-c', `dig +time=3 +tries=1 @${GATEWAY} ${own} | grep -o 'status: [A-Z]*' || true`]);
+    const status = await lab.containers[0]!.exec('sh', ['-c', `dig +time=10 +tries=1 @${GATEWAY} ${own} | grep -o 'status: [A-Z]*' || true`]);
     expect(status.trim()).toBe('status: NXDOMAIN');
     await upstream.waitForQuery((query) => query.name === own, 5_000);
     return forged;

@@ -51,7 +51,7 @@ describe.skipIf(!canUseNamespaces())(`a container stalling the inline proxy for 
     const flood = hostile.track(startInNamespace(hostile.lab.containers[0]!, [process.execPath, SCRIPTS.dnsFlood, GATEWAY, String(FLOOD.count), String(FLOOD.perMs), 'stall']));
     // Saturated: every query sent, and the proxy already turns the flooder's extra ones away.
     const saturated = await flood.waitForLine((line: Line) => line.done === true && Number(line.servfail) > 0, 30_000, 'the flood sent and turned away');
-    const status = await hostile.lab.containers[1]!.exec('sh', ['-c', `dig +time=5 +tries=1 @${GATEWAY} allowed.test | grep -Eo 'status: [A-Z]+|^allowed.test.*' || true`]);
+    const status = await hostile.lab.containers[1]!.exec('sh', ['-c', `dig +time=10 +tries=1 @${GATEWAY} allowed.test | grep -Eo 'status: [A-Z]+|^allowed.test.*' || true`]);
     console.info(`flood from container 0: ${JSON.stringify(saturated)}; container 1 got: ${status.trim().replace(/\s+/g, ' ')}`);
     expect(status).toMatch(/status: NOERROR/);
     expect(status).toMatch(/198\.51\.100\.10/);
@@ -63,7 +63,7 @@ describe.skipIf(!canUseNamespaces())(`a container stalling the inline proxy for 
     const trickle = hostile.track(startInNamespace(hostile.lab.containers[0]!, [process.execPath, SCRIPTS.tcpTrickle, GATEWAY, String(TRICKLERS)]));
     const settled = await trickle.waitForLine((line: Line) => line.settled === true, 30_000, 'every connection established or refused');
     // Container 1's connection queues behind all of container 0's: the proxy has judged every one of those first.
-    const answer = await hostile.lab.containers[1]!.exec('sh', ['-c', `dig +tcp +short +time=5 +tries=1 @${GATEWAY} allowed.test 2>&1 || true`]);
+    const answer = await hostile.lab.containers[1]!.exec('sh', ['-c', `dig +tcp +short +time=10 +tries=1 @${GATEWAY} allowed.test 2>&1 || true`]);
     console.info(`${TRICKLERS} trickling connections from container 0: ${JSON.stringify(settled)}, then ${JSON.stringify(trickle.lines.at(-1))}; container 1 over TCP got: ${answer.trim()}`);
     expect(answer.trim()).toBe('198.51.100.10');
     await trickle.stop();
@@ -72,7 +72,7 @@ describe.skipIf(!canUseNamespaces())(`a container stalling the inline proxy for 
   it('with --dns-hold-ms 0, the warning about answers released before their rules is a few summary lines', async () => {
     const daemon = await hostile.start([...backend.args, ...inline, '--dns-hold-ms', '0', 'fresh*.test.']);
     // All at once, each into its own file: the answers' rules go in as one or two batches, which no answer waits for.
-    const script = `d=$(mktemp -d); ${fresh.map((r) => `dig +short +time=3 +tries=1 @${GATEWAY} ${r.name}.test > $d/${r.name} &`).join(' ')} wait; ${fresh.map((r) => `cat $d/${r.name}`).join('; ')}; rm -r $d`;
+    const script = `d=$(mktemp -d); ${fresh.map((r) => `dig +short +time=10 +tries=1 @${GATEWAY} ${r.name}.test > $d/${r.name} &`).join(' ')} wait; ${fresh.map((r) => `cat $d/${r.name}`).join('; ')}; rm -r $d`;
     const started = performance.now();
     const answers = (await hostile.lab.containers[0]!.exec('sh', ['-c', script])).trim().split('\n');
     const seconds = Math.ceil((performance.now() - started) / 1000);

@@ -55,7 +55,7 @@ describe.skipIf(!canUseNamespaces())(`inline DNS mode with the real CLI and unbo
   it('opens each fresh name before its answer arrives: every first SYN gets through', async () => {
     const before = synRetransmits(await inContainer('cat /proc/net/netstat'));
     const script = fresh
-      .map((r) => `a=$(dig +short +time=2 +tries=1 @${GATEWAY} ${r.name}.test); curl -s -o /dev/null --max-time 5 -w '${r.name} %{http_code} %{time_connect}\\n' "http://$a/"`)
+      .map((r) => `a=$(dig +short +time=5 +tries=1 @${GATEWAY} ${r.name}.test); curl -s -o /dev/null --max-time 5 -w '${r.name} %{http_code} %{time_connect}\\n' "http://$a/"`)
       .join('; ');
     const results = (await inContainer(script)).trim().split('\n');
     const after = synRetransmits(await inContainer('cat /proc/net/netstat'));
@@ -72,7 +72,7 @@ describe.skipIf(!canUseNamespaces())(`inline DNS mode with the real CLI and unbo
   });
 
   it('serves DNS over TCP too, and opens every address of a multi-address answer', async () => {
-    const out = await inContainer(`dig +short +tcp +time=2 +tries=1 @${GATEWAY} multi.test`);
+    const out = await inContainer(`dig +short +tcp +time=5 +tries=1 @${GATEWAY} multi.test`);
     expect(out.trim().split('\n').sort()).toEqual(['198.51.100.11', '198.51.100.12']);
     expect(await lab.connect('198.51.100.11', 443)).toBe(true);
     expect(await lab.connect('198.51.100.12', 80)).toBe(true);
@@ -80,7 +80,7 @@ describe.skipIf(!canUseNamespaces())(`inline DNS mode with the real CLI and unbo
 
   it('answers SERVFAIL for a name the upstream cannot answer in time, and keeps serving', async () => {
     await upstream.stop();
-    const servfail = await inContainer(`dig +time=5 +tries=1 @${GATEWAY} allowed.test | grep -o 'status: [A-Z]*' || true`);
+    const servfail = await inContainer(`dig +time=10 +tries=1 @${GATEWAY} allowed.test | grep -o 'status: [A-Z]*' || true`);
     expect(servfail.trim()).toBe('status: SERVFAIL');
     upstream = await startUnbound({ namespace: lab.host, listen: UPSTREAM.host, port: UPSTREAM.port, zone: 'test.', records: [...DEFAULT_RECORDS, ...fresh] });
     expect(await lab.resolve('allowed.test')).toEqual(['198.51.100.10']);

@@ -221,7 +221,7 @@ export async function createFirewallLab(options: FirewallLabOptions): Promise<Fi
       dns: () => running,
       async resolve(name, opts = {}) {
         const type = opts.type ?? 'A';
-        const out = await from(opts.from).exec('dig', ['+short', '+time=2', '+tries=1', `@${GATEWAY}`, name, type]);
+        const out = await from(opts.from).exec('dig', ['+short', '+time=5', '+tries=1', `@${GATEWAY}`, name, type]);
         return out.split('\n').filter((line) => (type === 'AAAA' ? /^[\da-f:]+:[\da-f:]*$/i : /^\d+\.\d+\.\d+\.\d+$/).test(line));
       },
       connect: async (address, port, opts) => (await request(address, port, opts)) !== undefined,
