@@ -46,6 +46,8 @@ export class PolicyFirewalls implements Firewalls {
   private timer: Repeating | undefined;
   /** One change at a time: a reload, a container event and a reconcile never interleave. */
   private queue: Promise<unknown> = Promise.resolve();
+  /** Once stopping, no change starts: the runners close after us, and one started then would spawn them again. */
+  private stopping = false;
 
   private readonly clock: Clock;
 
@@ -148,12 +150,14 @@ export class PolicyFirewalls implements Firewalls {
   /** Let queued rules land (within `graceMs`), then stop every loop: the rules stay in the kernel. */
   async stop(graceMs: number, log: Logger): Promise<void> {
     this.timer?.stop();
+    this.stopping = true;
     const all = this.list().map((p) => p.firewall);
     let timer: Timer | undefined;
     const grace = new Promise<false>((resolve) => {
       timer = this.clock.setTimeout(() => resolve(false), graceMs);
     });
-    const settled = await Promise.race([Promise.all(all.map((f) => f.settled())).then(() => true), grace]);
+    // The change under way (a reconcile the ruleset watch asked for just before, a reload) ends first.
+    const settled = await Promise.race([this.queue.then(() => Promise.all(all.map((f) => f.settled()))).then(() => true), grace]);
     this.clock.clearTimeout(timer!);
     if (!settled) log.warn({ graceMs }, 'stopping with addresses still waiting for the kernel');
     for (const f of all) f.stop();
@@ -242,8 +246,9 @@ export class PolicyFirewalls implements Firewalls {
     return new Firewall(options);
   }
 
-  private serially<T>(work: () => Promise<T>): Promise<T> {
-    const next = this.queue.then(work);
+  private serially(work: () => Promise<void>): Promise<void> {
+    // Stopping: the change is dropped, as one arriving after the stop would be; the rules stay as they are.
+    const next = this.queue.then(() => (this.stopping ? undefined : work()));
     this.queue = next.catch(() => undefined);
     return next;
   }

@@ -37,6 +37,8 @@ export class AckedPipe {
   private waiter: (() => void) | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private sequence = 0;
+  /** Closed for good: no batch starts the process again (a late one after a stop would keep the daemon alive). */
+  private closed = false;
 
   constructor(private readonly options: AckedPipeOptions) {}
 
@@ -47,7 +49,14 @@ export class AckedPipe {
     return result;
   }
 
+  /** Ends the process for good: later batches fail at once. */
   close(): void {
+    this.closed = true;
+    this.kill();
+  }
+
+  /** Ends the process; the next batch starts a new one. */
+  private kill(): void {
     this.child?.kill('SIGTERM');
     this.child = undefined;
   }
@@ -72,6 +81,7 @@ export class AckedPipe {
   }
 
   private async exchange(batch: string, timeoutMs: number): Promise<BatchOutput> {
+    if (this.closed) throw new PipeError('closed');
     const proc = (this.child ??= this.start());
     const sequence = ++this.sequence;
     this.output = '';
@@ -91,7 +101,7 @@ export class AckedPipe {
     try {
       return await acknowledged;
     } catch (err) {
-      this.close();
+      this.kill();
       throw err;
     }
   }

@@ -262,6 +262,39 @@ describe('PolicyFirewalls.stop', () => {
     expect(clock.pending).toBe(0); // no retry left waiting
   });
 
+  it('lets the change under way end before it stops, and starts none after: the kernel tools close after it, and a late change would start them again', async () => {
+    const v4 = fakeIptables();
+    let gate: Promise<void> | undefined;
+    let open = () => {};
+    let reads = 0;
+    const runner = { ...v4.runner, list: async () => (reads++, await gate, v4.runner.list()) };
+    const config = parseConfig(['--backend', 'iptables', '--interface', 'br0', '--reconcile-interval', '0', 'allowed.test.'], {});
+    const { log, lines } = recordingLogger();
+    const kernels = await kernelsFor(config, VIEW, { runner, runner6: fakeIptables().runner, ipset: () => fakeIpset().runner, log }, new Closers());
+    const firewalls = new PolicyFirewalls({ kernels, config, log, ipv6Because: undefined });
+    const policies = policiesOf(CI);
+    await firewalls.start(policies.defaultPolicy, [...policies.named.values()], [{ client: '172.18.0.2', policy: 'ci' }]);
+
+    // A reconcile (the ruleset watch asked for one) is reading the kernel when the stop comes.
+    gate = new Promise((resolve) => (open = resolve));
+    const readsBefore = reads;
+    const reconciling = firewalls.reconcile();
+    await until(() => reads > readsBefore);
+    let stopped = false;
+    const stopping = firewalls.stop(5_000, log).then(() => (stopped = true));
+    for (let turn = 0; turn < 50; turn++) await new Promise((r) => setImmediate(r));
+    expect(stopped).toBe(false);
+    open();
+    gate = undefined;
+    await Promise.all([reconciling, stopping]);
+
+    const [scripts, readsAtStop] = [v4.scripts.length, reads];
+    await firewalls.reconcile();
+    await firewalls.update(all(policiesOf(CI_AND_WEB)), [{ client: '172.18.0.3', policy: 'web' }]);
+    expect([v4.scripts.length, reads]).toEqual([scripts, readsAtStop]);
+    expect(lines.filter((l) => l.level >= 40)).toEqual([]);
+  });
+
   it('stops at once, without a warning, when every rule has landed', async () => {
     const clock = new FakeClock();
     const { firewalls } = await setUp('iptables', CI, [], { clock });
